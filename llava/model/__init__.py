@@ -4,6 +4,7 @@ the transformers Auto classes, so ``AutoModel.from_pretrained(folder)`` loads up
 
 from .onevision_encoder import (
     OneVisionEncoderConfig,
+    OneVisionEncoderImageProcessor,
     OneVisionEncoderModel,
     OneVisionEncoderModelOutput,
     OneVisionEncoderPreTrainedModel,
@@ -14,6 +15,7 @@ register_auto_classes()
 
 __all__ = [
     "OneVisionEncoderConfig",
+    "OneVisionEncoderImageProcessor",
     "OneVisionEncoderModel",
     "OneVisionEncoderModelOutput",
     "OneVisionEncoderPreTrainedModel",

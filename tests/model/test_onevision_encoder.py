@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModel
 
 import llava  # noqa: F401  (registers the Auto classes)
@@ -18,6 +19,7 @@ from llava.model.onevision_encoder.presets import (
     onevision_encoder_large_lang,
     onevision_encoder_tiny,
 )
+from llava.model.registration import COMPILED_PREFIX_KEY_MAPPING
 
 
 def _model(seed: int = 0, **overrides) -> OneVisionEncoderModel:
@@ -265,3 +267,18 @@ def test_more_than_64_frames_work_with_positions(model):
 def test_bad_config_is_rejected():
     with pytest.raises(ValueError, match="multiple of 32"):
         OneVisionEncoderConfig(hidden_size=96, num_attention_heads=2)
+
+
+def test_compiled_checkpoint_prefix_and_stale_rope_buffers_load(tmp_path):
+    """`encoder._orig_mod.` keys (torch.compile) load with the documented key map; stored `inv_freq` are ignored."""
+    folder = build_random_checkpoint(tmp_path / "ck")
+    plain = load_file(folder / "model.safetensors")
+    renamed = {k.replace("encoder.layers.", "encoder._orig_mod.layers."): v for k, v in plain.items()}
+    renamed["video_rope.inv_freq_t"] = torch.full((8,), 4.16e13)  # garbage, as transformers 5 leaves them
+    save_file(renamed, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    model, info = OneVisionEncoderModel.from_pretrained(
+        folder, output_loading_info=True, key_mapping=COMPILED_PREFIX_KEY_MAPPING
+    )
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    state = model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in plain.items())

@@ -1,6 +1,7 @@
 """The OneVision-Encoder ViT: configuration, model, image processor."""
 
 from .configuration_onevision_encoder import OneVisionEncoderConfig
+from .image_processing_onevision_encoder import OneVisionEncoderImageProcessor
 from .modeling_onevision_encoder import (
     OneVisionEncoderModel,
     OneVisionEncoderModelOutput,
@@ -9,6 +10,7 @@ from .modeling_onevision_encoder import (
 
 __all__ = [
     "OneVisionEncoderConfig",
+    "OneVisionEncoderImageProcessor",
     "OneVisionEncoderModel",
     "OneVisionEncoderModelOutput",
     "OneVisionEncoderPreTrainedModel",

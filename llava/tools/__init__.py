@@ -1,0 +1,1 @@
+"""Small command-line tools over the library (each a `python -m llava.tools.<name>` entry point)."""
