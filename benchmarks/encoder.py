@@ -68,7 +68,9 @@ def codec_inputs(*, grid: int, patch: int, device: torch.device, dtype: torch.dt
     size = grid * patch
     pixels = torch.randn(1, 3, MOSAICS, size, size, generator=generator)
     per_image = grid * grid
-    first = torch.stack(torch.meshgrid(torch.zeros(1).long(), torch.arange(grid), torch.arange(grid), indexing="ij"), -1)
+    first = torch.stack(
+        torch.meshgrid(torch.zeros(1).long(), torch.arange(grid), torch.arange(grid), indexing="ij"), -1
+    )
     cells = torch.randperm((FRAMES - 1) * per_image, generator=generator)[: (MOSAICS - 1) * per_image].sort().values
     rest = torch.stack([1 + cells // per_image, (cells % per_image) // grid, cells % grid], -1)
     positions = torch.cat([first.reshape(-1, 3), rest])[None]
@@ -118,7 +120,9 @@ def run(args: argparse.Namespace) -> list[str]:
     dense = torch.randn(1, 3, FRAMES, grid * 14, grid * 14, device=device)
     sparse_s = measure(lambda: model(pixels, patch_positions=positions), device=device, repeats=args.repeats)
     dense_s = measure(lambda: model(dense), device=device, repeats=max(1, args.repeats // 2))
-    sparse = Timing(f"tiny model, sparse: {MOSAICS} mosaics, {positions.shape[1]} tokens", positions.shape[1], sparse_s)
+    sparse = Timing(
+        f"tiny model, sparse: {MOSAICS} mosaics, {positions.shape[1]} tokens", positions.shape[1], sparse_s
+    )
     full = Timing(f"tiny model, dense: {FRAMES} frames, {FRAMES * grid * grid} tokens", FRAMES * grid * grid, dense_s)
     for timing in (sparse, full):
         lines.append(f"{timing.name:<58} {timing.seconds * 1e3:10.1f} ms {timing.tokens_per_second:12.0f} tok/s")
