@@ -1,0 +1,65 @@
+"""Packing kept cells into mosaics (spec 8.4, layout `time_spatial`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def pack_mosaics(frames: Sequence[np.ndarray] | np.ndarray, frame_of_t: np.ndarray, positions_thw: np.ndarray, *,
+                 num_images: int, patch_size: int, square_size: int | None = None, pad_top: int = 0,
+                 pad_left: int = 0) -> list[np.ndarray]:
+    """Copy each kept cell into row-major mosaics.
+
+    Args:
+        frames: per distinct sampled frame, uint8 RGB placed on the square canvas at (`pad_top`, `pad_left`): either
+            whole letterboxed canvases [S, S, 3] (pads 0) or only their content rectangles [Hn, Wn, 3] (the pipeline
+            keeps just those: half the memory for portrait video, and no canvas to build).
+        frame_of_t: int [T] index into `frames` for each temporal slot t.
+        positions_thw: int [K, 3] kept cells sorted by (t, h, w) (`positions_from_visidx`).
+        num_images: number of mosaics; each holds G*G cells, G = S // patch_size.
+        patch_size: cell size in pixels.
+        square_size: canvas side S (default: the side of `frames[0]`, which must then be square).
+
+    Returns:
+        `num_images` uint8 [S, S, 3] arrays. Row r of `positions_thw` lands in image r // (G*G), cell
+        ((r % G*G) // G, r % G); with t=0 kept whole in raster order image 0 is frame t=0 in full. Cells past K and
+        letterbox padding stay black.
+    """
+    size = square_size or frames[0].shape[0]
+    grid = size // patch_size
+    cells = grid * grid
+    positions_thw = np.asarray(positions_thw, dtype=np.int64)
+    k = positions_thw.shape[0]
+    if k > num_images * cells:
+        raise ValueError(f"{k} positions do not fit in {num_images} images of {cells} cells")
+    offsets = np.arange(patch_size)
+    ys = positions_thw[:, 1, None] * patch_size + offsets - pad_top  # (K, p) rows in the frame array
+    xs = positions_thw[:, 2, None] * patch_size + offsets - pad_left
+    out = np.zeros((num_images * cells, patch_size, patch_size, 3), dtype=np.uint8)
+    src = np.asarray(frame_of_t)[positions_thw[:, 0]]
+    for f in np.unique(src):
+        rows = np.flatnonzero(src == f)
+        image = frames[f]
+        h, w = image.shape[:2]
+        y, x = ys[rows], xs[rows]
+        block = image[np.clip(y, 0, h - 1)[:, :, None], np.clip(x, 0, w - 1)[:, None, :]]  # (n, p, p, 3)
+        outside = ~(((y >= 0) & (y < h))[:, :, None] & ((x >= 0) & (x < w))[:, None, :])
+        if outside.any():
+            block[outside] = 0
+        out[rows] = block
+    out = out.reshape(num_images, grid, grid, patch_size, patch_size, 3).transpose(0, 1, 3, 2, 4, 5)
+    mosaic = out.reshape(num_images, grid * patch_size, grid * patch_size, 3)
+    if grid * patch_size != size:  # square not a multiple of the patch: keep the canvas size
+        padded = np.zeros((num_images, size, size, 3), dtype=np.uint8)
+        padded[:, : grid * patch_size, : grid * patch_size] = mosaic
+        mosaic = padded
+    return [np.ascontiguousarray(m) for m in mosaic]
+
+
+def letterbox_canvas(content: np.ndarray, square_size: int, pad_top: int, pad_left: int) -> np.ndarray:
+    """uint8 [S, S, 3] black canvas with `content` [Hn, Wn, 3] placed at (pad_top, pad_left)."""
+    canvas = np.zeros((square_size, square_size, 3), dtype=np.uint8)
+    canvas[pad_top : pad_top + content.shape[0], pad_left : pad_left + content.shape[1]] = content
+    return canvas

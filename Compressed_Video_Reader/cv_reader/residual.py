@@ -1,0 +1,118 @@
+"""Motion-compensated residual proxy on decoded luma (spec 11: stock FFmpeg exposes no coefficients).
+
+All maps here are float32 luma at a "work" resolution: the frame box-averaged by an integer factor `f`, so one work
+pixel covers f x f luma pixels. Motion fields are in full-resolution pixels and are divided by `f` here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def box_downsample(plane: np.ndarray, factor: int) -> np.ndarray:
+    """float32 [H//f, W//f] mean of each f x f block of a [H, W] plane (trailing rows/cols that do not fill a block
+    are dropped: at most f-1 pixels)."""
+    if factor == 1:
+        return plane.astype(np.float32)
+    h, w = plane.shape[0] // factor, plane.shape[1] // factor
+    plane = plane[: h * factor, : w * factor]
+    # Separable sums of strided slices (several times faster than a reshape-mean); uint16 holds 16 x 255 for 8-bit
+    # input, wider input accumulates in float32.
+    acc_type = np.uint16 if plane.dtype == np.uint8 and factor <= 4 else np.float32
+    cols = plane[:, 0::factor].astype(acc_type)
+    for dx in range(1, factor):
+        cols += plane[:, dx::factor]
+    acc = cols[0::factor].copy()
+    for dy in range(1, factor):
+        acc += cols[dy::factor]
+    return acc.astype(np.float32) * np.float32(1.0 / (factor * factor))
+
+
+def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur with edge replication (numpy only: the package has no OpenCV)."""
+    radius = max(1, int(np.ceil(3 * sigma)))
+    x = np.arange(-radius, radius + 1, dtype=np.float32)
+    kernel = np.exp(-0.5 * (x / sigma) ** 2)
+    kernel /= kernel.sum()
+    out = np.pad(image, ((radius, radius), (0, 0)), mode="edge")
+    out = sum(kernel[i] * out[i : i + image.shape[0]] for i in range(kernel.size))
+    out = np.pad(out, ((0, 0), (radius, radius)), mode="edge")
+    return sum(kernel[i] * out[:, i : i + image.shape[1]] for i in range(kernel.size)).astype(np.float32)
+
+
+def highpass_residual(luma: np.ndarray, sigma: float) -> np.ndarray:
+    """`|Y - GaussianBlur(Y, sigma)|`: the spec 11 stand-in for intra-coded residual (texture energy)."""
+    return np.abs(luma - gaussian_blur(luma, sigma))
+
+
+def upsample_blocks(field: np.ndarray, block: int, height: int, width: int) -> np.ndarray:
+    """Nearest-upsample a per-block array [h_b, w_b, ...] by `block` pixels to exactly [height, width, ...]
+    (edge-replicated where the block grid does not reach the border)."""
+    out = np.repeat(np.repeat(field, block, axis=0), block, axis=1)[:height, :width]
+    pad_h, pad_w = height - out.shape[0], width - out.shape[1]
+    if pad_h > 0 or pad_w > 0:
+        pad = [(0, max(pad_h, 0)), (0, max(pad_w, 0))] + [(0, 0)] * (out.ndim - 2)
+        out = np.pad(out, pad, mode="edge")
+    return out
+
+
+def warp_bilinear(ref: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """Sample `ref` [H, W] at `(y + dy, x + dx)` with bilinear interpolation, coordinates clamped to the frame
+    (as the codec's unrestricted motion vectors replicate edges). `dx, dy` [H, W] in work pixels."""
+    h, w = ref.shape
+    padded = np.pad(ref, ((0, 1), (0, 1)), mode="edge").reshape(-1)  # the +1 taps never leave the array
+    ys = np.clip(np.arange(h, dtype=np.float32)[:, None] + dy, 0, h - 1)
+    xs = np.clip(np.arange(w, dtype=np.float32)[None, :] + dx, 0, w - 1)
+    y0 = ys.astype(np.int32)
+    x0 = xs.astype(np.int32)
+    fy = ys - y0
+    fx = xs - x0
+    base = y0 * (w + 1) + x0
+    top = padded[base]
+    top += (padded[base + 1] - top) * fx
+    bottom = padded[base + (w + 1)]
+    bottom += (padded[base + (w + 2)] - bottom) * fx
+    top += (bottom - top) * fy
+    return top
+
+
+def mc_residual(cur: np.ndarray, field: np.ndarray, has: np.ndarray, factor: int,
+                prev: list[np.ndarray], nxt: list[np.ndarray], *, intra_sigma: float = 1.5,
+                intra: str = "difference") -> np.ndarray:
+    """Motion-compensated residual proxy `|Y_t - prediction|` (spec 11), float32 [Hw, Ww] in grey levels.
+
+    Args:
+        cur: work-resolution luma [Hw, Ww] of the frame.
+        field: float32 [H//4, W//4, 4] (L0_x, L0_y, L1_x, L1_y) in full-resolution pixels (`motion_field`).
+        has: bool [H//4, W//4, 2], which directions carry a vector.
+        factor: work resolution factor f (1, 2 or 4): one 4x4 MV block is 4/f work pixels.
+        prev, nxt: candidate references (work luma) for list 0 / list 1, e.g. the previous anchor and the previous
+            frame. `source` in the exported vectors is a direction, not a reference index (spec 2.3), and with
+            B-pyramids or several references the frame a vector points into is unknown: each candidate is tried and
+            the smallest error is kept per pixel (a wrong reference under camera motion lights up the whole frame).
+        intra_sigma: Gaussian sigma in full-resolution pixels of the high-pass used where no prediction exists.
+        intra: "difference" or "highpass", the proxy for intra blocks of inter frames.
+
+    Blocks predicted from both directions keep the smaller of the two errors; intra blocks (no vector) take the
+    frame difference to the first list-0 candidate when there is one (a pixel-domain change signal: intra blocks in
+    inter frames are mostly new or fast-moving content), else the high-pass texture proxy.
+    """
+    hw, ww = cur.shape
+    block = 4 // factor
+    vec = upsample_blocks(field, block, hw, ww) / factor
+    use = upsample_blocks(has, block, hw, ww)
+    error = np.full(cur.shape, np.inf, dtype=np.float32)
+    for refs, mask, (cx, cy) in ((prev, use[..., 0], (0, 1)), (nxt, use[..., 1], (2, 3))):
+        if not refs or not mask.any():
+            continue
+        for ref in refs:
+            err = np.abs(cur - warp_bilinear(ref, vec[..., cx], vec[..., cy]))
+            np.minimum(error, np.where(mask, err, np.inf), out=error)
+    no_pred = ~np.isfinite(error)
+    if no_pred.any():
+        if prev and intra == "difference":
+            fallback = np.abs(cur - prev[0])
+        else:
+            fallback = highpass_residual(cur, max(intra_sigma / factor, 0.5))
+        error = np.where(no_pred, fallback, error)
+    return error.astype(np.float32)

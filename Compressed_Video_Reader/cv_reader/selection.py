@@ -1,0 +1,98 @@
+"""Global top-K patch selection on the (t, h, w) grid: a pure function, scores in, kept positions out (spec 6)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MANDATORY_SCORE = -1e6  # spec 6: t=0 rows are taken whole, their scores are pushed out of the top-K
+PADDING_SCORE = -1e4  # padding cells rank after every content cell (upstream: -1e-4 with policy `zero`)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Result of `select_topk`.
+
+    Attributes:
+        visidx_thw: int32 [K, 3] rows (t, h, w): t=0 cells in raster order (when kept whole), then the rest by
+            descending score with ties broken by ascending flat index `t*G*G + h*G + w`.
+        positions_thw: int32 [K, 3], the same rows sorted by (t, h, w): the mosaic token order.
+        num_padding_picked: padding cells that had to be taken because content cells ran out (t >= 1).
+        num_duplicate_frame_picked: cells picked on a t whose frame duplicates an earlier t (N < num_frames).
+    """
+
+    visidx_thw: np.ndarray
+    positions_thw: np.ndarray
+    num_padding_picked: int
+    num_duplicate_frame_picked: int
+
+
+def positions_from_visidx(visidx_thw: np.ndarray) -> np.ndarray:
+    """Rows of `visidx_thw` [K, 3] sorted by t, then h, then w (upstream `lexsort((w, h, t))`, spec 8.3)."""
+    visidx_thw = np.asarray(visidx_thw)
+    order = np.lexsort((visidx_thw[:, 2], visidx_thw[:, 1], visidx_thw[:, 0]))
+    return np.ascontiguousarray(visidx_thw[order]).astype(np.int32)
+
+
+def select_topk(scores: np.ndarray, budget: int, *, valid_mask: np.ndarray | None = None,
+                keep_first_full_frame: bool = True, duplicate_t: np.ndarray | None = None) -> Selection:
+    """Pick `budget` cells of a [T, G, G] score volume.
+
+    Args:
+        scores: float [T, G, G] per-cell scores (higher = more salient), any finite values.
+        budget: K, the number of cells kept; at most T*G*G, and at least G*G when the first frame is kept whole.
+        valid_mask: bool [G, G], False for letterbox padding cells; those rank after every content cell.
+        keep_first_full_frame: take all G*G cells of t=0 first, in raster order (spec 6, production mode).
+        duplicate_t: bool [T], True where frame t repeats an earlier t (fewer than T decoded frames); those cells
+            rank after every distinct cell, so the budget is spent on distinct frames first.
+
+    Returns:
+        A `Selection`; ties are broken deterministically by the flat index (spec 6 recommends `(-score, flat)`).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 3 or scores.shape[1] != scores.shape[2]:
+        raise ValueError(f"scores must be [T, G, G], got shape {scores.shape}")
+    t_len, grid, _ = scores.shape
+    cells = grid * grid
+    if not 0 < budget <= t_len * cells:
+        raise ValueError(f"budget must be in 1..{t_len * cells}, got {budget}")
+    if keep_first_full_frame and budget < cells:
+        raise ValueError(f"budget {budget} is smaller than one full frame ({cells} cells)")
+    valid = np.ones((grid, grid), bool) if valid_mask is None else np.asarray(valid_mask, bool)
+    dup = np.zeros(t_len, bool) if duplicate_t is None else np.asarray(duplicate_t, bool)
+
+    # Rank key: tier first (0 content, 1 padding, 2 duplicate frame, 3 mandatory t=0), then -score, then flat index.
+    tier = np.where(valid[None], 0, 1) * np.ones((t_len, 1, 1), np.int64)
+    tier = np.where(dup[:, None, None], 2, tier)
+    flat_scores = scores.reshape(-1)
+    if keep_first_full_frame:
+        tier[0] = 3
+    flat_tier = tier.reshape(-1)
+    flat_index = np.arange(t_len * cells)
+    mandatory = flat_index[:cells] if keep_first_full_frame else flat_index[:0]
+    remaining = budget - mandatory.size
+    candidates = flat_index[mandatory.size:]
+    if remaining > 0:
+        # lexsort: last key is primary. Stable and deterministic.
+        order = np.lexsort((candidates, -flat_scores[candidates], flat_tier[candidates]))
+        picked = candidates[order[:remaining]]
+    else:
+        picked = candidates[:0]
+    flat = np.concatenate([mandatory, picked])
+    t, rem = np.divmod(flat, cells)
+    h, w = np.divmod(rem, grid)
+    visidx = np.stack([t, h, w], axis=1).astype(np.int32)
+    picked_tier = flat_tier[picked]
+    return Selection(
+        visidx_thw=visidx,
+        positions_thw=positions_from_visidx(visidx),
+        num_padding_picked=int(np.sum(~valid[h[mandatory.size:], w[mandatory.size:]] & ~dup[t[mandatory.size:]])),
+        num_duplicate_frame_picked=int(np.sum(picked_tier == 2)),
+    )
+
+
+def visible_indices(positions_thw: np.ndarray, grid: int) -> np.ndarray:
+    """int64 [K] flat indices `t*G*G + h*G + w` on the [T, G, G] grid (eval asset `visible_indices.npy`, spec 9)."""
+    p = np.asarray(positions_thw, dtype=np.int64)
+    return p[:, 0] * grid * grid + p[:, 1] * grid + p[:, 2]

@@ -1,0 +1,176 @@
+"""Batch CLIs in-process (`main(argv)`): file names, formats, JSONL rewrite, resume, failures, shards, keys."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cv_reader import positions_from_visidx
+from cv_reader.assets import rewrite_conversations, sha1_hex
+from cv_reader.cli import main
+
+from .synth import moving_object_clip
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory, moving_clip):
+    root = tmp_path_factory.mktemp("dataset")
+    videos = root / "videos"
+    (videos / "a").mkdir(parents=True)
+    (videos / "b").mkdir(parents=True)
+    shutil.copy(moving_clip.path, videos / "a" / "clip.mp4")
+    moving_object_clip(videos / "b" / "clip.mp4", num_frames=30, seed=21)  # same stem, other video
+    (videos / "broken.mp4").write_text("not a video")
+    conv = [{"from": "human", "value": "<video>\nWhat moves?"}, {"from": "gpt", "value": "A square."}]
+    rows = [
+        {"id": "s0", "video": "a/clip.mp4", "conversations": conv, "data_source": "synthetic"},
+        {"id": "s1", "video": "b/clip.mp4", "conversations": conv},
+        {"id": "bad", "video": "broken.mp4", "conversations": conv},
+    ]
+    path = root / "data.json"
+    path.write_text(json.dumps(rows))
+    return {"root": root, "json": path, "videos": videos, "rows": rows}
+
+
+def _run(argv: list[str]) -> int:
+    return main(["--log_level", "ERROR", *argv])
+
+
+def test_stage1_then_stage2(dataset, tmp_path, capsys):
+    out1 = tmp_path / "stage1"
+    args = ["stage1", "--input_json", str(dataset["json"]), "--out_root", str(out1), "--video_root",
+            str(dataset["videos"]), "--keep_first_full_frame", "--padding_policy", "zero"]
+    assert _run(args) == 0
+    metas = sorted(out1.glob("*.meta.json"))
+    assert len(metas) == 2
+    name = metas[0].name
+    key = "a/clip.mp4|s0|0"
+    expected = f"sample_s0__clip__{sha1_hex('a/clip.mp4')[:8]}__{sha1_hex(key)[:8]}_T64_square576_p16_K10368"
+    assert name == expected + ".meta.json"
+    visidx = np.load(out1 / f"{expected}.visidx_thw.npy")
+    frame_ids = np.load(out1 / f"{expected}.frame_ids.npy")
+    assert visidx.dtype == np.int32 and visidx.shape == (10368, 3)
+    assert frame_ids.dtype == np.int32 and frame_ids.shape == (64,)
+    meta = json.loads(metas[0].read_text())
+    for k in ("sample_id", "sample_key", "video", "T", "frame_ids", "preprocess", "square_size", "patch",
+              "keep_frames_equiv", "padding_policy", "keep_uniform_first", "keep_first_full_frame", "H0", "W0",
+              "pad_info", "hb", "wb", "S_total", "S_valid", "K", "padding_patch_filtered", "valid_ranges"):
+        assert k in meta, k
+    assert meta["sample_key"] == key and meta["preprocess"] == "square576" and meta["frame_ids"] is None
+    failed = (out1 / "stage1_failed.shard00of01.txt").read_text().splitlines()
+    assert len(failed) == 1 and failed[0].startswith("bad\tbroken.mp4\t") and "broken.mp4" in failed[0]
+    assert "2 done, 0 skipped (already done), 1 failed" in capsys.readouterr().out
+
+    # Resume: nothing is redone.
+    mtime = metas[0].stat().st_mtime_ns
+    assert _run(args) == 0
+    assert "0 done, 2 skipped" in capsys.readouterr().out
+    assert metas[0].stat().st_mtime_ns == mtime
+
+    images, out_jsonl = tmp_path / "packs", tmp_path / "train.jsonl"
+    assert _run(["stage2", "--mode", "pack", "--input_json", str(dataset["json"]), "--stage1_root", str(out1),
+                 "--out_image_root", str(images), "--out_jsonl", str(out_jsonl), "--video_root",
+                 str(dataset["videos"]), "--num_images", "8", "--T", "64", "--patch", "16", "--write_positions",
+                 "--first_full"]) == 0
+    lines = [json.loads(line) for line in out_jsonl.read_text().splitlines()]
+    assert [r["id"] for r in lines] == ["s0", "s1"]
+    first = lines[0]
+    assert set(first) == {"id", "conversations", "image", "positions_thw"}
+    assert first["conversations"][0]["value"] == "\n".join(["<image>"] * 8) + "\nWhat moves?"
+    pack = images / f"sample_s0__clip__{sha1_hex('a/clip.mp4')[:8]}"
+    assert first["image"] == [str(pack / f"clip_{i:03d}.jpg") for i in range(8)]
+    positions = np.load(first["positions_thw"])
+    assert positions.dtype == np.int32
+    np.testing.assert_array_equal(positions, positions_from_visidx(visidx))
+    assert all(Image.open(p).size == (576, 576) for p in first["image"])
+    fail = Path(str(out_jsonl) + ".fail.txt").read_text()
+    assert "broken.mp4" in fail
+
+
+def test_pack_one_step_and_precompute_keys(dataset, tmp_path, capsys):
+    out_jsonl = tmp_path / "train.jsonl"
+    assert _run(["pack", "--input_json", str(dataset["json"]), "--out_image_root", str(tmp_path / "packs"),
+                 "--out_jsonl", str(out_jsonl), "--video_root", str(dataset["videos"])]) == 0
+    lines = [json.loads(line) for line in out_jsonl.read_text().splitlines()]
+    assert len(lines) == 2 and len(lines[1]["image"]) == 8
+    pack_dir = Path(lines[0]["positions_thw"]).parent
+    visidx = np.load(pack_dir / "visidx_thw.npy")
+    np.testing.assert_array_equal(np.load(lines[0]["positions_thw"]), positions_from_visidx(visidx))
+    mosaic0 = np.asarray(Image.open(lines[0]["image"][0]))
+    assert mosaic0.shape == (576, 576, 3) and mosaic0.mean() > 20
+
+    listing = tmp_path / "videos.jsonl"
+    vids = [dataset["videos"] / "a" / "clip.mp4", dataset["videos"] / "b" / "clip.mp4",
+            dataset["videos"] / "broken.mp4"]
+    listing.write_text("".join(json.dumps({"video": str(v), "key": v.stem}) + "\n" for v in vids))
+    out = tmp_path / "eval"
+    assert _run(["precompute", "--videos_jsonl", str(listing), "--out_root", str(out), "--task", "synthetic",
+                 "--num_workers", "2", "--video_root", str(dataset["videos"])]) == 0
+    keys = sorted(p.name for p in (out / "assets").iterdir())
+    assert len(keys) == 3 and len({k.split("__")[0] for k in keys}) == 2  # same stem, distinct keys
+    done = [out / "assets" / k for k in keys if (out / "assets" / k / "meta.json").exists()]
+    assert len(done) == 2
+    for d in done:
+        assert sorted(p.name for p in d.glob("mosaic_*.jpg")) == [f"mosaic_{i:03d}.jpg" for i in range(8)]
+        pos = np.load(d / "positions_thw.npy")
+        vis = np.load(d / "visible_indices.npy")
+        fid = np.load(d / "frame_ids.npy")
+        assert pos.dtype == np.int32 and pos.shape == (10368, 3)
+        assert vis.dtype == np.int64 and np.array_equal(vis, pos[:, 0] * 1296 + pos[:, 1] * 36 + pos[:, 2])
+        assert fid.dtype == np.int32 and fid.shape == (64,)
+        meta = json.loads((d / "meta.json").read_text())
+        assert meta["version"] == "llava_codec_offline_precompute_v1" and meta["key"] == d.name
+        assert not list(d.glob(".*tmp"))  # no temp files left
+    errors = [out / "assets" / k / "error.json" for k in keys if (out / "assets" / k / "error.json").exists()]
+    assert len(errors) == 1 and "broken.mp4" in json.loads(errors[0].read_text())["video"]
+    capsys.readouterr()
+    assert _run(["precompute", "--videos_jsonl", str(listing), "--out_root", str(out), "--task", "synthetic",
+                 "--video_root", str(dataset["videos"])]) == 0
+    assert "0 done, 2 skipped (already done), 1 failed" in capsys.readouterr().out
+    # Upstream stem keys collide here: refused instead of serving one video's mosaics for the other.
+    with pytest.raises(SystemExit, match="collide"):
+        _run(["precompute", "--videos_jsonl", str(listing), "--out_root", str(out), "--key_mode", "stem"])
+
+
+def test_shards_partition_the_dataset(dataset, tmp_path):
+    seen = []
+    for shard in range(2):
+        out = tmp_path / f"shard{shard}"
+        assert _run(["stage1", "--input_json", str(dataset["json"]), "--out_root", str(out), "--video_root",
+                     str(dataset["videos"]), "--num_shards", "2", "--shard_id", str(shard), "--sequence_length",
+                     "16", "--keep_frames_equiv", "2", "--square_size", "128"]) == 0
+        seen.append({p.name for p in out.glob("*.meta.json")})
+        assert (out / f"stage1_failed.shard{shard:02d}of02.txt").exists()
+    assert not (seen[0] & seen[1]) and len(seen[0] | seen[1]) == 2
+
+
+def test_visualize_writes_png_and_gif(moving_clip, tmp_path):
+    out = tmp_path / "fig.png"
+    assert _run(["visualize", str(moving_clip.path), "--out", str(out), "--gif"]) == 0
+    image = Image.open(out)
+    assert image.size[0] > 800 and image.size[1] > 500
+    gif = Image.open(out.with_suffix(".gif"))
+    assert gif.n_frames == 64
+
+
+def test_rewrite_conversations_rules():
+    conv = [{"from": "human", "value": "<video>\nQ <video>"}, {"from": "gpt", "value": "A"}]
+    assert rewrite_conversations(conv, 2)[0]["value"] == "<image>\n<image>\nQ <video>"
+    assert rewrite_conversations([{"from": "human", "value": "<image>\nQ"}], 2)[0]["value"] == "<image>\nQ"
+    assert rewrite_conversations([{"from": "human", "value": "Q"}], 2)[0]["value"] == "<image>\n<image>\nQ"
+    assert conv[0]["value"] == "<video>\nQ <video>"  # input untouched
+
+
+def test_module_entry_point_help():
+    result = subprocess.run([sys.executable, "-m", "cv_reader", "--help"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0
+    for command in ("stage1", "stage2", "pack", "precompute", "visualize"):
+        assert command in result.stdout

@@ -1,0 +1,68 @@
+"""Bad inputs raise `VideoReadError` naming the file and the reason."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+from cv_reader import VideoReadError, probe_video, select_patches
+
+
+@pytest.fixture(scope="module")
+def bad_files(moving_clip, tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad")
+    data = moving_clip.path.read_bytes()
+    (d / "zero.mp4").write_bytes(b"")
+    (d / "truncated.mp4").write_bytes(data[: len(data) // 2])  # moov atom at the end: cut off
+    (d / "text.mp4").write_text("definitely not a video\n" * 100)
+    (d / "badcodec.mp4").write_bytes(data.replace(b"avc1", b"zzzz"))  # unknown codec tag
+    with av.open(str(d / "audio.m4a"), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        for i in range(10):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate = 16000
+            frame.pts = i * 1024
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return d
+
+
+@pytest.mark.parametrize(("name", "reason"), [
+    ("zero.mp4", "empty"),
+    ("truncated.mp4", "not_a_video"),
+    ("text.mp4", "not_a_video"),
+    ("badcodec.mp4", "unsupported_codec"),
+    ("audio.m4a", "no_video_stream"),
+    ("missing.mp4", "missing"),
+])
+def test_bad_input_names_file_and_reason(bad_files, name, reason):
+    path = bad_files / name
+    with pytest.raises(VideoReadError) as info:
+        select_patches(path)
+    assert str(path) in str(info.value) and info.value.reason == reason
+    with pytest.raises(VideoReadError):
+        probe_video(path)
+
+
+def test_truncated_streamable_file_decodes_what_is_there(tmp_path, moving_clip):
+    """A cut MPEG-TS keeps its head decodable: frame count and selection follow what is there."""
+    import av as _av
+
+    ts = tmp_path / "clip.ts"
+    with _av.open(str(moving_clip.path)) as src, _av.open(str(ts), "w", format="mpegts") as dst:
+        stream_in = src.streams.video[0]
+        stream_out = dst.add_stream_from_template(stream_in)
+        for packet in src.demux(stream_in):
+            if packet.dts is None:
+                continue
+            packet.stream = stream_out
+            dst.mux(packet)
+    data = ts.read_bytes()
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(data[: len(data) // 2])
+    sel = select_patches(cut)
+    assert 10 < sel.meta["num_packets"] < 96
+    assert sel.visidx_thw.shape == (10368, 3)
