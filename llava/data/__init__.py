@@ -1,0 +1,21 @@
+"""Training data: lazy manifests (JSON / JSONL / YAML mixtures) -> processor outputs -> padded or packed batches."""
+
+from .collator import LlavaOVCollator
+from .dataset import LlavaOVDataset
+from .manifests import Manifest, ManifestRecord, load_manifest, sampling_indices, validate_sample
+from .sampler import LengthGroupedSampler, TokenBudgetBatchSampler
+from .samples import SampleInputs, sample_inputs
+
+__all__ = [
+    "LengthGroupedSampler",
+    "LlavaOVCollator",
+    "LlavaOVDataset",
+    "Manifest",
+    "ManifestRecord",
+    "SampleInputs",
+    "TokenBudgetBatchSampler",
+    "load_manifest",
+    "sample_inputs",
+    "sampling_indices",
+    "validate_sample",
+]

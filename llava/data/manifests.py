@@ -1,0 +1,432 @@
+"""Training manifests, read lazily (spec: shared/specs/llava_model_and_training.md section 5.5).
+
+Formats:
+* `.jsonl`: one sample per line (blank lines skipped). Indexed by byte offsets (int64 numpy arrays), so 1.5M samples
+  cost ~24 MB of index instead of 1.5M Python dicts per rank and worker; a line is parsed when it is read.
+* `.json`: a JSON array of samples. Elements are located with a streaming decoder; the file text is kept as one
+  string (no dicts) and each element is parsed when it is read.
+* `prefix{a,b,c}.json(l)`: brace patterns, the files concatenated.
+* `.yaml` / `.yml`: a mixture `datasets: [{json_path, sampling_strategy, image_folder?}]` with strategies `all`,
+  `first:N`, `end:N`, `random:N` and percentages (`first:10%`), `random` seeded.
+
+Every record carries its source `file:line`; a malformed line or sample gives a `ValueError` naming it, or, with
+`on_bad_line="skip"`, is left out of the index and counted (logged once per file with the first few reasons).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from array import array
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+
+logger = logging.getLogger(__name__)
+
+OnBadLine = Literal["raise", "skip"]
+_BRACES = re.compile(r"\{([^{}]*)\}")
+
+
+@dataclass(frozen=True)
+class ManifestRecord:
+    """One sample as stored: `sample` (the parsed dict), `source` ("file:line" for messages) and `media_root`
+    (the folder relative media paths are resolved against)."""
+
+    sample: dict[str, Any]
+    source: str
+    media_root: Path
+
+
+def validate_sample(sample: Any, *, source: str) -> dict[str, Any]:
+    """Checks the upstream sample schema; returns the sample or raises `ValueError` naming `source`.
+
+    Schema: `conversations` (non-empty list of `{"from", "value"}` or `{"role", "content"}` dicts), optional
+    `image` / `images` (a path or a list of paths), `positions_thw` (a path; needs a list of mosaics under
+    `image`), `video` (a path), `id`.
+    """
+    if not isinstance(sample, dict):
+        raise ValueError(f"{source}: a sample must be a JSON object, got {type(sample).__name__}")
+    conversations = sample.get("conversations")
+    if not isinstance(conversations, list) or not conversations:
+        raise ValueError(f"{source}: 'conversations' must be a non-empty list")
+    for index, turn in enumerate(conversations):
+        if not isinstance(turn, dict) or ("from" not in turn and "role" not in turn):
+            raise ValueError(
+                f"{source}: conversations[{index}] must be a dict with 'from'/'value' or 'role'/'content'"
+            )
+        if not isinstance(turn.get("value", turn.get("content")), (str, list)):
+            raise ValueError(f"{source}: conversations[{index}] has no text ('value' or 'content')")
+    for key in ("image", "images"):
+        value = sample.get(key)
+        if value is not None and not (
+            isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+        ):
+            raise ValueError(f"{source}: '{key}' must be a path or a list of paths")
+    for key in ("positions_thw", "video"):
+        if sample.get(key) is not None and not isinstance(sample[key], str):
+            raise ValueError(f"{source}: '{key}' must be a path")
+    if sample.get("positions_thw") is not None and not isinstance(sample.get("image", sample.get("images")), list):
+        raise ValueError(f"{source}: 'positions_thw' needs the list of mosaic paths under 'image'")
+    return sample
+
+
+class Manifest:
+    """A read-only sequence of `ManifestRecord`s. Subclasses keep an index, not the samples."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> ManifestRecord:
+        raise NotImplementedError
+
+    def source(self, index: int) -> str:
+        """`file:line` of record `index`, without parsing it."""
+        raise NotImplementedError
+
+    def _check_index(self, index: int) -> int:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"manifest index {index} out of range ({len(self)} records)")
+        return index % len(self)
+
+
+class _BadLineCounter:
+    """Collects skipped lines of one file and logs them once."""
+
+    def __init__(self, path: Path, on_bad_line: OnBadLine) -> None:
+        self.path, self.on_bad_line, self.count, self.examples = path, on_bad_line, 0, []
+
+    def report(self, error: ValueError) -> None:
+        if self.on_bad_line == "raise":
+            raise error
+        self.count += 1
+        if len(self.examples) < 3:
+            self.examples.append(str(error))
+
+    def log(self) -> None:
+        if self.count:
+            logger.warning("%s: skipped %d bad sample(s), e.g. %s", self.path, self.count, "; ".join(self.examples))
+
+
+class JsonlManifest(Manifest):
+    """A `.jsonl` file indexed by byte offsets (blank lines skipped).
+
+    Args:
+        path: the file.
+        media_root: folder for relative media paths (default: the file's folder).
+        validate: parse and schema-check every line while indexing (always on with `on_bad_line="skip"`).
+        on_bad_line: `"raise"` (ValueError naming file:line) or `"skip"` (left out of the index, counted in
+            `num_skipped`, logged).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        media_root: str | Path | None = None,
+        validate: bool = False,
+        on_bad_line: OnBadLine = "raise",
+    ) -> None:
+        self.path = Path(path)
+        self.media_root = Path(media_root) if media_root is not None else self.path.parent
+        counter = _BadLineCounter(self.path, on_bad_line)
+        # array("q") keeps the index at 8 bytes per entry while it grows (a list of ints would be ~5x that).
+        offsets = array("q")
+        line_numbers = array("q")
+        offset = 0
+        with self.path.open("rb") as handle:
+            for line_number, line in enumerate(handle, start=1):
+                if line.strip():
+                    keep = True
+                    if validate or on_bad_line == "skip":
+                        try:
+                            _parse_line(line, source=f"{self.path}:{line_number}")
+                        except ValueError as error:
+                            counter.report(error)
+                            keep = False
+                    if keep:
+                        offsets.append(offset)
+                        line_numbers.append(line_number)
+                offset += len(line)
+        counter.log()
+        self.num_skipped = counter.count
+        self._offsets = np.frombuffer(offsets, dtype=np.int64) if offsets else np.zeros(0, dtype=np.int64)
+        self._lines = np.frombuffer(line_numbers, dtype=np.int64) if line_numbers else np.zeros(0, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    def source(self, index: int) -> str:
+        return f"{self.path}:{int(self._lines[self._check_index(index)])}"
+
+    def __getitem__(self, index: int) -> ManifestRecord:
+        index = self._check_index(index)
+        with self.path.open("rb") as handle:
+            handle.seek(int(self._offsets[index]))
+            line = handle.readline()
+        source = self.source(index)
+        return ManifestRecord(sample=_parse_line(line, source=source), source=source, media_root=self.media_root)
+
+
+def _parse_line(line: bytes, *, source: str) -> dict[str, Any]:
+    try:
+        sample = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{source}: invalid JSON: {error}") from error
+    return validate_sample(sample, source=source)
+
+
+class JsonArrayManifest(Manifest):
+    """A `.json` file holding an array of samples; elements located once, parsed on access.
+
+    A syntax error that breaks the array itself always raises (the element boundaries are lost); schema errors
+    follow `on_bad_line` as in `JsonlManifest` (validation happens while indexing only when asked or skipping).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        media_root: str | Path | None = None,
+        validate: bool = False,
+        on_bad_line: OnBadLine = "raise",
+    ) -> None:
+        self.path = Path(path)
+        self.media_root = Path(media_root) if media_root is not None else self.path.parent
+        self._text = self.path.read_text(encoding="utf-8")
+        decoder = json.JSONDecoder()
+        counter = _BadLineCounter(self.path, on_bad_line)
+        spans: list[tuple[int, int]] = []
+        lines: list[int] = []
+        text = self._text
+        line, line_pos = 1, 0  # running line count up to `line_pos`, so finding lines stays linear in file size
+
+        def line_at(pos: int) -> int:
+            nonlocal line, line_pos
+            line += text.count("\n", line_pos, pos)
+            line_pos = pos
+            return line
+
+        pos = _skip_space(text, 0)
+        if pos >= len(text) or text[pos] != "[":
+            raise ValueError(f"{self.path}:{line_at(pos)}: a .json manifest must be a JSON array of samples")
+        pos = _skip_space(text, pos + 1)
+        if pos < len(text) and text[pos] == "]":
+            pos = len(text)
+        while pos < len(text):
+            source = f"{self.path}:{line_at(pos)}"
+            try:
+                element, end = decoder.raw_decode(text, pos)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{source}: invalid JSON: {error}") from error
+            keep = True
+            if validate or on_bad_line == "skip":
+                try:
+                    validate_sample(element, source=source)
+                except ValueError as error:
+                    counter.report(error)
+                    keep = False
+            if keep:
+                spans.append((pos, end))
+                lines.append(line)
+            pos = _skip_space(text, end)
+            if pos < len(text) and text[pos] == ",":
+                pos = _skip_space(text, pos + 1)
+            elif pos < len(text) and text[pos] == "]":
+                break
+            else:
+                raise ValueError(f"{self.path}:{line_at(min(pos, len(text)))}: expected ',' or ']' in the array")
+        counter.log()
+        self.num_skipped = counter.count
+        self._spans = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+        self._lines = np.asarray(lines, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self._spans)
+
+    def source(self, index: int) -> str:
+        return f"{self.path}:{int(self._lines[self._check_index(index)])}"
+
+    def __getitem__(self, index: int) -> ManifestRecord:
+        index = self._check_index(index)
+        start, end = (int(v) for v in self._spans[index])
+        source = self.source(index)
+        sample = validate_sample(json.loads(self._text[start:end]), source=source)
+        return ManifestRecord(sample=sample, source=source, media_root=self.media_root)
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+class SubsetManifest(Manifest):
+    """Records `indices` of another manifest (a sampling strategy's result)."""
+
+    def __init__(self, base: Manifest, indices: np.ndarray) -> None:
+        self.base, self.indices = base, np.asarray(indices, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def source(self, index: int) -> str:
+        return self.base.source(int(self.indices[self._check_index(index)]))
+
+    def __getitem__(self, index: int) -> ManifestRecord:
+        return self.base[int(self.indices[self._check_index(index)])]
+
+
+class ConcatManifest(Manifest):
+    """Several manifests one after the other."""
+
+    def __init__(self, parts: Sequence[Manifest]) -> None:
+        self.parts = list(parts)
+        self._ends = np.cumsum([len(part) for part in self.parts], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self._ends[-1]) if len(self._ends) else 0
+
+    def _locate(self, index: int) -> tuple[Manifest, int]:
+        index = self._check_index(index)
+        part = int(np.searchsorted(self._ends, index, side="right"))
+        start = int(self._ends[part - 1]) if part else 0
+        return self.parts[part], index - start
+
+    def source(self, index: int) -> str:
+        part, local = self._locate(index)
+        return part.source(local)
+
+    def __getitem__(self, index: int) -> ManifestRecord:
+        part, local = self._locate(index)
+        return part[local]
+
+
+def sampling_indices(strategy: str, size: int, *, seed: int, source: str = "") -> np.ndarray:
+    """Indices kept by a sampling strategy: `all`, `first:N`, `end:N`, `random:N`, N an int or a percentage `P%`
+    (ceil(P * size / 100), as upstream). `random` draws without replacement with `seed` (sorted, for read locality).
+    """
+    strategy = str(strategy).strip()
+    if strategy == "all":
+        return np.arange(size, dtype=np.int64)
+    kind, _, amount = strategy.partition(":")
+    if kind not in ("first", "end", "random") or not amount:
+        raise ValueError(
+            f"{source}sampling_strategy must be all, first:N, end:N or random:N (N or P%), got {strategy!r}"
+        )
+    try:
+        count = math.ceil(float(amount[:-1]) * size / 100) if amount.endswith("%") else int(amount)
+    except ValueError as error:
+        raise ValueError(f"{source}bad amount in sampling_strategy {strategy!r}") from error
+    if count < 0:
+        raise ValueError(f"{source}sampling_strategy {strategy!r}: the amount must be >= 0")
+    count = min(count, size)
+    if kind == "first":
+        return np.arange(count, dtype=np.int64)
+    if kind == "end":
+        return np.arange(size - count, size, dtype=np.int64)
+    return np.sort(np.random.default_rng(seed).choice(size, size=count, replace=False)).astype(np.int64)
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """`data{a,b}.json` -> [`dataa.json`, `datab.json`] (upstream multi-file syntax); nested groups expand too."""
+    match = _BRACES.search(pattern)
+    if match is None:
+        return [pattern]
+    head, tail = pattern[: match.start()], pattern[match.end() :]
+    return [expanded for option in match.group(1).split(",") for expanded in expand_braces(head + option + tail)]
+
+
+def load_manifest(
+    path: str | Path,
+    *,
+    image_folder: str | Path | None = None,
+    seed: int = 0,
+    validate: bool = False,
+    on_bad_line: OnBadLine = "raise",
+) -> Manifest:
+    """Opens a manifest of any supported format (see the module docstring).
+
+    Args:
+        path: `.jsonl`, `.json`, a brace pattern of those, or a `.yaml` mixture.
+        image_folder: folder relative media paths are resolved against (default: each manifest file's folder;
+            a mixture entry's own `image_folder` wins).
+        seed: seed of `random:` strategies (entry i uses `seed + i`).
+        validate, on_bad_line: see `JsonlManifest`.
+    """
+    path_str = str(path)
+    files = expand_braces(path_str)
+    if len(files) > 1:
+        return ConcatManifest(
+            [
+                load_manifest(f, image_folder=image_folder, seed=seed, validate=validate, on_bad_line=on_bad_line)
+                for f in files
+            ]
+        )
+    path = Path(path_str)
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        return _load_mixture(path, image_folder=image_folder, seed=seed, validate=validate, on_bad_line=on_bad_line)
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest not found: {path}")
+    if suffix == ".jsonl":
+        return JsonlManifest(path, media_root=image_folder, validate=validate, on_bad_line=on_bad_line)
+    if suffix == ".json":
+        return JsonArrayManifest(path, media_root=image_folder, validate=validate, on_bad_line=on_bad_line)
+    raise ValueError(f"{path}: unknown manifest format (expected .jsonl, .json, .yaml)")
+
+
+def _load_mixture(
+    path: Path, *, image_folder: str | Path | None, seed: int, validate: bool, on_bad_line: OnBadLine
+) -> Manifest:
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest not found: {path}")
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    entries = config.get("datasets") if isinstance(config, Mapping) else None
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"{path}: a mixture needs a non-empty 'datasets' list")
+    parts: list[Manifest] = []
+    for number, entry in enumerate(entries):
+        where = f"{path}: datasets[{number}]: "
+        if not isinstance(entry, Mapping) or "json_path" not in entry:
+            raise ValueError(f"{where}each entry needs a 'json_path'")
+        json_path = Path(str(entry["json_path"]))
+        if not json_path.is_absolute():
+            json_path = path.parent / json_path
+        folder = entry.get("image_folder", image_folder)
+        if folder is not None and not Path(str(folder)).is_absolute():
+            folder = path.parent / str(folder)
+        base = load_manifest(
+            json_path, image_folder=folder, seed=seed + number, validate=validate, on_bad_line=on_bad_line
+        )
+        indices = sampling_indices(entry.get("sampling_strategy", "all"), len(base), seed=seed + number, source=where)
+        logger.info(
+            "%s%s: %d of %d samples (%s)",
+            where,
+            json_path,
+            len(indices),
+            len(base),
+            entry.get("sampling_strategy", "all"),
+        )
+        parts.append(SubsetManifest(base, indices))
+    return ConcatManifest(parts)
+
+
+__all__ = [
+    "ConcatManifest",
+    "JsonArrayManifest",
+    "JsonlManifest",
+    "Manifest",
+    "ManifestRecord",
+    "SubsetManifest",
+    "expand_braces",
+    "load_manifest",
+    "sampling_indices",
+    "validate_sample",
+]

@@ -1,0 +1,135 @@
+"""Video inputs of the LLaVA-OV processor: codec mosaics with positions, uniformly sampled frames, and on-the-fly
+codec selection through `cv_reader` (spec: shared/specs/llava_model_and_training.md sections 3.4-3.5, codec.md 8).
+
+A video is always ONE item for the vision tower: T images of the same size plus one (t, h, w) row per patch in
+token order (image-major, row-major). Codec videos take their positions from selection (`positions_thw`); uniform
+frames take t = linspace(0, temporal_size - 1, T) with a raster (h, w) per frame.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class VideoFrames:
+    """A video given as frames. `frames`: T images (PIL images, uint8 arrays or image paths), all treated as one ViT
+    item. `positions_thw`: int [T * g * g, 3] (t, h, w) per patch in mosaic token order (a codec video, spec codec.md
+    section 8.6), a path to such a `.npy` file, or None for uniform frames (positions t = linspace(0, 63, T))."""
+
+    frames: Sequence[Any]
+    positions_thw: np.ndarray | str | Path | None = None
+
+
+def uniform_positions(*, num_frames: int, grid: int, temporal_size: int = 64) -> np.ndarray:
+    """(t, h, w) of `num_frames` dense frames of `grid` x `grid` patches: int64 [num_frames * grid * grid, 3] with
+    t = linspace(0, temporal_size - 1, num_frames) truncated (0, 9, ..., 63 for 8 frames: spec section 3.5)."""
+    times = np.linspace(0, temporal_size - 1, num_frames).astype(np.int64)
+    rows, cols = np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij")
+    per_frame = np.stack([rows.ravel(), cols.ravel()], axis=1)  # (grid*grid, 2)
+    positions = np.concatenate(
+        [np.concatenate([np.full((grid * grid, 1), t, dtype=np.int64), per_frame], axis=1) for t in times]
+    )
+    return positions
+
+
+def load_positions(positions: np.ndarray | str | Path, *, num_frames: int) -> tuple[np.ndarray, int]:
+    """Loads and validates codec positions; returns (int64 [K, 3], grid) with K = num_frames * grid**2."""
+    array = np.load(positions) if isinstance(positions, (str, Path)) else np.asarray(positions)
+    if array.ndim != 2 or array.shape[1] != 3 or not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(
+            f"positions_thw ({positions if isinstance(positions, (str, Path)) else 'array'}): expected "
+            f"an integer array [K, 3], got {array.dtype} {list(array.shape)}"
+        )
+    grid = positions_grid(int(array.shape[0]), num_frames=num_frames)
+    return array.astype(np.int64), grid
+
+
+def positions_grid(num_positions: int, *, num_frames: int) -> int:
+    """Side of the square patch grid of each mosaic: K = num_frames * grid**2 (36 for the 10368-row codec files)."""
+    per_frame, remainder = divmod(num_positions, max(num_frames, 1))
+    grid = math.isqrt(per_frame)
+    if num_frames <= 0 or remainder or grid * grid != per_frame or grid == 0:
+        raise ValueError(
+            f"positions_thw has {num_positions} rows, which is not {num_frames} mosaics of a square patch grid"
+        )
+    return grid
+
+
+def read_uniform_frames(path: str | Path, *, num_frames: int) -> list[np.ndarray]:
+    """`num_frames` RGB uint8 [H, W, 3] frames at indices round(linspace(0, N - 1, num_frames)) of the decoded
+    stream; decord when it is installed (faster seeking), PyAV otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"video not found: {path}")
+    if importlib.util.find_spec("decord") is not None:
+        import decord
+
+        reader = decord.VideoReader(str(path), num_threads=1)
+        indices = _uniform_indices(len(reader), num_frames, path=path)
+        return list(reader.get_batch(indices.tolist()).asnumpy())
+    return _read_uniform_frames_pyav(path, num_frames=num_frames)
+
+
+def _uniform_indices(total: int, num_frames: int, *, path: Path) -> np.ndarray:
+    if total <= 0:
+        raise ValueError(f"{path}: no decodable video frames")
+    return np.linspace(0, total - 1, num_frames).round().astype(np.int64)
+
+
+def _read_uniform_frames_pyav(path: Path, *, num_frames: int) -> list[np.ndarray]:
+    import av
+
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise ValueError(f"{path}: no video stream")
+        # Count frames from the packets (demuxing is cheap); the header's frame count is missing in some files.
+        total = sum(1 for packet in container.demux(video=0) if packet.size > 0)
+    wanted = _uniform_indices(total, num_frames, path=path)
+    wanted_set = set(wanted.tolist())
+    by_index: dict[int, np.ndarray] = {}
+    with av.open(str(path)) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            if index > wanted[-1]:
+                break
+            if index in wanted_set:
+                by_index[index] = frame.to_ndarray(format="rgb24")
+    missing = [int(i) for i in wanted if int(i) not in by_index]
+    if missing:
+        raise ValueError(f"{path}: {total} packets but frames {missing} could not be decoded")
+    return [by_index[int(i)] for i in wanted]
+
+
+def select_codec_video(
+    path: str | Path, *, num_images: int, square_size: int, patch_size: int, num_frames: int = 64
+) -> VideoFrames:
+    """On-the-fly codec patch selection with `cv_reader.select_patches`: `num_images` mosaics of `square_size` px and
+    their positions (patch grid square_size / patch_size)."""
+    try:
+        import cv_reader
+    except ImportError as error:
+        raise ImportError("raw-video codec selection needs the `cv_reader` package (pip install -e .)") from error
+    selection = cv_reader.select_patches(
+        str(path), num_frames=num_frames, num_images=num_images, square_size=square_size, patch_size=patch_size
+    )
+    return VideoFrames(frames=list(selection.mosaics()), positions_thw=np.asarray(selection.positions_thw))
+
+
+__all__ = [
+    "VideoFrames",
+    "load_positions",
+    "positions_grid",
+    "read_uniform_frames",
+    "select_codec_video",
+    "uniform_positions",
+]

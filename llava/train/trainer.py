@@ -1,0 +1,65 @@
+"""The transformers Trainer with our additions: per-part learning rates, cost-grouped sampling, projector-only
+saves for stage 1. Everything else (DeepSpeed, gradient accumulation, resume, bf16) is the stock Trainer."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch.utils.data import Sampler
+from transformers import Trainer
+
+from llava.model.llava_ov.conversion import save_projector
+
+from .arguments import LlavaTrainingArguments
+from .param_groups import optimizer_groups
+
+logger = logging.getLogger(__name__)
+
+
+class LlavaTrainer(Trainer):
+    args: LlavaTrainingArguments
+
+    def __init__(self, *args, train_sampler: Sampler | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._cost_sampler = train_sampler
+
+    def _get_train_sampler(self, train_dataset=None) -> Sampler | None:
+        if self._cost_sampler is not None:
+            return self._cost_sampler
+        return super()._get_train_sampler(train_dataset)
+
+    def create_optimizer(self, model=None) -> torch.optim.Optimizer:
+        """AdamW (or ``args.optim``) over per-part groups: LM at ``learning_rate``, projector at ``projector_lr``,
+        vision tower at ``vision_tower_lr``; no weight decay on biases and norms."""
+        if self.optimizer is not None:
+            return self.optimizer
+        opt_model = self.model if model is None else model
+        groups = optimizer_groups(
+            opt_model.named_parameters(),
+            decay_names=set(self.get_decay_parameter_names(opt_model)),
+            learning_rate=self.args.learning_rate,
+            weight_decay=self.args.weight_decay,
+            projector_lr=self.args.projector_lr,
+            vision_tower_lr=self.args.vision_tower_lr,
+        )
+        for group in groups:
+            count = sum(p.numel() for p in group["params"])
+            logger.info("optimizer group %s: %d params, lr %g, wd %g", group["name"], count, group["lr"],
+                        group["weight_decay"])  # fmt: skip
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """Stage 1 (``save_projector_only``): the projector and the config only; otherwise the stock save."""
+        if not self.args.save_projector_only:
+            return super()._save(output_dir, state_dict)
+        if not self.args.should_save:
+            return None
+        output_dir = output_dir or self.args.output_dir
+        model = self.accelerator.unwrap_model(self.model)
+        path = save_projector(model, output_dir)
+        model.config.save_pretrained(output_dir)
+        logger.info("saved the projector only to %s", path)
+        return None

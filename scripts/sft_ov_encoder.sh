@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# SFT of the LLaVA-OV model (OneVision-Encoder -> projector -> Qwen3).
+#
+# With no environment: builds the tiny random checkpoint and the playground data when missing, trains on the CPU
+# (a few minutes), and prints the held-out playground accuracy.
+#
+# Real runs (any of these; extra arguments are passed to `python -m llava.train` as overrides):
+#   CONFIG          YAML of training arguments      (default: llava/train/configs/sft_tiny.yaml, or
+#                                                    sft_qwen3_1_7b.yaml when VISION_TOWER/LLM/MODEL_PATH is set)
+#   MODEL_PATH      LLaVA-OV checkpoint to continue from (ours or upstream-trained)
+#   VISION_TOWER    OneVision-Encoder folder   }  assemble a new model
+#   LLM             Qwen3 folder               }
+#   PROJECTOR       stage-1 projector file/folder (optional)
+#   DATA_PATH       JSON/JSONL manifest or YAML mixture;  IMAGE_FOLDER  root of relative media paths
+#   OUTPUT_DIR      where checkpoints go (a rerun resumes from the last checkpoint-* in it)
+#   NUM_GPUS        processes per node (default: all visible GPUs, 1 without GPUs)
+#   NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT     multi-node rendezvous (torchrun)
+#   LAUNCHER        torchrun (default) or deepspeed
+#   DEEPSPEED       zero2 | zero3 | zero3_offload | a JSON path | none
+set -euo pipefail
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO_ROOT"
+EXTRAS="${EXTRAS-train}" source scripts/setup_env.sh
+
+args=()
+if [ -z "${MODEL_PATH:-}${VISION_TOWER:-}${LLM:-}" ]; then
+    CONFIG="${CONFIG:-llava/train/configs/sft_tiny.yaml}"
+    if [ ! -f checkpoints/llava_ov_tiny/model.safetensors ]; then
+        python -m llava.model.llava_ov.tiny checkpoints/llava_ov_tiny
+    fi
+    if [ ! -f playground/data/sft.yaml ]; then
+        python playground/make_playground.py --out playground/data
+    fi
+    EVAL_PLAYGROUND=1
+else
+    CONFIG="${CONFIG:-llava/train/configs/sft_qwen3_1_7b.yaml}"
+    [ -n "${MODEL_PATH:-}" ] && args+=(--model_name_or_path "$MODEL_PATH")
+    [ -n "${VISION_TOWER:-}" ] && args+=(--vision_tower "$VISION_TOWER")
+    [ -n "${LLM:-}" ] && args+=(--language_model "$LLM")
+    [ -n "${PROJECTOR:-}" ] && args+=(--pretrained_projector "$PROJECTOR")
+fi
+[ -n "${DATA_PATH:-}" ] && args+=(--data_path "$DATA_PATH")
+[ -n "${IMAGE_FOLDER:-}" ] && args+=(--image_folder "$IMAGE_FOLDER")
+[ -n "${OUTPUT_DIR:-}" ] && args+=(--output_dir "$OUTPUT_DIR")
+case "${DEEPSPEED:-}" in
+    "") ;;
+    none) args+=(--deepspeed "") ;;
+    zero2|zero3|zero3_offload) args+=(--deepspeed "llava/train/configs/${DEEPSPEED}.json") ;;
+    *) args+=(--deepspeed "$DEEPSPEED") ;;
+esac
+
+gpus="${NUM_GPUS:-$(python -c 'import torch; print(torch.cuda.device_count())')}"
+[ "$gpus" -ge 1 ] 2>/dev/null || gpus=1
+nnodes="${NNODES:-1}"
+if [ "$gpus" -eq 1 ] && [ "$nnodes" -eq 1 ]; then
+    python -m llava.train "$CONFIG" "${args[@]}" "$@"
+elif [ "${LAUNCHER:-torchrun}" = deepspeed ]; then
+    deepspeed --num_gpus "$gpus" --num_nodes "$nnodes" --master_addr "${MASTER_ADDR:-127.0.0.1}" \
+        --master_port "${MASTER_PORT:-29500}" --module llava.train "$CONFIG" "${args[@]}" "$@"
+else
+    torchrun --nproc_per_node "$gpus" --nnodes "$nnodes" --node_rank "${NODE_RANK:-0}" \
+        --master_addr "${MASTER_ADDR:-127.0.0.1}" --master_port "${MASTER_PORT:-29500}" \
+        -m llava.train "$CONFIG" "${args[@]}" "$@"
+fi
+
+if [ -n "${EVAL_PLAYGROUND:-}" ] && [ -z "${SKIP_PLAYGROUND_EVAL:-}" ]; then
+    out="$(python - "$CONFIG" "${args[@]}" "$@" <<'PY'
+import sys
+from llava.train.train import parse_arguments
+print(parse_arguments(sys.argv[1:])[2].output_dir)
+PY
+)"
+    python -m llava.tools.eval_playground --model_path "$out" --data playground/data
+fi

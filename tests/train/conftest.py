@@ -1,0 +1,28 @@
+"""A tiny LLaVA-OV checkpoint and a small playground data set, built once per session through the real code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llava.model.llava_ov.tiny import build_tiny_checkpoint
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def tiny_llava(tmp_path_factory) -> Path:
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny_llava") / "ckpt")
+
+
+@pytest.fixture(scope="session")
+def playground_small(tmp_path_factory) -> Path:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_playground", REPO_ROOT / "playground" / "make_playground.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path_factory.mktemp("playground")
+    return module.main(["--out", str(out), "--train-videos", "6", "--eval-videos", "2", "--train-images", "6",
+                        "--eval-images", "2"])  # fmt: skip
