@@ -49,9 +49,14 @@ case "${DEEPSPEED:-}" in
     *) args+=(--deepspeed "$DEEPSPEED") ;;
 esac
 
-gpus="${NUM_GPUS:-$(python -c 'import torch; print(torch.cuda.device_count())')}"
+gpus="${NUM_GPUS:-$(python -c 'import torch; print(torch.cuda.device_count())')}"  # or NUM_GPUS=2 on a CPU
 [ "$gpus" -ge 1 ] 2>/dev/null || gpus=1
 nnodes="${NNODES:-1}"
+if [ "$gpus" -gt 1 ] || [ "$nnodes" -gt 1 ]; then
+    # Several processes without CUDA (a CPU smoke run of the multi-process path): DDP/DeepSpeed over gloo.
+    python -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' \
+        || args+=(--use_cpu true --ddp_backend gloo)
+fi
 if [ "$gpus" -eq 1 ] && [ "$nnodes" -eq 1 ]; then
     python -m llava.train "$CONFIG" "${args[@]}" "$@"
 elif [ "${LAUNCHER:-torchrun}" = deepspeed ]; then

@@ -1,0 +1,21 @@
+"""Chat demo over a video or an image: a terminal program (`llava.serve.cli`) and a web page (`llava.serve.web`).
+
+Both front ends drive one `ChatSession` (`llava.serve.session`): the processor renders every prompt and
+`model.generate` streams the answer, so the demo has no prompt format of its own.
+"""
+
+from .checkpoint import DEFAULT_MODEL_PATH, resolve_model_path
+from .media import Media, UnsupportedMediaError, detect_media_kind, load_media
+from .session import ChatEngine, ChatSession, TokenCount
+
+__all__ = [
+    "DEFAULT_MODEL_PATH",
+    "ChatEngine",
+    "ChatSession",
+    "Media",
+    "TokenCount",
+    "UnsupportedMediaError",
+    "detect_media_kind",
+    "load_media",
+    "resolve_model_path",
+]
