@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--eval-images", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    out = Path(args.out)
+    out = Path(args.out).resolve()  # cv_reader writes the media paths it is given into the JSONL
     out.mkdir(parents=True, exist_ok=True)
 
     train = make_videos(out, count=args.train_videos, split="train", seed=args.seed)

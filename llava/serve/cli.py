@@ -1,0 +1,132 @@
+"""Chat about a video or an image in the terminal; answers are streamed token by token.
+
+    python -m llava.serve.cli [--model-path DIR] [--video FILE | --image FILE] [--max-new-tokens 64]
+
+Without --model-path the embedded playground checkpoint (checkpoints/llava_ov_tiny_sft) is used, built first when
+missing. Type a question, or one of the commands in `HELP`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+from .checkpoint import resolve_model_path
+from .media import UnsupportedMediaError
+from .session import ChatEngine, ChatSession
+
+logger = logging.getLogger("llava.serve.cli")
+
+PROMPT = "user> "
+ANSWER_PREFIX = "assistant> "
+HELP = """commands:
+  /video PATH   chat about another video (starts a new conversation)
+  /image PATH   chat about another image (starts a new conversation)
+  /reset        forget the conversation, keep the file
+  /help         this list
+  /quit         leave (Ctrl-D too)"""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m llava.serve.cli", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-path", default=None, help="LLaVA-OV checkpoint folder (default: the playground one)")
+    media = parser.add_mutually_exclusive_group()
+    media.add_argument("--video", default=None, help="video file to chat about")
+    media.add_argument("--image", default=None, help="image file to chat about")
+    parser.add_argument("--max-new-tokens", type=int, default=64, help="longest answer in tokens")
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy decoding")
+    return parser.parse_args(argv)
+
+
+class Terminal:
+    """The read-answer loop over a `ChatSession`; the user's screen is `out` (stdout), diagnostics go to logging."""
+
+    def __init__(self, session: ChatSession, *, out: TextIO = sys.stdout) -> None:
+        self.session = session
+        self.out = out
+
+    def say(self, text: str, *, end: str = "\n") -> None:
+        self.out.write(text + end)
+        self.out.flush()
+
+    def load(self, path: str) -> None:
+        """Loads a file, telling the user what the model will see or why it cannot."""
+        try:
+            media = self.session.load(path)
+        except (FileNotFoundError, UnsupportedMediaError) as error:
+            self.say(f"error: {error}")
+            return
+        figure = f"; selected patches drawn in {media.figure}" if media.kind == "video" and media.figure else ""
+        self.say(f"loaded {media.kind} {media.path} ({media.num_visual_tokens} visual tokens{figure})")
+
+    def handle(self, line: str) -> bool:
+        """Runs one input line; False when the user leaves."""
+        command, _, argument = line.strip().partition(" ")
+        argument = argument.strip()
+        if command in ("/quit", "/exit"):
+            return False
+        if command in ("/video", "/image"):
+            if argument:
+                self.load(argument)
+            else:
+                self.say(f"usage: {command} PATH")
+        elif command == "/reset":
+            self.session.reset()
+            media = self.session.media
+            self.say("conversation reset" + (f" (still about {media.path})" if media else ""))
+        elif command == "/help":
+            self.say(HELP)
+        elif command.startswith("/"):
+            self.say(f"unknown command {command}; /help lists them")
+        elif line.strip():
+            self.answer(line)
+        return True
+
+    def answer(self, question: str) -> None:
+        """Streams the answer as it is generated, then the token count."""
+        self.say(ANSWER_PREFIX, end="")
+        try:
+            for piece in self.session.ask(question):
+                self.say(piece, end="")
+        except ValueError as error:  # the processor rejects reserved tokens or stray <image>/<video> markers
+            self.say(f"\nerror: {error}")
+            return
+        count = self.session.last_count
+        self.say(f"\n[{count.describe()}]" if count else "")
+
+    def run(self, read_line: Callable[[str], str] = input) -> None:
+        """Reads lines until /quit or end of input."""
+        self.say("Type a question about the file, or /help.")
+        while True:
+            try:
+                line = read_line(PROMPT)
+            except EOFError:
+                self.say("")
+                return
+            if not self.handle(line):
+                return
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = parse_args(argv)
+    engine = ChatEngine.from_pretrained(
+        resolve_model_path(args.model_path), max_new_tokens=args.max_new_tokens, temperature=args.temperature
+    )
+    terminal = Terminal(ChatSession(engine))
+    for path in (args.video, args.image):
+        if path:
+            terminal.load(path)
+    try:
+        terminal.run()
+    except KeyboardInterrupt:
+        terminal.say("")
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    sys.exit(main())

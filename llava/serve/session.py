@@ -1,0 +1,178 @@
+"""The chat logic both front ends share: one `ChatEngine` per model (generation serialised by a lock) and one
+`ChatSession` per user (the loaded file and the turns so far).
+
+Every turn re-renders the whole conversation with the processor (`processor(conversation, images=..., videos=...,
+add_generation_prompt=True)`) and streams `model.generate` through a `TextIteratorStreamer`, so the prompt format
+has one owner: `LlavaOVProcessor`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+from llava.model import LlavaOVForConditionalGeneration, LlavaOVProcessor
+
+from .media import Media, load_media
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TokenCount:
+    """Tokens of one turn: the whole prompt (visual placeholders included), its visual part, and the answer."""
+
+    prompt_tokens: int
+    visual_tokens: int
+    generated_tokens: int
+
+    def describe(self) -> str:
+        """One line for the user."""
+        return (
+            f"prompt {self.prompt_tokens} tokens ({self.visual_tokens} visual), "
+            f"answer {self.generated_tokens} tokens"
+        )
+
+
+class _StopWhenSet(StoppingCriteria):
+    """Ends generation early when the reader of the stream went away (a closed page, Ctrl-C)."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+class ChatEngine:
+    """A model and its processor. `stream` runs one generation at a time (a lock per model): concurrent callers
+    wait their turn instead of sharing the model's KV cache or the CPU."""
+
+    def __init__(
+        self,
+        model: LlavaOVForConditionalGeneration,
+        processor: LlavaOVProcessor,
+        *,
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+    ) -> None:
+        self.model = model.eval()
+        self.processor = processor
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(cls, model_path: str | Path, **kwargs: Any) -> ChatEngine:
+        """Loads a checkpoint folder (weights + processor files) on the GPU when there is one."""
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        model = LlavaOVForConditionalGeneration.from_pretrained(model_path).to(device)
+        processor = LlavaOVProcessor.from_pretrained(model_path)
+        logger.info("loaded %s on %s", model_path, device)
+        return cls(model, processor, **kwargs)
+
+    def stream(
+        self, conversation: list[dict[str, str]], *, images: list[Any], videos: list[Any]
+    ) -> Iterator[str | TokenCount]:
+        """Generates the next assistant turn of `conversation`; yields text pieces as they are decoded, then one
+        `TokenCount`. Raises `ValueError` from the processor for malformed input (reserved tokens, markers)."""
+        batch = self.processor(conversation, images=images, videos=videos, add_generation_prompt=True)
+        device, dtype = self.model.device, self.model.dtype
+        inputs = {
+            "input_ids": batch["input_ids"].to(device),
+            "attention_mask": batch["attention_mask"].to(device),
+            "pixel_values": [pixels.to(device, dtype) for pixels in batch["pixel_values"]],
+            "patch_positions": [None if p is None else p.to(device) for p in batch["patch_positions"]],
+        }
+        prompt_tokens = int(inputs["input_ids"].shape[1])
+        visual_tokens = int((batch["input_ids"] == self.processor.image_token_id).sum())
+        streamer = TextIteratorStreamer(self.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        stop = threading.Event()
+        sampling: dict[str, Any] = {"do_sample": False}
+        if self.temperature > 0:
+            sampling = {"do_sample": True, "temperature": self.temperature}
+        result: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                with torch.inference_mode():
+                    result["output"] = self.model.generate(
+                        **inputs,
+                        max_new_tokens=self.max_new_tokens,
+                        streamer=streamer,
+                        stopping_criteria=StoppingCriteriaList([_StopWhenSet(stop)]),
+                        **sampling,
+                    )
+            except BaseException as error:  # re-raised in the reading thread below
+                result["error"] = error
+                streamer.end()
+
+        with self._lock:
+            worker = threading.Thread(target=run, name="llava-serve-generate", daemon=True)
+            worker.start()
+            try:
+                yield from streamer
+            finally:
+                stop.set()  # no-op after a normal end; cuts generation short when the reader stopped early
+                worker.join()
+        if "error" in result:
+            raise result["error"]
+        generated = int(result["output"].shape[1]) - prompt_tokens
+        yield TokenCount(prompt_tokens=prompt_tokens, visual_tokens=visual_tokens, generated_tokens=generated)
+
+
+class ChatSession:
+    """One user's conversation: at most one file (its marker opens the first user turn) and the turns so far."""
+
+    def __init__(self, engine: ChatEngine, *, figure_dir: str | Path | None = None) -> None:
+        self.engine = engine
+        self.figure_dir = figure_dir
+        self.media: Media | None = None
+        self.turns: list[dict[str, str]] = []
+        self.last_count: TokenCount | None = None
+
+    def load(self, path: str | Path) -> Media:
+        """Loads a video or an image and starts a new conversation about it (the old turns referred to the old
+        file). Raises `FileNotFoundError` / `UnsupportedMediaError` and keeps the current state then."""
+        media = load_media(path, self.engine.processor, figure_dir=self.figure_dir)
+        self.media = media
+        self.reset()
+        return media
+
+    def reset(self) -> None:
+        """Forgets the turns; the loaded file stays."""
+        self.turns = []
+        self.last_count = None
+
+    def ask(self, question: str) -> Iterator[str]:
+        """Streams the answer to `question`; the turn pair is kept (with what was generated) even when the caller
+        stops reading early. `last_count` holds the token count once the stream ends."""
+        question = question.strip()
+        if not question:
+            raise ValueError("empty question")
+        text = question
+        if not self.turns and self.media is not None:
+            text = f"{self.media.marker}\n{question}"
+        conversation = [*self.turns, {"from": "human", "value": text}]
+        images = [self.media.item] if self.media is not None and self.media.kind == "image" else []
+        videos = [self.media.item] if self.media is not None and self.media.kind == "video" else []
+        pieces: list[str] = []
+        started = False
+        try:
+            for piece in self.engine.stream(conversation, images=images, videos=videos):
+                started = True
+                if isinstance(piece, TokenCount):
+                    self.last_count = piece
+                else:
+                    pieces.append(piece)
+                    yield piece
+        finally:
+            if started:
+                self.turns = [*conversation, {"from": "gpt", "value": "".join(pieces)}]
