@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -16,13 +17,16 @@ def tiny_llava(tmp_path_factory) -> Path:
     return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny_llava") / "ckpt")
 
 
-@pytest.fixture(scope="session")
-def playground_small(tmp_path_factory) -> Path:
-    import importlib.util
-
+def playground_module():
+    """`playground/make_playground.py` (a script, not a package module) loaded by path."""
     spec = importlib.util.spec_from_file_location("make_playground", REPO_ROOT / "playground" / "make_playground.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def playground_small(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("playground")
-    return module.main(["--out", str(out), "--train-videos", "6", "--eval-videos", "2", "--train-images", "6",
-                        "--eval-images", "2"])  # fmt: skip
+    sizes = ["--train-videos", "6", "--eval-videos", "2", "--train-images", "6", "--eval-images", "2"]
+    return playground_module().main(["--out", str(out), *sizes])

@@ -134,3 +134,18 @@ def test_parts_are_named_consistently(tiny_llava):
     model = LlavaOVForConditionalGeneration.from_pretrained(tiny_llava)
     parts = {parameter_part(name) for name, _ in model.named_parameters()}
     assert parts == {LANGUAGE, PROJECTOR, VISION}
+
+
+def test_playground_built_at_a_relative_path_loads(tmp_path, monkeypatch, tiny_llava):
+    """The SFT script builds `playground/data` relative to the repository: its manifests must still resolve."""
+    from llava.data import LlavaOVDataset, load_manifest
+    from llava.model import LlavaOVProcessor
+
+    from .conftest import playground_module
+
+    module = playground_module()
+    monkeypatch.chdir(tmp_path)
+    sizes = ["--train-videos", "2", "--eval-videos", "1", "--train-images", "2", "--eval-images", "1"]
+    module.main(["--out", "pg", *sizes])
+    dataset = LlavaOVDataset(load_manifest("pg/sft.yaml"), LlavaOVProcessor.from_pretrained(tiny_llava))
+    assert all(len(dataset[i]["pixel_values"]) == 1 for i in range(len(dataset)))
