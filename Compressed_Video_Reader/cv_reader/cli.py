@@ -14,6 +14,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -99,11 +100,17 @@ def run_jobs(fn: Callable[[dict], dict], jobs: list[dict], num_workers: int, des
         bar.close()
 
 
-def _guard(job: dict, work: Callable[[dict], dict]) -> dict:
+def run_guarded(work: Callable[[dict], dict], job: dict) -> dict:
+    """Runs one job and never raises (the process-pool entry point, bound with `functools.partial`): a failure is
+    reported with its reason, a finished sample of a resumed run as skipped."""
     try:
-        return {"status": "ok", **work(job)}
+        result = {"status": "ok", **work(job)}
     except Exception as err:  # a worker never takes the run down: the failure is reported with its reason
         return {"status": "failed", "error": repr(err), "traceback": traceback.format_exc(), "job": job}
+    if result.get("skipped"):
+        result["status"] = "skipped"
+    result.setdefault("job", job)
+    return result
 
 
 def _summary(name: str, results: Iterable[dict], started: float) -> dict[str, int]:
@@ -137,15 +144,6 @@ def _stage1_work(job: dict) -> dict:
     return {}
 
 
-def stage1_job(job: dict) -> dict:
-    """Process-pool entry of stage 1 (top level so that spawn workers can import it)."""
-    result = _guard(job, _stage1_work)
-    if result.get("skipped"):
-        result["status"] = "skipped"
-    result.setdefault("job", job)
-    return result
-
-
 def cmd_stage1(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     rows = load_dataset(args.input_json)
@@ -172,7 +170,7 @@ def cmd_stage1(args: argparse.Namespace) -> int:
                      "overwrite": args.overwrite})
     results = []
     failed_lines = []
-    for r in run_jobs(stage1_job, jobs, args.num_workers, "stage1"):
+    for r in run_jobs(partial(run_guarded, _stage1_work), jobs, args.num_workers, "stage1"):
         results.append(r)
         if r["status"] == "failed":
             logger.error("stage1 failed: %s (%s)", r["job"]["path"], r["error"])
@@ -233,15 +231,6 @@ def _pack_work(job: dict) -> dict:
     return {"record": assets.training_record(job["item"], images, positions_path)}
 
 
-def pack_job(job: dict) -> dict:
-    """Process-pool entry of `stage2 --mode pack` and `pack` (top level for spawn workers)."""
-    result = _guard(job, _pack_work)
-    if result.get("skipped"):
-        result["status"] = "skipped"
-    result.setdefault("job", job)
-    return result
-
-
 def _find_stage1(stage1_root: Path, sid: str, video: str, row_idx: int, T: int, square: int, patch: int,
                  K: int) -> Path | None:
     """Exact stage-1 prefix for the row; else upstream's glob (any row hash / K) in the same folder."""
@@ -288,7 +277,7 @@ def _cmd_pack_common(args: argparse.Namespace, mode: str) -> int:
             job["frame_ids"] = str(files["frame_ids.npy"])
         jobs.append(job)
     records: dict[int, dict] = {}
-    for r in run_jobs(pack_job, jobs, args.num_workers, mode):
+    for r in run_jobs(partial(run_guarded, _pack_work), jobs, args.num_workers, mode):
         results.append(r)
         if r["status"] == "failed":
             logger.error("%s failed: %s (%s)", mode, r["job"]["path"], r["error"])
@@ -346,15 +335,6 @@ def _precompute_work(job: dict) -> dict:
     return {}
 
 
-def precompute_job(job: dict) -> dict:
-    """Process-pool entry of `precompute` (top level for spawn workers)."""
-    result = _guard(job, _precompute_work)
-    if result.get("skipped"):
-        result["status"] = "skipped"
-    result.setdefault("job", job)
-    return result
-
-
 def cmd_precompute(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     roots = split_roots(args.video_root)
@@ -389,7 +369,7 @@ def cmd_precompute(args: argparse.Namespace) -> int:
                      "patch_size": args.patch_size, "sample_start_offset": args.sample_start_offset,
                      "jpg_quality": args.jpg_quality, "overwrite": args.overwrite, "energy": _energy_from_args(args)})
     results = []
-    for r in run_jobs(precompute_job, jobs, args.num_workers, "precompute"):
+    for r in run_jobs(partial(run_guarded, _precompute_work), jobs, args.num_workers, "precompute"):
         results.append(r)
         if r["status"] == "failed":
             logger.error("precompute failed: %s (%s)", r["job"]["path"], r["error"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
@@ -79,6 +79,9 @@ class VideoSources:
         self.temporal_size = temporal_size
         self.on_missing = on_missing
         self.counts: Counter[str] = Counter()
+        # Multiple choice asks one loglikelihood per answer of the same video, back to back: reuse the last few.
+        self._recent: OrderedDict[str, VideoFrames] = OrderedDict()
+        self.cache_size = 8
 
     def find_assets(self, video: str | Path) -> tuple[Path, str] | None:
         """(asset folder, key description) of the first complete asset set of `video`, or None."""
@@ -109,7 +112,19 @@ class VideoSources:
                                   patch_size=self.patch_size, num_frames=self.temporal_size)  # fmt: skip
 
     def resolve(self, video: str | Path) -> VideoFrames:
-        """The processor input of one video file; logs and counts the path taken."""
+        """The processor input of one video file; logs and counts the path taken (a video asked again while it is
+        among the last `cache_size` is reused, neither logged nor counted again)."""
+        cache_key = os.path.abspath(video)
+        if cache_key in self._recent:
+            self._recent.move_to_end(cache_key)
+            return self._recent[cache_key]
+        frames = self._resolve(video)
+        self._recent[cache_key] = frames
+        if len(self._recent) > self.cache_size:
+            self._recent.popitem(last=False)
+        return frames
+
+    def _resolve(self, video: str | Path) -> VideoFrames:
         if not Path(video).is_file():
             raise FileNotFoundError(f"video not found: {video}")
         if self.mode == "uniform":

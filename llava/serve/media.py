@@ -70,7 +70,7 @@ def detect_media_kind(path: str | Path) -> MediaKind:
     try:
         cv_reader.probe_video(path)
     except (cv_reader.VideoReadError, OSError, ValueError) as error:
-        logger.info("%s: rejected (%s)", path, error)
+        logger.debug("%s: rejected (%s)", path, error)
         raise UnsupportedMediaError(
             f"{path.name} is not a video or an image: use a video (e.g. .mp4, .mkv, .webm) or an image "
             "(e.g. .png, .jpg)"

@@ -1,0 +1,285 @@
+"""`llava_ov_encoder`: the LLaVA-OV model as an lmms-eval 0.7.3 simple model (spec lmms_eval_plugin.md sections 4,
+5 and 10.2).
+
+The prompt format belongs to `LlavaOVProcessor`: a request's visuals become `<image>` / `<video>` markers in front
+of the task's context, and the processor expands them. Requests are batched `batch_size` at a time and answered in
+request order; `until` stop strings cut the generated text; loglikelihood returns losses wrapped in
+`GenerationResult` (0.7.x stringifies bare tuples, spec section 5.1).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import PIL.Image
+import torch
+from lmms_eval.api.instance import GenerationResult, Instance
+from lmms_eval.api.model import lmms
+
+from llava.model import LlavaOVForConditionalGeneration, LlavaOVProcessor
+from llava.model.llava_ov.chat_format import IMAGE_MARKER, VIDEO_MARKER
+
+from .video_sources import VideoSources
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# gen_kwargs keys HF `generate` understands; lmms-eval tasks carry others (e.g. image_aspect_ratio): dropped.
+_GENERATE_KEYS = ("temperature", "top_p", "top_k", "num_beams", "repetition_penalty")
+_VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".flv", ".mpg", ".mpeg", ".wmv", ".3gp")
+
+
+def truncate_at_stop(text: str, until: Sequence[str]) -> str:
+    """`text` up to the earliest occurrence of any stop string (the stop string itself removed)."""
+    cut = len(text)
+    for stop in until:
+        if stop:
+            index = text.find(stop)
+            if index != -1:
+                cut = min(cut, index)
+    return text[:cut]
+
+
+def split_visuals(visuals: Sequence[Any]) -> tuple[list[Any], list[str]]:
+    """lmms-eval visuals -> (images, video paths). Videos are file-path strings (or dicts with `path`/`url`);
+    images are PIL images (or image paths)."""
+    images, videos = [], []
+    for visual in visuals:
+        if isinstance(visual, dict):
+            visual = visual.get("path") or visual.get("url") or visual.get("video")
+        if isinstance(visual, (str, Path)) and str(visual).lower().endswith(_VIDEO_SUFFIXES):
+            videos.append(str(visual))
+        elif isinstance(visual, (str, Path, PIL.Image.Image)):
+            images.append(visual)
+        else:
+            raise ValueError(f"unsupported visual of type {type(visual).__name__} (audio is not supported)")
+    return images, videos
+
+
+class LlavaOVEncoder(lmms):
+    """LLaVA-OV (OneVision-Encoder + Qwen3) for lmms-eval.
+
+    Args (all from `--model_args`, values typed by lmms-eval):
+        pretrained: checkpoint folder (ours, `save_pretrained` layout).
+        conv_template: `qwen_1_5` (ChatML, upstream's) or `plain`.
+        device: `cpu`, `cuda`, `cuda:N` (with `accelerate launch` each process takes its local GPU).
+        dtype: `float32` | `bfloat16` | `float16`; default bfloat16 on GPU (the training dtype), float32 on CPU.
+        attn_implementation: passed to `from_pretrained` (`sdpa`, `eager`, `flash_attention_2`).
+        video_mode: `codec` (cv_reader selection on the fly) | `codec_offline` (precomputed assets) | `uniform`.
+        offline_root: precompute output folder(s); several separated by `;` or `os.pathsep` (`--model_args` already
+            splits on commas). A root that does not exist is an error (upstream skipped it silently).
+        on_missing: `codec` (log a warning and select now) | `error` for `codec_offline` misses.
+        max_new_tokens: overrides the task's `max_new_tokens` when given (default: the task's, else 1024).
+        batch_size: requests per forward pass.
+    """
+
+    is_simple = True
+
+    def __init__(
+        self,
+        pretrained: str,
+        conv_template: str = "qwen_1_5",
+        device: str | None = None,
+        dtype: str | None = None,
+        attn_implementation: str | None = None,
+        video_mode: str = "codec",
+        offline_root: str | None = None,
+        on_missing: str = "codec",
+        max_new_tokens: int | None = None,
+        batch_size: int | str = 1,
+        max_batch_size: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        if kwargs:
+            # Unknown args are not fatal (upstream asserted kwargs == {}), but never silently ignored either.
+            logger.warning("llava_ov_encoder: ignoring unknown model_args %s", sorted(kwargs))
+        _ensure_log_handler()
+        self._rank, self._world_size, device, accelerator = _distributed_setup(device)
+        if accelerator is not None:
+            self.accelerator = accelerator  # the evaluator gathers across processes through it
+        self._device = torch.device(device)
+        if dtype is None:
+            dtype = "bfloat16" if self._device.type == "cuda" else "float32"
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        self.dtype = DTYPES[dtype]
+        load_kwargs: dict[str, Any] = {"dtype": self.dtype}
+        if attn_implementation:
+            load_kwargs["attn_implementation"] = attn_implementation
+        self.model = LlavaOVForConditionalGeneration.from_pretrained(pretrained, **load_kwargs).to(self._device)
+        self.model.eval()
+        self.processor = LlavaOVProcessor.from_pretrained(pretrained)
+        self.processor.template = conv_template
+        roots = [root for root in str(offline_root or "").replace(os.pathsep, ";").split(";") if root]
+        self.videos = VideoSources(
+            mode=video_mode,
+            offline_roots=roots,
+            num_frames=self.processor.num_video_frames,
+            square_size=self.processor.video_square_size,
+            patch_size=self.processor.video_patch_size,
+            temporal_size=self.processor.video_temporal_size,
+            on_missing=on_missing,
+        )
+        self.batch_size_per_gpu = int(batch_size)
+        if max_batch_size is not None:
+            self.batch_size_per_gpu = min(self.batch_size_per_gpu, int(max_batch_size))
+        self.max_new_tokens = None if max_new_tokens is None else int(max_new_tokens)
+        logger.info("llava_ov_encoder: %s on %s (%s), video_mode=%s, batch_size=%d, rank %d/%d", pretrained,
+                    self._device, dtype, video_mode, self.batch_size_per_gpu, self._rank, self._world_size)  # fmt: skip
+
+    # ------------------------------------------------------------------------------------------ inputs
+    def _docs_visuals(self, doc_to_visual: Callable, doc_id: int, task: str, split: str) -> list[Any]:
+        visuals = doc_to_visual(self.task_dict[task][split][doc_id])
+        return [] if visuals is None else [v for v in visuals if v is not None]
+
+    def _sample(self, context: str, visuals: Sequence[Any]) -> tuple[list[dict], list[Any], list[Any]]:
+        """(conversation, images, videos) of one request: one marker per visual, in front of the context."""
+        images, video_paths = split_visuals(visuals)
+        videos = [self.videos.resolve(path) for path in video_paths]
+        prefix = "".join(f"{VIDEO_MARKER}\n" for _ in videos) + "".join(f"{IMAGE_MARKER}\n" for _ in images)
+        return [{"from": "human", "value": prefix + context}], images, videos
+
+    def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        out = {"input_ids": batch["input_ids"].to(self._device),
+               "attention_mask": batch["attention_mask"].to(self._device)}  # fmt: skip
+        if batch["pixel_values"]:
+            out["pixel_values"] = [p.to(self._device, self.dtype) for p in batch["pixel_values"]]
+            out["patch_positions"] = [None if p is None else p.to(self._device) for p in batch["patch_positions"]]
+        return out
+
+    # -------------------------------------------------------------------------------------- generation
+    def _generate_kwargs(self, gen_kwargs: dict[str, Any]) -> dict[str, Any]:
+        max_new = self.max_new_tokens or int(gen_kwargs.get("max_new_tokens") or 1024)
+        kwargs: dict[str, Any] = {"max_new_tokens": max_new}
+        sample = bool(gen_kwargs.get("do_sample", False)) and float(gen_kwargs.get("temperature", 0) or 0) > 0
+        kwargs["do_sample"] = sample
+        for key in _GENERATE_KEYS:
+            if key in gen_kwargs and (sample or key in ("num_beams", "repetition_penalty")):
+                kwargs[key] = gen_kwargs[key]
+        return kwargs
+
+    def generate_until(self, requests: list[Instance]) -> list[str]:
+        """Greedy (or sampled) answers in request order; requests with equal `gen_kwargs` share batches."""
+        results: list[str | None] = [None] * len(requests)
+        groups: dict[str, list[int]] = {}
+        for index, request in enumerate(requests):
+            groups.setdefault(json.dumps(request.args[1], sort_keys=True, default=str), []).append(index)
+        for indices in groups.values():
+            gen_kwargs = dict(requests[indices[0]].args[1])
+            until = gen_kwargs.get("until") or []
+            until = [until] if isinstance(until, str) else list(until)
+            generate_kwargs = self._generate_kwargs(gen_kwargs)
+            for start in range(0, len(indices), self.batch_size_per_gpu):
+                chunk = indices[start : start + self.batch_size_per_gpu]
+                for index, text in zip(chunk, self._generate_batch([requests[i] for i in chunk], generate_kwargs),
+                                       strict=True):  # fmt: skip
+                    results[index] = truncate_at_stop(text, until)
+        logger.info("llava_ov_encoder: generated %d answers; %s", len(requests), self.videos.summary())
+        return [text or "" for text in results]
+
+    def _generate_batch(self, requests: Sequence[Instance], generate_kwargs: dict[str, Any]) -> list[str]:
+        conversations, images, videos = [], [], []
+        for request in requests:
+            context, _, doc_to_visual, doc_id, task, split = request.args
+            conversation, sample_images, sample_videos = self._sample(
+                context, self._docs_visuals(doc_to_visual, doc_id, task, split)
+            )
+            conversations.append(conversation)
+            images.append(sample_images)
+            videos.append(sample_videos)
+        batch = self.processor(conversations, images=images, videos=videos, add_generation_prompt=True,
+                               padding_side="left")  # fmt: skip
+        inputs = self._to_device(batch)
+        tokenizer = self.processor.tokenizer
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, **generate_kwargs, pad_token_id=tokenizer.pad_token_id)
+        return self.processor.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+
+    # ------------------------------------------------------------------------------------ loglikelihood
+    def loglikelihood(self, requests: list[Instance]) -> list[GenerationResult]:
+        """Per request (loss = -log p(continuation | context, visuals), is_greedy), wrapped in `GenerationResult`:
+        lmms-eval 0.7.x turns bare tuples into strings before scoring (spec section 5.1); `multiple_choice` takes
+        the argmin of the losses (section 5.2)."""
+        results: list[GenerationResult] = []
+        for start in range(0, len(requests), self.batch_size_per_gpu):
+            for loss, greedy in self._loglikelihood_batch(requests[start : start + self.batch_size_per_gpu]):
+                results.append(GenerationResult(text=(loss, greedy)))
+        logger.info("llava_ov_encoder: scored %d continuations; %s", len(requests), self.videos.summary())
+        return results
+
+    def _loglikelihood_batch(self, requests: Sequence[Instance]) -> list[tuple[float, bool]]:
+        tokenizer = self.processor.tokenizer
+        samples, spans = [], []
+        for request in requests:
+            context, continuation, doc_to_visual, doc_id, task, split = request.args
+            conversation, images, videos = self._sample(
+                context, self._docs_visuals(doc_to_visual, doc_id, task, split)
+            )
+            # Same visual path and prompt as generation; the continuation follows the assistant header.
+            sample = self.processor.process_conversation(conversation, images=images, videos=videos,
+                                                         add_generation_prompt=True, return_labels=False)  # fmt: skip
+            continuation_ids = tokenizer(continuation, add_special_tokens=False)["input_ids"]
+            if not continuation_ids:
+                raise ValueError(f"{task} doc {doc_id}: empty continuation {continuation!r}")
+            prompt_length = len(sample["input_ids"])
+            ids = torch.cat([sample["input_ids"], torch.tensor(continuation_ids, dtype=torch.long)])
+            sample["input_ids"], sample["attention_mask"] = ids, torch.ones_like(ids)
+            samples.append(sample)
+            spans.append((prompt_length, len(continuation_ids)))
+        batch = self._to_device(self.processor.pad(samples, padding_side="right"))
+        with torch.inference_mode():
+            logits = self.model(**batch).logits.float()  # (B, L, V)
+        results = []
+        for row, (prompt_length, length) in enumerate(spans):
+            # Position p predicts token p + 1: the continuation's logits start one before it.
+            row_logits = logits[row, prompt_length - 1 : prompt_length - 1 + length]  # (length, V)
+            targets = batch["input_ids"][row, prompt_length : prompt_length + length]
+            log_probs = torch.log_softmax(row_logits, dim=-1)
+            loss = -float(log_probs.gather(-1, targets[:, None]).sum())
+            greedy = bool((row_logits.argmax(-1) == targets).all())
+            results.append((loss, greedy))
+        return results
+
+    def generate_until_multi_round(self, requests: list[Instance]) -> list[list[str]]:
+        raise NotImplementedError("llava_ov_encoder does not implement multi-round generation")
+
+    def clean(self) -> None:
+        """End of the run: the video path counts (the evaluator calls this once after all requests)."""
+        logger.info("llava_ov_encoder: end of run, %s", self.videos.summary())
+        super().clean()
+
+
+def _distributed_setup(device: str | None) -> tuple[int, int, str, Any]:
+    """(rank, world_size, device, accelerator or None). Under `accelerate launch` with several processes each takes
+    its local GPU (data parallel: every process holds the whole model and answers its share of the requests)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1:
+        from accelerate import Accelerator
+
+        accelerator = Accelerator()
+        if torch.cuda.is_available():
+            device = f"cuda:{accelerator.local_process_index}"
+        return accelerator.process_index, accelerator.num_processes, device or "cpu", accelerator
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return 0, 1, device, None
+
+
+def _ensure_log_handler() -> None:
+    """The per-video lines are INFO: give the `llava.eval` logger a stderr handler when nothing is configured (the
+    lmms-eval CLI logs with loguru, so Python logging would otherwise drop them)."""
+    package_logger = logging.getLogger("llava.eval")
+    if not package_logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        package_logger.addHandler(handler)
+        package_logger.setLevel(logging.INFO)
+
+
+__all__ = ["LlavaOVEncoder", "split_visuals", "truncate_at_stop"]

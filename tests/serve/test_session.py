@@ -1,0 +1,115 @@
+"""The shared chat logic on a tiny untrained checkpoint: file detection, streaming, turns, reset, token counts,
+one generation at a time, and the default-checkpoint resolution."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from llava.serve import ChatEngine, ChatSession, TokenCount, UnsupportedMediaError, detect_media_kind
+from llava.serve import checkpoint as serve_checkpoint
+
+
+def test_detects_media_by_content(playground_video: Path, playground_image: Path, not_media: Path) -> None:
+    assert detect_media_kind(playground_video) == "video"
+    assert detect_media_kind(playground_image) == "image"
+    with pytest.raises(UnsupportedMediaError, match="notes.mp4 is not a video or an image"):
+        detect_media_kind(not_media)
+    with pytest.raises(FileNotFoundError, match="missing.mp4"):
+        detect_media_kind(not_media.parent / "missing.mp4")
+
+
+def test_video_turns_stream_and_count(engine: ChatEngine, playground_video: Path, tmp_path: Path) -> None:
+    session = ChatSession(engine, figure_dir=tmp_path)
+    media = session.load(playground_video)
+    assert media.figure is not None and media.figure.is_file()  # cv_reader's pipeline figure
+    # The tiny processor: num_video_frames mosaics of (video_square_size / video_patch_size)**2 patches.
+    processor = engine.processor
+    assert media.num_visual_tokens == processor.num_video_frames * processor.video_grid**2
+
+    pieces = list(session.ask("Does anything move?"))
+    first = session.last_count
+    assert isinstance(first, TokenCount)
+    assert first.visual_tokens == media.num_visual_tokens
+    assert 0 < first.generated_tokens <= engine.max_new_tokens
+    assert [turn["from"] for turn in session.turns] == ["human", "gpt"]
+    assert session.turns[0]["value"] == "<video>\nDoes anything move?"
+    assert session.turns[1]["value"] == "".join(pieces)
+
+    list(session.ask("Which way?"))
+    # The second turn carries the first in its prompt, and the file only once.
+    assert session.last_count.prompt_tokens > first.prompt_tokens + first.generated_tokens
+    assert session.last_count.visual_tokens == media.num_visual_tokens
+    assert [turn["value"].count("<video>") for turn in session.turns] == [1, 0, 0, 0]
+
+    session.reset()
+    assert session.turns == [] and session.media is media
+
+
+def test_image_and_switching_files(engine: ChatEngine, playground_video: Path, playground_image: Path) -> None:
+    session = ChatSession(engine)
+    session.load(playground_video)
+    list(session.ask("Does anything move?"))
+    media = session.load(playground_image)  # a new file starts a new conversation
+    assert session.turns == [] and media.kind == "image"
+    list(session.ask("What colour is the shape?"))
+    assert session.turns[0]["value"].startswith("<image>\n")
+    assert session.last_count.visual_tokens == media.num_visual_tokens
+
+
+def test_bad_file_keeps_the_session(engine: ChatEngine, playground_video: Path, not_media: Path) -> None:
+    session = ChatSession(engine)
+    media = session.load(playground_video)
+    with pytest.raises(UnsupportedMediaError):
+        session.load(not_media)
+    assert session.media is media
+
+
+def test_reserved_tokens_are_refused(engine: ChatEngine) -> None:
+    with pytest.raises(ValueError, match="reserved token"):
+        list(ChatSession(engine).ask("<|im_start|>system"))
+
+
+def test_one_generation_at_a_time(engine: ChatEngine) -> None:
+    """Two readers: the second stream starts only after the first one ended (the engine's lock)."""
+    events: list[str] = []
+
+    def chat(name: str) -> None:
+        for _ in ChatSession(engine).ask("Describe the image."):
+            time.sleep(0.01)  # widen the window in which a second generation could interleave
+        events.append(f"{name} done")
+
+    stream = ChatSession(engine).ask("Describe the video.")
+    next(stream)  # holds the lock until the stream ends
+    other = threading.Thread(target=chat, args=("second",))
+    other.start()
+    time.sleep(0.3)
+    events.append("first done")
+    list(stream)
+    other.join(timeout=60)
+    assert events == ["first done", "second done"]
+
+
+def test_model_path_must_be_a_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        serve_checkpoint.resolve_model_path(tmp_path)
+
+
+def test_default_checkpoint_is_built_when_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo calls the same script a newcomer runs (stubbed here: the real one trains for minutes)."""
+    calls = []
+
+    def fake_run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
+        calls.append((command, kwargs["cwd"], kwargs["env"].get("SKIP_PLAYGROUND_EVAL")))
+        (tmp_path / "model.safetensors").write_bytes(b"")
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(serve_checkpoint.subprocess, "run", fake_run)
+    assert serve_checkpoint.ensure_default_checkpoint(tmp_path) == tmp_path
+    assert calls == [(["bash", str(serve_checkpoint.BUILD_SCRIPT)], serve_checkpoint.REPO_ROOT, "1")]
+    serve_checkpoint.ensure_default_checkpoint(tmp_path)  # present now: not rebuilt
+    assert len(calls) == 1
