@@ -16,17 +16,43 @@ if [ ! -x "$VENV/bin/python" ]; then
     echo "[setup] creating virtual environment in $VENV" >&2
     python3 -m venv "$VENV"
 fi
+# The dev extra includes the web demo's browser test: it needs gradio (the demo extra) as well.
+case ",$EXTRAS," in *,dev,*) case ",$EXTRAS," in *,demo,*) ;; *) EXTRAS="$EXTRAS,demo" ;; esac ;; esac
 stamp="$VENV/.installed-$(cat "$REPO_ROOT/pyproject.toml" "$PIP_CONSTRAINT" | sha1sum | cut -c1-12)-${EXTRAS//,/_}"
 if [ ! -f "$stamp" ]; then
     echo "[setup] installing the project with extras [$EXTRAS] (torch pinned by $PIP_CONSTRAINT)" >&2
     "$VENV/bin/python" -m pip install -q torch==2.13.0
+    # lmms-eval (extras eval and dev) is installed lean below: its full dependency set downgrades av (<16) and
+    # pulls torchvision, so the `eval` extra itself is not handed to pip.
+    case ",$EXTRAS," in *,eval,*|*,dev,*) lean_lmms_eval=1 ;; *) lean_lmms_eval="" ;; esac
+    extras_requested="$EXTRAS"  # restored below: callers source this file
+    EXTRAS="$(echo ",$EXTRAS," | sed -e 's/,eval,/,/g' -e 's/^,//' -e 's/,$//')"
     if [ -n "$EXTRAS" ]; then target="$REPO_ROOT[$EXTRAS]"; else target="$REPO_ROOT"; fi
     "$VENV/bin/python" -m pip install -q -e "$target"
+    if [ -n "$lean_lmms_eval" ]; then
+        "$VENV/bin/python" -m pip install -q --no-deps lmms-eval==0.7.3
+        "$VENV/bin/python" -m pip install -q datasets evaluate aiohttp numexpr sacrebleu scikit-learn nltk \
+            sentencepiece zstandard pyyaml sympy loguru tenacity protobuf python-dotenv jsonlines pytablewriter \
+            openpyxl accelerate
+    fi
+    EXTRAS="$extras_requested"
     if "$VENV/bin/python" -m pip show -q torchvision >/dev/null 2>&1; then
         # Every registry build of torchvision is CUDA-linked and breaks `import transformers` here.
         "$VENV/bin/python" -m pip uninstall -y -q torchvision
     fi
     touch "$stamp"
+fi
+# The browser test drives Debian's chromium through Playwright (never `playwright install`: it downloads browsers).
+if [[ ",$EXTRAS," == *,dev,* ]] && [ -z "${CHROMIUM_PATH:-}" ] && ! command -v chromium >/dev/null 2>&1; then
+    apt=""
+    if [ "$(id -u)" = 0 ]; then apt="apt-get"; elif sudo -n true 2>/dev/null; then apt="sudo -n apt-get"; fi
+    if [ -n "$apt" ] && command -v apt-get >/dev/null 2>&1; then
+        echo "[setup] installing Debian chromium for the web demo's browser test" >&2
+        { $apt update -qq && DEBIAN_FRONTEND=noninteractive $apt install -y -qq chromium; } >&2 \
+            || echo "[setup] could not install chromium: the browser test will be skipped" >&2
+    else
+        echo "[setup] no chromium and no apt-get as root: the browser test will be skipped" >&2
+    fi
 fi
 export PATH="$VENV/bin:$PATH"
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"

@@ -22,7 +22,7 @@ from lmms_eval.api.instance import GenerationResult, Instance
 from lmms_eval.api.model import lmms
 
 from llava.model import LlavaOVForConditionalGeneration, LlavaOVProcessor
-from llava.model.llava_ov.chat_format import IMAGE_MARKER, VIDEO_MARKER
+from llava.model.llava_ov.chat_format import CHAT_TEMPLATES, IMAGE_MARKER, VIDEO_MARKER
 
 from .video_sources import VideoSources
 
@@ -115,6 +115,8 @@ class LlavaOVEncoder(lmms):
         self.model = LlavaOVForConditionalGeneration.from_pretrained(pretrained, **load_kwargs).to(self._device)
         self.model.eval()
         self.processor = LlavaOVProcessor.from_pretrained(pretrained)
+        if conv_template not in CHAT_TEMPLATES:
+            raise ValueError(f"conv_template must be one of {CHAT_TEMPLATES}, got {conv_template!r}")
         self.processor.template = conv_template
         roots = [root for root in str(offline_root or "").replace(os.pathsep, ";").split(";") if root]
         self.videos = VideoSources(
@@ -126,12 +128,16 @@ class LlavaOVEncoder(lmms):
             temporal_size=self.processor.video_temporal_size,
             on_missing=on_missing,
         )
-        self.batch_size_per_gpu = int(batch_size)
+        if not str(batch_size).isdigit():
+            logger.warning("llava_ov_encoder: batch_size %r is not a number, using 1", batch_size)
+            batch_size = 1
+        self.batch_size_per_gpu = max(1, int(batch_size))
         if max_batch_size is not None:
             self.batch_size_per_gpu = min(self.batch_size_per_gpu, int(max_batch_size))
         self.max_new_tokens = None if max_new_tokens is None else int(max_new_tokens)
         logger.info("llava_ov_encoder: %s on %s (%s), video_mode=%s, batch_size=%d, rank %d/%d", pretrained,
-                    self._device, dtype, video_mode, self.batch_size_per_gpu, self._rank, self._world_size)  # fmt: skip
+                    self._device, dtype, video_mode, self.batch_size_per_gpu, self._rank,
+                    self._world_size)  # fmt: skip
 
     # ------------------------------------------------------------------------------------------ inputs
     def _docs_visuals(self, doc_to_visual: Callable, doc_id: int, task: str, split: str) -> list[Any]:
@@ -139,10 +145,13 @@ class LlavaOVEncoder(lmms):
         return [] if visuals is None else [v for v in visuals if v is not None]
 
     def _sample(self, context: str, visuals: Sequence[Any]) -> tuple[list[dict], list[Any], list[Any]]:
-        """(conversation, images, videos) of one request: one marker per visual, in front of the context."""
+        """(conversation, images, videos) of one request: one marker per visual, in front of the context (a context
+        that already places exactly one `<image>` per image keeps its own image markers)."""
         images, video_paths = split_visuals(visuals)
         videos = [self.videos.resolve(path) for path in video_paths]
-        prefix = "".join(f"{VIDEO_MARKER}\n" for _ in videos) + "".join(f"{IMAGE_MARKER}\n" for _ in images)
+        own_markers = images and context.count(IMAGE_MARKER) == len(images)
+        prefix = "".join(f"{VIDEO_MARKER}\n" for _ in videos)
+        prefix += "" if own_markers else "".join(f"{IMAGE_MARKER}\n" for _ in images)
         return [{"from": "human", "value": prefix + context}], images, videos
 
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:

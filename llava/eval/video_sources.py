@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Literal
 
 from cv_reader.assets import asset_key
-
 from llava.model.llava_ov.video_inputs import VideoFrames, read_uniform_frames, select_codec_video
 
 logger = logging.getLogger(__name__)

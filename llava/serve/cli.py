@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
+import torch
+
 from .checkpoint import resolve_model_path
 from .media import UnsupportedMediaError
 from .session import ChatEngine, ChatSession
@@ -38,6 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     media.add_argument("--image", default=None, help="image file to chat about")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="longest answer in tokens")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy decoding")
+    parser.add_argument("--seed", type=int, default=None, help="seed for sampling (reproducible answers)")
     return parser.parse_args(argv)
 
 
@@ -113,6 +116,8 @@ class Terminal:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = parse_args(argv)
+    if args.seed is not None:
+        torch.manual_seed(args.seed)
     engine = ChatEngine.from_pretrained(
         resolve_model_path(args.model_path), max_new_tokens=args.max_new_tokens, temperature=args.temperature
     )

@@ -52,7 +52,7 @@ class Media:
 
 
 def detect_media_kind(path: str | Path) -> MediaKind:
-    """"image" when PIL can decode `path`, "video" when FFmpeg finds a decodable video stream.
+    """The kind of `path`: "image" when PIL can decode it, "video" when FFmpeg finds a decodable video stream.
 
     Raises:
         FileNotFoundError: no such file.

@@ -36,8 +36,7 @@ class TokenCount:
     def describe(self) -> str:
         """One line for the user."""
         return (
-            f"prompt {self.prompt_tokens} tokens ({self.visual_tokens} visual), "
-            f"answer {self.generated_tokens} tokens"
+            f"prompt {self.prompt_tokens} tokens ({self.visual_tokens} visual), answer {self.generated_tokens} tokens"
         )
 
 
@@ -145,6 +144,11 @@ class ChatSession:
         self.media = media
         self.reset()
         return media
+
+    def unload(self) -> None:
+        """Drops the file and the turns: the next question is text only."""
+        self.media = None
+        self.reset()
 
     def reset(self) -> None:
         """Forgets the turns; the loaded file stays."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import torch
 
 from .checkpoint import resolve_model_path
 from .media import UnsupportedMediaError
@@ -47,8 +48,7 @@ class WebChat:
         """A new file: a new conversation. Returns (session, chat, figure, tokens, status)."""
         session = self.session_of(session)
         if path is None:  # the file was cleared
-            session.media = None
-            session.reset()
+            session.unload()
             return session, [], None, "", "Upload a video or an image, or ask without one."
         try:
             media = session.load(path)
@@ -76,7 +76,7 @@ class WebChat:
             history = history[:-2]
             yield session, history, question, gr.skip(), f"**Error:** {error}"
             return
-        history[-1] = {"role": "assistant", "content": answer or EMPTY_ANSWER}
+        history[-1] = {"role": "assistant", "content": answer if answer.strip() else EMPTY_ANSWER}
         count = session.last_count.describe() if session.last_count else ""
         yield session, history, "", count, ""
 
@@ -149,12 +149,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-file-size", default="100mb", help="largest upload, e.g. 100mb or 2gb")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="longest answer in tokens")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy decoding")
+    parser.add_argument("--seed", type=int, default=None, help="seed for sampling (reproducible answers)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; serves until interrupted."""
     args = parse_args(argv)
+    if args.seed is not None:
+        torch.manual_seed(args.seed)
     engine = ChatEngine.from_pretrained(
         resolve_model_path(args.model_path), max_new_tokens=args.max_new_tokens, temperature=args.temperature
     )
@@ -166,4 +169,5 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own start-up requests, one line each
     sys.exit(main())

@@ -49,6 +49,10 @@ def test_video_turns_stream_and_count(engine: ChatEngine, playground_video: Path
     session.reset()
     assert session.turns == [] and session.media is media
 
+    session.unload()  # no file: a text-only conversation
+    list(session.ask("Hello"))
+    assert session.turns[0]["value"] == "Hello" and session.last_count.visual_tokens == 0
+
 
 def test_image_and_switching_files(engine: ChatEngine, playground_video: Path, playground_image: Path) -> None:
     session = ChatSession(engine)
@@ -72,6 +76,23 @@ def test_bad_file_keeps_the_session(engine: ChatEngine, playground_video: Path, 
 def test_reserved_tokens_are_refused(engine: ChatEngine) -> None:
     with pytest.raises(ValueError, match="reserved token"):
         list(ChatSession(engine).ask("<|im_start|>system"))
+
+
+def test_answer_streams_while_generating(engine: ChatEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pieces reach the reader while `generate` is still running (each forward slowed down so that the reader
+    thread always gets its turn), not all at once at the end."""
+    forward = engine.model.forward
+    forward_times: list[float] = []
+
+    def slow_forward(*args, **kwargs):
+        time.sleep(0.05)
+        forward_times.append(time.monotonic())
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(engine.model, "forward", slow_forward)
+    arrivals = [time.monotonic() for _ in ChatSession(engine).ask("Does anything move?")]
+    assert len(arrivals) >= 2
+    assert arrivals[0] < forward_times[-1]
 
 
 def test_one_generation_at_a_time(engine: ChatEngine) -> None:
