@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import torch
+
+from .session import ChatEngine
 
 logger = logging.getLogger(__name__)
 
@@ -48,3 +53,20 @@ def ensure_default_checkpoint(folder: Path = DEFAULT_MODEL_PATH) -> Path:
     if not (folder / "model.safetensors").is_file():
         raise RuntimeError(f"{BUILD_SCRIPT} finished but wrote no {folder / 'model.safetensors'}")
     return folder
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model options both front ends take."""
+    parser.add_argument("--model-path", default=None, help="LLaVA-OV checkpoint folder (default: the playground one)")
+    parser.add_argument("--max-new-tokens", type=int, default=64, help="longest answer in tokens")
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy decoding")
+    parser.add_argument("--seed", type=int, default=None, help="seed for sampling (reproducible answers)")
+
+
+def engine_from_arguments(args: argparse.Namespace) -> ChatEngine:
+    """Seeds sampling when asked and loads the chat engine of `--model-path` (or the playground checkpoint)."""
+    if args.seed is not None:
+        torch.manual_seed(args.seed)
+    return ChatEngine.from_pretrained(
+        resolve_model_path(args.model_path), max_new_tokens=args.max_new_tokens, temperature=args.temperature
+    )

@@ -14,11 +14,9 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-import torch
-
-from .checkpoint import resolve_model_path
+from .checkpoint import add_model_arguments, engine_from_arguments
 from .media import UnsupportedMediaError
-from .session import ChatEngine, ChatSession
+from .session import ChatSession
 
 logger = logging.getLogger("llava.serve.cli")
 
@@ -34,13 +32,10 @@ HELP = """commands:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m llava.serve.cli", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model-path", default=None, help="LLaVA-OV checkpoint folder (default: the playground one)")
+    add_model_arguments(parser)
     media = parser.add_mutually_exclusive_group()
     media.add_argument("--video", default=None, help="video file to chat about")
     media.add_argument("--image", default=None, help="image file to chat about")
-    parser.add_argument("--max-new-tokens", type=int, default=64, help="longest answer in tokens")
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy decoding")
-    parser.add_argument("--seed", type=int, default=None, help="seed for sampling (reproducible answers)")
     return parser.parse_args(argv)
 
 
@@ -116,11 +111,7 @@ class Terminal:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = parse_args(argv)
-    if args.seed is not None:
-        torch.manual_seed(args.seed)
-    engine = ChatEngine.from_pretrained(
-        resolve_model_path(args.model_path), max_new_tokens=args.max_new_tokens, temperature=args.temperature
-    )
+    engine = engine_from_arguments(args)
     terminal = Terminal(ChatSession(engine))
     for path in (args.video, args.image):
         if path:

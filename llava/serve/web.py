@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import torch
 
-from .checkpoint import resolve_model_path
+from .checkpoint import add_model_arguments, engine_from_arguments
 from .media import UnsupportedMediaError
 from .session import ChatEngine, ChatSession
 
@@ -143,24 +142,17 @@ def launch(
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m llava.serve.web", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model-path", default=None, help="LLaVA-OV checkpoint folder (default: the playground one)")
+    add_model_arguments(parser)
     parser.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 exposes the page to the network)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--max-file-size", default="100mb", help="largest upload, e.g. 100mb or 2gb")
-    parser.add_argument("--max-new-tokens", type=int, default=64, help="longest answer in tokens")
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy decoding")
-    parser.add_argument("--seed", type=int, default=None, help="seed for sampling (reproducible answers)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; serves until interrupted."""
     args = parse_args(argv)
-    if args.seed is not None:
-        torch.manual_seed(args.seed)
-    engine = ChatEngine.from_pretrained(
-        resolve_model_path(args.model_path), max_new_tokens=args.max_new_tokens, temperature=args.temperature
-    )
+    engine = engine_from_arguments(args)
     figure_dir = Path(tempfile.mkdtemp(prefix="llava_web_"))
     app = build_app(engine, figure_dir=figure_dir)
     launch(app, figure_dir=figure_dir, host=args.host, port=args.port, max_file_size=args.max_file_size)
