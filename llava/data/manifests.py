@@ -20,7 +20,7 @@ import logging
 import math
 import re
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -97,10 +97,23 @@ class Manifest:
 
 
 class _BadLineCounter:
-    """Collects skipped lines of one file and logs them once."""
+    """Decides which entries of one file are kept, collects the skipped ones and logs them once."""
 
-    def __init__(self, path: Path, on_bad_line: OnBadLine) -> None:
+    def __init__(self, path: Path, on_bad_line: OnBadLine, *, validate: bool) -> None:
         self.path, self.on_bad_line, self.count, self.examples = path, on_bad_line, 0, []
+        # Entries are checked while indexing only when asked, or when bad ones must be left out of the index.
+        self.checking = validate or on_bad_line == "skip"
+
+    def keeps(self, check: Callable[[], object]) -> bool:
+        """Runs ``check`` (raising ValueError on a bad entry) when checking; False for a bad entry that is skipped."""
+        if not self.checking:
+            return True
+        try:
+            check()
+        except ValueError as error:
+            self.report(error)
+            return False
+        return True
 
     def report(self, error: ValueError) -> None:
         if self.on_bad_line == "raise":
@@ -135,24 +148,17 @@ class JsonlManifest(Manifest):
     ) -> None:
         self.path = Path(path)
         self.media_root = Path(media_root) if media_root is not None else self.path.parent
-        counter = _BadLineCounter(self.path, on_bad_line)
+        counter = _BadLineCounter(self.path, on_bad_line, validate=validate)
         # array("q") keeps the index at 8 bytes per entry while it grows (a list of ints would be ~5x that).
         offsets = array("q")
         line_numbers = array("q")
         offset = 0
         with self.path.open("rb") as handle:
             for line_number, line in enumerate(handle, start=1):
-                if line.strip():
-                    keep = True
-                    if validate or on_bad_line == "skip":
-                        try:
-                            _parse_line(line, source=f"{self.path}:{line_number}")
-                        except ValueError as error:
-                            counter.report(error)
-                            keep = False
-                    if keep:
-                        offsets.append(offset)
-                        line_numbers.append(line_number)
+                check = lambda line=line, n=line_number: _parse_line(line, source=f"{self.path}:{n}")  # noqa: E731
+                if line.strip() and counter.keeps(check):
+                    offsets.append(offset)
+                    line_numbers.append(line_number)
                 offset += len(line)
         counter.log()
         self.num_skipped = counter.count
@@ -201,7 +207,7 @@ class JsonArrayManifest(Manifest):
         self.media_root = Path(media_root) if media_root is not None else self.path.parent
         self._text = self.path.read_text(encoding="utf-8")
         decoder = json.JSONDecoder()
-        counter = _BadLineCounter(self.path, on_bad_line)
+        counter = _BadLineCounter(self.path, on_bad_line, validate=validate)
         spans: list[tuple[int, int]] = []
         lines: list[int] = []
         text = self._text
@@ -225,14 +231,7 @@ class JsonArrayManifest(Manifest):
                 element, end = decoder.raw_decode(text, pos)
             except json.JSONDecodeError as error:
                 raise ValueError(f"{source}: invalid JSON: {error}") from error
-            keep = True
-            if validate or on_bad_line == "skip":
-                try:
-                    validate_sample(element, source=source)
-                except ValueError as error:
-                    counter.report(error)
-                    keep = False
-            if keep:
+            if counter.keeps(lambda element=element, source=source: validate_sample(element, source=source)):
                 spans.append((pos, end))
                 lines.append(line)
             pos = _skip_space(text, end)
