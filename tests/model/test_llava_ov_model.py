@@ -205,22 +205,28 @@ def test_packed_row_equals_separate_rows(model, tokenizer) -> None:
     torch.testing.assert_close(packed, torch.cat(separate), rtol=1e-4, atol=1e-5)
 
 
-def test_generation_with_and_without_cache_identical(model, tokenizer) -> None:
-    """Greedy, batch of 2 left-padded prompts (an image + a video / text only); the tower runs once with the cache."""
-    image_sample, video_sample, text_sample = _samples(tokenizer)
-    prompts = [image_sample["ids"][:-3] + video_sample["ids"][:-4], text_sample["ids"][:-3]]
+def _left_padded(tokenizer, prompts: list[list[int]], samples: list[dict]) -> dict:
+    """Generation inputs: ``prompts`` left-padded into one batch, with the visual items of ``samples`` in order."""
     length = max(map(len, prompts))
-    input_ids = torch.full((2, length), tokenizer.pad_token_id)
+    input_ids = torch.full((len(prompts), length), tokenizer.pad_token_id)
     attention_mask = torch.zeros_like(input_ids)
     for row, ids in enumerate(prompts):
         input_ids[row, length - len(ids) :] = torch.tensor(ids)
         attention_mask[row, length - len(ids) :] = 1
-    inputs = {
+    return {
         "input_ids": input_ids,
         "attention_mask": attention_mask,
-        "pixel_values": image_sample["pixel_values"] + video_sample["pixel_values"],
-        "patch_positions": image_sample["patch_positions"] + video_sample["patch_positions"],
+        "pixel_values": [item for sample in samples for item in sample["pixel_values"]],
+        "patch_positions": [item for sample in samples for item in sample["patch_positions"]],
     }
+
+
+def test_generation_with_and_without_cache_identical(model, tokenizer) -> None:
+    """Greedy, batch of 2 left-padded prompts (an image + a video / text only); the tower runs once with the cache."""
+    image_sample, video_sample, text_sample = _samples(tokenizer)
+    prompts = [image_sample["ids"][:-3] + video_sample["ids"][:-4], text_sample["ids"][:-3]]
+    inputs = _left_padded(tokenizer, prompts, [image_sample, video_sample])
+    length = inputs["input_ids"].shape[1]
     calls = []
     model.vision_tower.register_forward_hook(lambda *args: calls.append(1))
     # A random model may emit the placeholder; without a cache it would then be re-read as an image token.
@@ -235,18 +241,7 @@ def test_generation_with_and_without_cache_identical(model, tokenizer) -> None:
 def test_beam_search_and_several_sequences_repeat_each_rows_items(model, tokenizer) -> None:
     image_sample, video_sample, text_sample = _samples(tokenizer)
     prompts = [image_sample["ids"][:-3], video_sample["ids"][:-4]]
-    length = max(map(len, prompts))
-    input_ids = torch.full((2, length), tokenizer.pad_token_id)
-    attention_mask = torch.zeros_like(input_ids)
-    for row, ids in enumerate(prompts):
-        input_ids[row, length - len(ids) :] = torch.tensor(ids)
-        attention_mask[row, length - len(ids) :] = 1
-    inputs = {
-        "input_ids": input_ids,
-        "attention_mask": attention_mask,
-        "pixel_values": image_sample["pixel_values"] + video_sample["pixel_values"],
-        "patch_positions": image_sample["patch_positions"] + video_sample["patch_positions"],
-    }
+    inputs = _left_padded(tokenizer, prompts, [image_sample, video_sample])
     settings = {"max_new_tokens": 4, "suppress_tokens": [model.config.image_token_id]}
     greedy = model.generate(**inputs, do_sample=False, **settings)
     beams = model.generate(**inputs, num_beams=3, num_return_sequences=3, do_sample=False, **settings)
