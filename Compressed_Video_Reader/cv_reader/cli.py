@@ -144,6 +144,18 @@ def _stage1_work(job: dict) -> dict:
     return {}
 
 
+def _sharded_video_rows(rows: list[dict], args: argparse.Namespace) -> Iterator[tuple[dict, str, str, str]]:
+    """(row, sample id, video, key) of the dataset rows with a video that fall in this shard."""
+    for row in rows:
+        video = row.get("video")
+        if not video:
+            continue
+        sid = str(row.get("id", row["_row_idx"]))
+        key = assets.sample_key(sid, video, row["_row_idx"])
+        if in_shard(key, args.num_shards, args.shard_id):
+            yield row, sid, video, key
+
+
 def cmd_stage1(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     rows = load_dataset(args.input_json)
@@ -151,14 +163,7 @@ def cmd_stage1(args: argparse.Namespace) -> int:
     grid = args.square_size // args.patch_size
     budget = args.budget or args.keep_frames_equiv * grid * grid
     jobs = []
-    for row in rows:
-        video = row.get("video")
-        if not video:
-            continue
-        sid = str(row.get("id", row["_row_idx"]))
-        key = assets.sample_key(sid, video, row["_row_idx"])
-        if not in_shard(key, args.num_shards, args.shard_id):
-            continue
+    for row, sid, video, key in _sharded_video_rows(rows, args):
         prefix = assets.stage1_prefix(args.out_root, sid, video, row["_row_idx"], T=args.sequence_length,
                                       square_size=args.square_size, patch_size=args.patch_size, K=budget)
         jobs.append({"id": sid, "video": video, "key": key, "prefix": str(prefix),
@@ -248,14 +253,7 @@ def _cmd_pack_common(args: argparse.Namespace, mode: str) -> int:
     roots = split_roots(args.video_root)
     grid = args.square_size // args.patch
     jobs, failed_lines, results = [], [], []
-    for row in rows:
-        video = row.get("video")
-        if not video:
-            continue
-        sid = str(row.get("id", row["_row_idx"]))
-        key = assets.sample_key(sid, video, row["_row_idx"])
-        if not in_shard(key, args.num_shards, args.shard_id):
-            continue
+    for row, sid, video, _key in _sharded_video_rows(rows, args):
         job = {"id": sid, "video": video, "item": {k: v for k, v in row.items() if k != "_row_idx"},
                "row_idx": row["_row_idx"], "path": resolve_video(video, roots, Path(args.input_json).parent),
                "pack_dir": str(assets.pack_dir(args.out_image_root, sid, video)), "num_images": args.num_images,
