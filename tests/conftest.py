@@ -1,4 +1,4 @@
-"""Shared test set-up: offline hub, the `../shared` fixtures folder, deterministic seeds."""
+"""Shared test set-up: offline hub, the in-repository reference fixtures, deterministic seeds."""
 
 from __future__ import annotations
 
@@ -10,15 +10,12 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DIR = Path(os.environ.get("OV_SHARED_DIR", REPO_ROOT.parent / "shared"))
+FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture(scope="session")
-def shared_fixtures() -> Path:
-    """`../shared/fixtures`: reference data produced by upstream. Missing is an error in CI, a skip elsewhere."""
-    path = SHARED_DIR / "fixtures"
-    if not path.is_dir():
-        if os.environ.get("CI"):
-            raise FileNotFoundError(f"reference fixtures not found at {path} (set OV_SHARED_DIR)")
-        pytest.skip(f"reference fixtures not found at {path} (set OV_SHARED_DIR)")
-    return path
+def reference_fixtures() -> Path:
+    """`tests/fixtures`: reference data produced by upstream (see its README). Shipped with the repository."""
+    if not (FIXTURES_DIR / "ov_encoder_tiny").is_dir() or not (FIXTURES_DIR / "codec_demo").is_dir():
+        raise FileNotFoundError(f"reference fixtures missing from {FIXTURES_DIR}: the checkout is incomplete")
+    return FIXTURES_DIR

@@ -1,4 +1,4 @@
-"""Agreement with the upstream outputs on the two real H.264 clips of `../shared/fixtures/codec_demo/`."""
+"""Agreement with the upstream outputs on the two real H.264 clips of `tests/fixtures/codec_demo/`."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ STEMS = ("XwB-dkS5BVM", "YVQwAEKZpaU")
 
 
 @pytest.fixture(scope="module")
-def demo(shared_fixtures):
-    root = shared_fixtures / "codec_demo"
+def demo(reference_fixtures):
+    root = reference_fixtures / "codec_demo"
     out = {}
     for stem in STEMS:
         stage1 = root / "output" / "stage1"

@@ -34,8 +34,8 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def tiny_fixture(shared_fixtures):
-    folder = shared_fixtures / "ov_encoder_tiny"
+def tiny_fixture(reference_fixtures):
+    folder = reference_fixtures / "ov_encoder_tiny"
     return folder, load_file(folder / "reference.safetensors")
 
 
