@@ -202,7 +202,7 @@ class LlavaOVEncoder(lmms):
             conversations.append(conversation)
             images.append(sample_images)
             videos.append(sample_videos)
-        batch = self.processor(conversations, images=images, videos=videos, add_generation_prompt=True,
+        batch = self.processor(conversations=conversations, images=images, videos=videos, add_generation_prompt=True,
                                padding_side="left")  # fmt: skip
         inputs = self._to_device(batch)
         tokenizer = self.processor.tokenizer

@@ -82,7 +82,7 @@ class ChatEngine:
     ) -> Iterator[str | TokenCount]:
         """Generates the next assistant turn of `conversation`; yields text pieces as they are decoded, then one
         `TokenCount`. Raises `ValueError` from the processor for malformed input (reserved tokens, markers)."""
-        batch = self.processor(conversation, images=images, videos=videos, add_generation_prompt=True)
+        batch = self.processor(conversations=conversation, images=images, videos=videos, add_generation_prompt=True)
         device, dtype = self.model.device, self.model.dtype
         inputs = {
             "input_ids": batch["input_ids"].to(device),
