@@ -25,14 +25,8 @@ def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> PreTrainedTokenizerBa
 @pytest.fixture()
 def processor(tokenizer: PreTrainedTokenizerBase) -> LlavaOVProcessor:
     # 28 px images (2 x 2 patches), video frames on a 2 x 2 grid (32 px at cv_reader patch 16 -> 28 px).
-    return LlavaOVProcessor(
-        OneVisionEncoderImageProcessor(),
-        tokenizer,
-        image_aspect_ratio="square",
-        image_size=28,
-        video_square_size=32,
-        num_video_frames=3,
-    )
+    settings = {"image_aspect_ratio": "square", "image_size": 28, "video_square_size": 32, "num_video_frames": 3}
+    return LlavaOVProcessor(OneVisionEncoderImageProcessor(), tokenizer, **settings)
 
 
 def video() -> VideoFrames:

@@ -127,29 +127,26 @@ class LlavaOVProcessor(ProcessorMixin):
     @property
     def visual(self) -> VisualPreprocessor:
         """Sizes, token counts and pixels for the current settings (built per use: settings may be changed)."""
-        fields = {name: getattr(self, name, None) for name in _VISUAL_FIELDS}
-        return VisualPreprocessor(self.image_processor, **{k: v for k, v in fields.items() if v is not None})
+        settings = {name: getattr(self, name) for name in _VISUAL_FIELDS}
+        return VisualPreprocessor(image_processor=self.image_processor, **settings)
 
     @property
     def patch_size(self) -> int:
         """Encoder patch side in pixels (14)."""
         return int(self.image_processor.patch_size)
 
+    # Shortcuts to `self.visual` for callers that hold only the processor (data costs, the demo's token count).
     @property
     def video_grid(self) -> int:
-        """Patch grid side of each raw-video frame / mosaic (576 / 16 = 36 -> 504 px at patch 14)."""
         return self.visual.video_grid
 
     def image_target_size(self, *, width: int, height: int) -> tuple[int, int]:
-        """(height, width) in pixels the encoder sees for an image of `width` x `height` under `image_aspect_ratio`."""
         return self.visual.image_target_size(width=width, height=height)
 
     def count_image_tokens(self, *, width: int, height: int) -> int:
-        """Visual tokens of one image (= ViT patches; 1 patch -> 1 LLM token)."""
         return self.visual.count_image_tokens(width=width, height=height)
 
     def count_video_tokens(self, *, num_frames: int | None = None, grid: int | None = None) -> int:
-        """Visual tokens of one video: frames * grid**2 (8 * 36 * 36 = 10368 by default)."""
         return self.visual.count_video_tokens(num_frames=num_frames, grid=grid)
 
     def preprocess_image(self, image: ImageInput) -> torch.Tensor:

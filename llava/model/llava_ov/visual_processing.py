@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,49 +47,49 @@ def anyres_canvas(*, width: int, height: int, pinpoints: Sequence[Sequence[int]]
     return int(canvas_width), int(canvas_height)
 
 
+@dataclass(frozen=True, kw_only=True)
 class VisualPreprocessor:
     """Sizes, token counts and pixels of images and videos for one processor configuration.
 
-    Args: the `LlavaOVProcessor` fields of the same names (see its docstring) and its image processor, which does the
-    rescale/normalise and the pad/square resizes.
+    Fields: the `LlavaOVProcessor` arguments of the same names (see its docstring, which also holds the defaults) and
+    its image processor, which does the rescale/normalise and the pad/square resizes.
     """
 
-    def __init__(
-        self,
-        image_processor: Any,
-        *,
-        image_aspect_ratio: str = "anyres",
-        image_grid_pinpoints: Sequence[Sequence[int]] | None = None,
-        image_size: int = 504,
-        num_video_frames: int = 8,
-        video_mode: str = "codec",
-        video_square_size: int = 576,
-        video_patch_size: int = 16,
-        video_temporal_size: int = 64,
-    ) -> None:
-        if image_aspect_ratio not in IMAGE_ASPECT_RATIOS:
-            raise ValueError(f"image_aspect_ratio must be one of {IMAGE_ASPECT_RATIOS}, got {image_aspect_ratio!r}")
-        if video_mode not in VIDEO_MODES:
-            raise ValueError(f"video_mode must be one of {VIDEO_MODES}, got {video_mode!r}")
-        if video_square_size % video_patch_size:
-            raise ValueError(f"video_square_size {video_square_size} is not a multiple of {video_patch_size}")
-        self.image_processor = image_processor
-        self.patch_size = int(image_processor.patch_size)
-        self.image_aspect_ratio = image_aspect_ratio
-        self.image_grid_pinpoints = [list(p) for p in (image_grid_pinpoints or DEFAULT_IMAGE_GRID_PINPOINTS)]
-        self.image_size = image_size
-        self.num_video_frames = num_video_frames
-        self.video_mode = video_mode
-        self.video_square_size = video_square_size
-        self.video_patch_size = video_patch_size
-        self.video_temporal_size = video_temporal_size
-        for width, height in self.image_grid_pinpoints:
+    image_processor: Any
+    image_aspect_ratio: str
+    image_grid_pinpoints: Sequence[Sequence[int]] | None
+    image_size: int
+    num_video_frames: int
+    video_mode: str
+    video_square_size: int
+    video_patch_size: int
+    video_temporal_size: int
+
+    def __post_init__(self) -> None:
+        if self.image_aspect_ratio not in IMAGE_ASPECT_RATIOS:
+            raise ValueError(
+                f"image_aspect_ratio must be one of {IMAGE_ASPECT_RATIOS}, got {self.image_aspect_ratio!r}"
+            )
+        if self.video_mode not in VIDEO_MODES:
+            raise ValueError(f"video_mode must be one of {VIDEO_MODES}, got {self.video_mode!r}")
+        if self.video_square_size % self.video_patch_size:
+            raise ValueError(
+                f"video_square_size {self.video_square_size} is not a multiple of {self.video_patch_size}"
+            )
+        pinpoints = [list(p) for p in (self.image_grid_pinpoints or DEFAULT_IMAGE_GRID_PINPOINTS)]
+        object.__setattr__(self, "image_grid_pinpoints", pinpoints)  # frozen: normalised once here
+        for width, height in pinpoints:
             if width % self.patch_size or height % self.patch_size:
                 raise ValueError(
                     f"image_grid_pinpoints: {width}x{height} is not a multiple of patch size {self.patch_size}"
                 )
-        if image_size % self.patch_size:
-            raise ValueError(f"image_size {image_size} is not a multiple of patch size {self.patch_size}")
+        if self.image_size % self.patch_size:
+            raise ValueError(f"image_size {self.image_size} is not a multiple of patch size {self.patch_size}")
+
+    @property
+    def patch_size(self) -> int:
+        """Encoder patch side in pixels (14)."""
+        return int(self.image_processor.patch_size)
 
     # ------------------------------------------------------------------------ geometry (no pixels needed)
     @property
