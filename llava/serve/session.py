@@ -1,9 +1,9 @@
 """The chat logic both front ends share: one `ChatEngine` per model (generation serialised by a lock) and one
 `ChatSession` per user (the loaded file and the turns so far).
 
-Every turn re-renders the whole conversation with the processor (`processor(conversation, images=..., videos=...,
-add_generation_prompt=True)`) and streams `model.generate` through a `TextIteratorStreamer`, so the prompt format
-has one owner: `LlavaOVProcessor`.
+Every turn re-renders the whole conversation with the processor (`processor(conversations=conversation,
+images=..., videos=..., add_generation_prompt=True)`) and streams `model.generate` through a `TextIteratorStreamer`,
+so the prompt format has one owner: `LlavaOVProcessor`.
 """
 
 from __future__ import annotations
