@@ -1,5 +1,6 @@
-"""Padding per-sample model inputs into a batch: the one padding rule of the processor (`LlavaOVProcessor.pad`) and
-the training collator (`llava.data.collator`), so both produce the same tensors."""
+"""Batching: which visuals belong to which prompt of a batch call, and padding per-sample model inputs into a batch
+(the one padding rule of the processor, `LlavaOVProcessor.pad`, and of the training collator, `llava.data.collator`,
+so both produce the same tensors)."""
 
 from __future__ import annotations
 
@@ -53,4 +54,31 @@ def pad_samples(
     return out
 
 
-__all__ = ["IGNORE_INDEX", "pad_samples"]
+def as_list(value: Any, *, single: tuple[type, ...]) -> list[Any]:
+    """None -> [], one input (a path, an image, a video) -> [it], a sequence -> list."""
+    if value is None:
+        return []
+    if isinstance(value, single):
+        return [value]
+    return list(value)
+
+
+def visuals_per_prompt(value: Any, counts: list[int], *, single: tuple[type, ...], kind: str) -> list[list[Any]]:
+    """Visuals of the text call -> one list per prompt: a list of per-prompt lists (None for none) is taken as
+    given, a single item or a flat list is dealt to the prompts' markers in order (as transformers processors do)."""
+    if value is not None and not isinstance(value, single):
+        items = list(value)
+        nested = len(items) == len(counts) and all(item is None or not isinstance(item, single) for item in items)
+        if nested and items:
+            return [as_list(item, single=single) for item in items]
+    flat = as_list(value, single=single)
+    if len(flat) != sum(counts):
+        raise ValueError(f"the prompts have {sum(counts)} markers for {kind} but {len(flat)} {kind} were given")
+    out, start = [], 0
+    for count in counts:
+        out.append(flat[start : start + count])
+        start += count
+    return out
+
+
+__all__ = ["IGNORE_INDEX", "as_list", "pad_samples", "visuals_per_prompt"]

@@ -214,6 +214,43 @@ def _merge(segments: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
     return merged
 
 
+def markers_in_order(text: str) -> list[str]:
+    """The `<image>` / `<video>` markers of `text` from left to right."""
+    found = []
+    index = 0
+    while True:
+        image_at, video_at = text.find(IMAGE_MARKER, index), text.find(VIDEO_MARKER, index)
+        if image_at < 0 and video_at < 0:
+            return found
+        if video_at < 0 or 0 <= image_at < video_at:
+            found.append(IMAGE_MARKER)
+            index = image_at + len(IMAGE_MARKER)
+        else:
+            found.append(VIDEO_MARKER)
+            index = video_at + len(VIDEO_MARKER)
+
+
+def content_visuals(conversation: Sequence[Mapping[str, Any]]) -> tuple[list[Any], list[Any]]:
+    """(images, videos) named by the content parts of a chat-format conversation, in text order."""
+    images: list[Any] = []
+    videos: list[Any] = []
+    for index, turn in enumerate(conversation):
+        content = turn.get("content") if isinstance(turn, Mapping) else None
+        if not isinstance(content, Sequence) or isinstance(content, str):
+            continue
+        for part in content:
+            kind = part.get("type") if isinstance(part, Mapping) else None
+            if kind not in ("image", "video"):
+                continue
+            source = next((part[key] for key in (kind, "path", "url") if part.get(key) is not None), None)
+            if source is None:
+                raise ValueError(f"conversation[{index}]: a {kind} part needs '{kind}', 'path' or 'url'")
+            if isinstance(source, str) and source.startswith(("http://", "https://")):
+                raise ValueError(f"conversation[{index}]: {source} is a URL; download it and pass the local path")
+            (images if kind == "image" else videos).append(source)
+    return images, videos
+
+
 def tokenize_with_placeholders(
     tokenizer: Any,
     pieces: Sequence[tuple[str, bool]],
@@ -265,7 +302,9 @@ __all__ = [
     "count_markers",
     "expand_video_markers",
     "frame_lines",
+    "content_visuals",
     "marker_prefix",
+    "markers_in_order",
     "normalize_conversation",
     "render_prompt",
     "render_segments",

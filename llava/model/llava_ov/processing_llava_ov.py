@@ -30,15 +30,17 @@ import torch
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
-from .batching import pad_samples
+from .batching import as_list, pad_samples, visuals_per_prompt
 from .chat_format import (
     CHAT_TEMPLATES,
     DEFAULT_SYSTEM_PROMPT,
     IGNORE_INDEX,
     IMAGE_MARKER,
     VIDEO_MARKER,
+    content_visuals,
     count_markers,
     expand_video_markers,
+    markers_in_order,
     normalize_conversation,
     render_segments,
     tokenize_with_placeholders,
@@ -197,7 +199,7 @@ class LlavaOVProcessor(ProcessorMixin):
         items: list[tuple[torch.Tensor, torch.Tensor | None]] = []
         marker_tokens: list[int] = []
         image_iter, video_iter = iter(images), iter(videos)
-        for marker in _markers_in_order(text):
+        for marker in markers_in_order(text):
             if marker == IMAGE_MARKER:
                 pixels = visual.preprocess_image(next(image_iter))
                 items.append((pixels, None))
@@ -248,7 +250,7 @@ class LlavaOVProcessor(ProcessorMixin):
         """
         segments = self._segments(conversation, add_generation_prompt=add_generation_prompt)
         sample = self._encode(
-            segments, images=_as_list(images, single=_SINGLE_IMAGE), videos=_as_list(videos, single=_SINGLE_VIDEO)
+            segments, images=as_list(images, single=_SINGLE_IMAGE), videos=as_list(videos, single=_SINGLE_VIDEO)
         )
         if not return_labels:
             del sample["labels"]
@@ -340,8 +342,8 @@ class LlavaOVProcessor(ProcessorMixin):
                     f"{VIDEO_MARKER} markers, the processor expands them"
                 )
         counts = [count_markers(prompt) for prompt in texts]
-        per_images = _split_per_prompt(images, [n for n, _ in counts], single=_SINGLE_IMAGE, kind="images")
-        per_videos = _split_per_prompt(videos, [n for _, n in counts], single=_SINGLE_VIDEO, kind="videos")
+        per_images = visuals_per_prompt(images, [n for n, _ in counts], single=_SINGLE_IMAGE, kind="images")
+        per_videos = visuals_per_prompt(videos, [n for _, n in counts], single=_SINGLE_VIDEO, kind="videos")
         samples = []
         for prompt, sample_images, sample_videos in zip(texts, per_images, per_videos, strict=True):
             sample = self._encode([(prompt, False)], images=sample_images, videos=sample_videos)
@@ -393,7 +395,7 @@ class LlavaOVProcessor(ProcessorMixin):
         prompts = [self.render_prompt(item, add_generation_prompt=add_generation_prompt) for item in conversations]
         if not tokenize:
             return prompts if batched else prompts[0]
-        visuals = [_message_visuals(item) for item in conversations]
+        visuals = [content_visuals(item) for item in conversations]
         out = self(
             text=prompts,
             images=[images for images, _ in visuals],
@@ -423,49 +425,6 @@ class LlavaOVProcessor(ProcessorMixin):
         return ["input_ids", "attention_mask", "pixel_values", "patch_positions"]
 
 
-def _markers_in_order(text: str) -> list[str]:
-    """The `<image>` / `<video>` markers of `text` from left to right."""
-    found = []
-    index = 0
-    while True:
-        image_at, video_at = text.find(IMAGE_MARKER, index), text.find(VIDEO_MARKER, index)
-        if image_at < 0 and video_at < 0:
-            return found
-        if video_at < 0 or 0 <= image_at < video_at:
-            found.append(IMAGE_MARKER)
-            index = image_at + len(IMAGE_MARKER)
-        else:
-            found.append(VIDEO_MARKER)
-            index = video_at + len(VIDEO_MARKER)
-
-
-def _as_list(value: Any, *, single: tuple[type, ...]) -> list[Any]:
-    """None -> [], one input (a path, an image, a video) -> [it], a sequence -> list."""
-    if value is None:
-        return []
-    if isinstance(value, single):
-        return [value]
-    return list(value)
-
-
-def _split_per_prompt(value: Any, counts: list[int], *, single: tuple[type, ...], kind: str) -> list[list[Any]]:
-    """Visuals of the text call -> one list per prompt: a list of per-prompt lists (None for none) is taken as
-    given, a single item or a flat list is dealt to the prompts' markers in order (as transformers processors do)."""
-    if value is not None and not isinstance(value, single):
-        items = list(value)
-        nested = len(items) == len(counts) and all(item is None or not isinstance(item, single) for item in items)
-        if nested and items:
-            return [_as_list(item, single=single) for item in items]
-    flat = _as_list(value, single=single)
-    if len(flat) != sum(counts):
-        raise ValueError(f"the prompts have {sum(counts)} markers for {kind} but {len(flat)} {kind} were given")
-    out, start = [], 0
-    for count in counts:
-        out.append(flat[start : start + count])
-        start += count
-    return out
-
-
 def _looks_like_conversation(value: Any) -> bool:
     """True for a list of turns (or of conversations): the old positional call `processor(conversation, ...)`."""
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
@@ -474,27 +433,6 @@ def _looks_like_conversation(value: Any) -> bool:
     if isinstance(first, Sequence) and not isinstance(first, (str, bytes)) and first:
         first = first[0]
     return isinstance(first, Mapping) and any(key in first for key in ("from", "role"))
-
-
-def _message_visuals(conversation: Sequence[Mapping[str, Any]]) -> tuple[list[Any], list[Any]]:
-    """(images, videos) named by the content parts of a chat-format conversation, in text order."""
-    images: list[Any] = []
-    videos: list[Any] = []
-    for index, turn in enumerate(conversation):
-        content = turn.get("content") if isinstance(turn, Mapping) else None
-        if not isinstance(content, Sequence) or isinstance(content, str):
-            continue
-        for part in content:
-            kind = part.get("type") if isinstance(part, Mapping) else None
-            if kind not in ("image", "video"):
-                continue
-            source = next((part[key] for key in (kind, "path", "url") if part.get(key) is not None), None)
-            if source is None:
-                raise ValueError(f"conversation[{index}]: a {kind} part needs '{kind}', 'path' or 'url'")
-            if isinstance(source, str) and source.startswith(("http://", "https://")):
-                raise ValueError(f"conversation[{index}]: {source} is a URL; download it and pass the local path")
-            (images if kind == "image" else videos).append(source)
-    return images, videos
 
 
 __all__ = ["IGNORE_INDEX", "IMAGE_ASPECT_RATIOS", "LlavaOVProcessor"]
