@@ -61,3 +61,18 @@ def test_ignore_patterns_cover_only_unused_layers():
     assert not pattern.search("encoder.layers.0.mlp.fc1.weight")
     assert not pattern.search("encoder.layers.22.mlp.fc1.weight")
     assert not pattern.search("encoder.layers.2.mlp.fc1.weight")
+
+
+def test_llava_ov_missing_vision_tower_weight_is_an_error(tmp_path):
+    from transformers import Qwen3Config
+
+    from llava.model import LlavaOVConfig, LlavaOVForConditionalGeneration
+
+    text = Qwen3Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                       num_key_value_heads=1, head_dim=16, tie_word_embeddings=True)  # fmt: skip
+    config = LlavaOVConfig(vision_config=onevision_encoder_tiny(), text_config=text, image_token_id=5)
+    LlavaOVForConditionalGeneration(config).save_pretrained(tmp_path)
+    LlavaOVForConditionalGeneration.from_pretrained(tmp_path)  # complete: loads
+    _rewrite(tmp_path, lambda weights: weights.pop("model.vision_tower.encoder.layers.0.mlp.fc2.weight"))
+    with pytest.raises(ValueError, match=r"model\.vision_tower\.encoder\.layers\.0\.mlp\.fc2\.weight"):
+        LlavaOVForConditionalGeneration.from_pretrained(tmp_path)
