@@ -1,5 +1,6 @@
 """The one atomic writer of the `llava` package: write to a temporary name in the destination folder, then rename
-(`os.replace`), so a killed run never leaves a half-written file that a later run would take as finished.
+(`os.replace`), so a killed run never leaves a half-written file (or checkpoint folder: `atomic_folder`) that a later
+run would take as finished.
 
 Files get the permissions a plain `open(path, "w")` would give (0o666 minus the umask), not `mkstemp`'s 0o600.
 `cv_reader` has its own writer (`cv_reader.assets`): it cannot import llava.
@@ -8,6 +9,7 @@ Files get the permissions a plain `open(path, "w")` would give (0o666 minus the 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -48,6 +50,29 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+@contextmanager
+def atomic_folder(folder: str | os.PathLike) -> Iterator[Path]:
+    """Yields a fresh temporary folder beside `folder`; when the block ends without an error it replaces `folder`
+    (an older folder there is removed only once the new one is in place), otherwise it is removed. The folder gets
+    the permissions of a plain `mkdir` (0o777 minus the umask), not `mkdtemp`'s 0o700."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        scratch.chmod(0o777 & ~_umask())
+        yield scratch
+        old = None
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+            os.replace(folder, old)
+        os.replace(scratch, folder)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+
+
 def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
     """`write(temporary_path)`, then the rename of `atomic_path`. Returns `path`."""
     with atomic_path(path) as tmp:
@@ -65,4 +90,4 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-__all__ = ["atomic_path", "write_atomic", "write_bytes", "write_text"]
+__all__ = ["atomic_folder", "atomic_path", "write_atomic", "write_bytes", "write_text"]
