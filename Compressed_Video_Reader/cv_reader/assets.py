@@ -129,13 +129,20 @@ def pack_image_paths(directory: Path, video: str, num_images: int) -> list[Path]
     return [directory / f"{stem}_{i:03d}.jpg" for i in range(num_images)]
 
 
+def frame_lines(num_images: int) -> str:
+    """A video of `num_images` mosaics as the training JSONL writes it: `num_images` `<image>` lines joined by
+    newlines (spec 8.7). llava's prompt module (`llava.model.llava_ov.chat_format.frame_lines`) reads and writes the
+    same text; a test keeps the two equal (cv_reader cannot import llava)."""
+    return "\n".join([IMAGE_TOKEN] * num_images)
+
+
 def rewrite_conversations(conversations: list[dict], num_images: int) -> list[dict]:
     """Replace the first `<video>` of the first human turn by `num_images` `<image>` lines (spec 8.7).
 
     A turn that already holds `<image>` is left alone; with neither token the image lines are prepended.
     """
     out = [dict(turn) for turn in conversations]
-    tokens = "\n".join([IMAGE_TOKEN] * num_images)
+    tokens = frame_lines(num_images)
     for turn in out:
         if turn.get("from") != "human":
             continue

@@ -20,7 +20,13 @@ from typing import Any
 import numpy as np
 import PIL.Image
 
-from llava.model.llava_ov.chat_format import IMAGE_MARKER, VIDEO_MARKER
+from llava.model.llava_ov.chat_format import (
+    IMAGE_MARKER,
+    VIDEO_MARKER,
+    collapse_frame_lines,
+    marker_prefix,
+    strip_markers,
+)
 from llava.model.llava_ov.processing_llava_ov import LlavaOVProcessor
 from llava.model.llava_ov.video_inputs import VideoFrames, positions_grid
 
@@ -107,7 +113,7 @@ def _image_markers(conversation: list[dict[str, Any]], *, num_images: int, sourc
     if _count(conversation, VIDEO_MARKER):
         raise ValueError(f"{source}: {VIDEO_MARKER} marker in a sample without a video")
     if found == 0 and num_images:
-        _prepend(conversation, f"{IMAGE_MARKER}\n" * num_images, source=source)
+        _prepend(conversation, marker_prefix(num_images=num_images), source=source)
         return
     if found != num_images:
         raise ValueError(f"{source}: {found} {IMAGE_MARKER} markers for {num_images} images")
@@ -130,24 +136,25 @@ def _video_marker(conversation: list[dict[str, Any]], *, source: str) -> None:
                 turn[_text_key(turn)] = turn[_text_key(turn)].replace(IMAGE_MARKER, VIDEO_MARKER)
         return
     if videos == 0 and images == 0:
-        _prepend(conversation, f"{VIDEO_MARKER}\n", source=source)
+        _prepend(conversation, marker_prefix(num_videos=1), source=source)
         return
     raise ValueError(f"{source}: a video sample needs one {VIDEO_MARKER} (or {IMAGE_MARKER}), got {videos} + {images}")
 
 
 def _collapse_frame_markers(conversation: list[dict[str, Any]], *, num_frames: int, source: str) -> None:
-    """The codec JSONL writes a video as `num_frames` "\\n"-joined `<image>` markers: make that one `<video>`."""
+    """The codec JSONL writes a video as `num_frames` `<image>` lines (`chat_format.frame_lines`): make that one
+    `<video>` (`chat_format.collapse_frame_lines`)."""
     if _count(conversation, VIDEO_MARKER) == 1 and _count(conversation, IMAGE_MARKER) == 0:
         return
-    block = "\n".join([IMAGE_MARKER] * num_frames)
     if _count(conversation, IMAGE_MARKER) == 0 and _count(conversation, VIDEO_MARKER) == 0:
-        _prepend(conversation, f"{VIDEO_MARKER}\n", source=source)
+        _prepend(conversation, marker_prefix(num_videos=1), source=source)
         return
     if _count(conversation, IMAGE_MARKER) == num_frames:
         for turn in conversation:
             text = turn[_text_key(turn)]
-            if isinstance(text, str) and block in text:
-                turn[_text_key(turn)] = text.replace(block, VIDEO_MARKER, 1)
+            collapsed = collapse_frame_lines(text, num_frames=num_frames) if isinstance(text, str) else None
+            if collapsed is not None:
+                turn[_text_key(turn)] = collapsed
                 return
     raise ValueError(
         f"{source}: a codec video with {num_frames} mosaics needs {num_frames} consecutive '<image>' lines "
@@ -178,8 +185,7 @@ def visual_token_cost(inputs: SampleInputs, processor: LlavaOVProcessor) -> int:
 
 def text_for_cost(inputs: SampleInputs, processor: LlavaOVProcessor) -> str:
     """The rendered prompt with its visual markers removed (tokenise it to count text tokens)."""
-    text = processor.render_prompt(inputs.conversation)
-    return text.replace(IMAGE_MARKER, "").replace(VIDEO_MARKER, "")
+    return strip_markers(processor.render_prompt(inputs.conversation))
 
 
 __all__ = ["SampleInputs", "resolve_media", "sample_inputs", "text_for_cost", "visual_token_cost"]

@@ -22,7 +22,7 @@ from lmms_eval.api.instance import GenerationResult, Instance
 from lmms_eval.api.model import lmms
 
 from llava.model import LlavaOVForConditionalGeneration, LlavaOVProcessor
-from llava.model.llava_ov.chat_format import CHAT_TEMPLATES, IMAGE_MARKER, VIDEO_MARKER
+from llava.model.llava_ov.chat_format import CHAT_TEMPLATES, IMAGE_MARKER, marker_prefix
 
 from .video_sources import VideoSources
 
@@ -150,8 +150,7 @@ class LlavaOVEncoder(lmms):
         images, video_paths = split_visuals(visuals)
         videos = [self.videos.resolve(path) for path in video_paths]
         own_markers = images and context.count(IMAGE_MARKER) == len(images)
-        prefix = "".join(f"{VIDEO_MARKER}\n" for _ in videos)
-        prefix += "" if own_markers else "".join(f"{IMAGE_MARKER}\n" for _ in images)
+        prefix = marker_prefix(num_videos=len(videos), num_images=0 if own_markers else len(images))
         return [{"from": "human", "value": prefix + context}], images, videos
 
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -202,7 +201,7 @@ class LlavaOVEncoder(lmms):
             conversations.append(conversation)
             images.append(sample_images)
             videos.append(sample_videos)
-        batch = self.processor(conversations, images=images, videos=videos, add_generation_prompt=True,
+        batch = self.processor(conversations=conversations, images=images, videos=videos, add_generation_prompt=True,
                                padding_side="left")  # fmt: skip
         inputs = self._to_device(batch)
         tokenizer = self.processor.tokenizer

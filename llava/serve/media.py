@@ -45,11 +45,6 @@ class Media:
     num_visual_tokens: int
     figure: Path | None
 
-    @property
-    def marker(self) -> str:
-        """The prompt marker the processor expands for this file."""
-        return "<image>" if self.kind == "image" else "<video>"
-
 
 def detect_media_kind(path: str | Path) -> MediaKind:
     """The kind of `path`: "image" when PIL can decode it, "video" when FFmpeg finds a decodable video stream.

@@ -19,6 +19,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
 from llava.model import LlavaOVForConditionalGeneration, LlavaOVProcessor
+from llava.model.llava_ov.chat_format import marker_prefix
 
 from .media import Media, load_media
 
@@ -82,7 +83,7 @@ class ChatEngine:
     ) -> Iterator[str | TokenCount]:
         """Generates the next assistant turn of `conversation`; yields text pieces as they are decoded, then one
         `TokenCount`. Raises `ValueError` from the processor for malformed input (reserved tokens, markers)."""
-        batch = self.processor(conversation, images=images, videos=videos, add_generation_prompt=True)
+        batch = self.processor(conversations=conversation, images=images, videos=videos, add_generation_prompt=True)
         device, dtype = self.model.device, self.model.dtype
         inputs = {
             "input_ids": batch["input_ids"].to(device),
@@ -163,7 +164,8 @@ class ChatSession:
             raise ValueError("empty question")
         text = question
         if not self.turns and self.media is not None:
-            text = f"{self.media.marker}\n{question}"
+            kind = self.media.kind
+            text = marker_prefix(num_images=int(kind == "image"), num_videos=int(kind == "video")) + question
         conversation = [*self.turns, {"from": "human", "value": text}]
         images = [self.media.item] if self.media is not None and self.media.kind == "image" else []
         videos = [self.media.item] if self.media is not None and self.media.kind == "video" else []

@@ -53,7 +53,7 @@ def test_mixed_batch_of_every_input_kind(tiny, media, video_mode):
     ]
     codec = VideoFrames(frames=[str(p) for p in media["mosaics"]], positions_thw=str(media["positions"]))
     batch = processor(
-        conversations, images=[[str(media["image"])], None, None, None],
+        conversations=conversations, images=[[str(media["image"])], None, None, None],
         videos=[None, [codec], [str(media["video"])], None],
     )  # fmt: skip
     assert len(batch["pixel_values"]) == 3  # image, codec video, raw video: one ViT item each
