@@ -20,9 +20,9 @@ from llava.model.llava_ov.conversion import (
     load_upstream_checkpoint,
     save_projector,
 )
-from llava.model.llava_ov.tiny import SPECIAL_TOKENS, build_tiny_tokenizer, tiny_text_config
 from llava.model.onevision_encoder.checkpoint import build_random_checkpoint
 from llava.model.onevision_encoder.presets import onevision_encoder_tiny
+from llava.playground.tiny_checkpoint import SPECIAL_TOKENS, build_tiny_tokenizer, tiny_text_config
 
 HIDDEN = 64
 
@@ -214,7 +214,7 @@ def test_projector_files_round_trip(parts, assembled, tmp_path: Path) -> None:
 
 
 def test_tiny_checkpoint_folder_loads_offline(tmp_path: Path) -> None:
-    from llava.model.llava_ov import tiny
+    from llava.playground import tiny_checkpoint as tiny
 
     folder = tiny.main([str(tmp_path / "tiny"), "--image-size", "112"])
     tokenizer = AutoTokenizer.from_pretrained(folder)

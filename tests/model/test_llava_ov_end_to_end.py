@@ -12,8 +12,8 @@ from PIL import Image
 
 from llava.data.synthetic import ClipSpec, render_clip, write_video
 from llava.model import LlavaOVForConditionalGeneration, LlavaOVProcessor
-from llava.model.llava_ov.tiny import build_tiny_checkpoint
 from llava.model.llava_ov.video_inputs import VideoFrames
+from llava.playground.tiny_checkpoint import build_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -259,7 +259,8 @@ def test_save_and_load_round_trip(tokenizer, tmp_path):
 
 
 def test_with_the_tiny_checkpoint_tokenizer():
-    tiny = pytest.importorskip("llava.model.llava_ov.tiny", reason="tiny checkpoint builder not available")
+    from llava.playground import tiny_checkpoint as tiny
+
     tokenizer = tiny.build_tiny_tokenizer()
     processor = make_processor(tokenizer, image_aspect_ratio="square", image_size=28)
     out = processor.process_conversation(CONVERSATION, images=[make_image(10, 10)])

@@ -1,6 +1,6 @@
 """Held-out accuracy of a model on the playground questions (answers known by construction), vs chance.
 
-    python -m llava.tools.eval_playground --model_path checkpoints/llava_ov_tiny_sft [--data playground/data]
+    python -m llava.playground.evaluate --model_path checkpoints/llava_ov_tiny_sft [--data playground/data]
 
 Scores the codec-video questions (does anything move / which way / what colour) and the image question (shape
 colour) by greedy generation; an answer is right when its first word equals the ground truth. Prints a table per
@@ -24,7 +24,7 @@ from llava.data.samples import sample_inputs
 from llava.data.synthetic import CHANCE
 from llava.model import LlavaOVForConditionalGeneration, LlavaOVProcessor
 
-logger = logging.getLogger("llava.tools.eval_playground")
+logger = logging.getLogger("llava.playground.evaluate")
 
 
 @dataclass
