@@ -63,7 +63,7 @@ def evaluate(args: EvalArguments) -> dict[str, dict[str, float]]:
         chunk = questions[start : start + args.batch_size]
         inputs = [sample_inputs(record) for record, _, _ in chunk]
         batch = processor(
-            [item.conversation[:-1] for item in inputs],  # drop the answer turn
+            conversations=[item.conversation[:-1] for item in inputs],  # drop the answer turn
             images=[item.images for item in inputs], videos=[item.videos for item in inputs],
             add_generation_prompt=True, padding_side="left",
         )  # fmt: skip
