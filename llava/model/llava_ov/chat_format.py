@@ -135,9 +135,9 @@ def _content_to_text(content: Any, *, field: str) -> str:
             if kind == "text":
                 parts.append(str(part.get("text", "")))
             elif kind == "image":
-                parts.append(IMAGE_MARKER + "\n")
+                parts.append(marker_prefix(num_images=1))
             elif kind == "video":
-                parts.append(VIDEO_MARKER + "\n")
+                parts.append(marker_prefix(num_videos=1))
             else:
                 raise ValueError(f"{field}: content parts must be {{'type': 'text'|'image'|'video'}}, got {part!r}")
         return "".join(parts)
