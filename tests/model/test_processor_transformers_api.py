@@ -82,6 +82,10 @@ def test_text_and_video_is_one_item_of_frame_lines(processor):
     # Written as 3 lines of 4 placeholders: placeholder runs separated by one newline token each.
     decoded = processor.decode([t for t in ids if t != processor.image_token_id])
     assert "<|im_start|>user\n\n\n\nWhat moves?" in decoded
+    # The frames as one uint8 [T, H, W, 3] array (transformers' video input) are the same video.
+    as_array = processor(text=prompt, videos=np.stack(video().frames))
+    assert torch.equal(as_array["input_ids"], out["input_ids"])
+    torch.testing.assert_close(as_array["pixel_values"][0], pixels)
 
 
 def test_batch_deals_flat_images_in_marker_order_and_pads_left(processor):

@@ -53,7 +53,7 @@ logger = logging.getLogger(__name__)
 # Control tokens that must not come from user data: they would forge turns or placeholders.
 _RESERVED_TOKENS = ("<|im_start|>", "<|im_end|>", "<|image_pad|>", "<|video_pad|>")
 _SINGLE_IMAGE = (str, Path, PIL.Image.Image, np.ndarray)
-_SINGLE_VIDEO = (str, Path, VideoFrames)
+_SINGLE_VIDEO = (str, Path, VideoFrames, np.ndarray)  # an array is one video: uint8 [T, H, W, 3]
 _VISUAL_FIELDS = (
     "image_aspect_ratio",
     "image_grid_pinpoints",

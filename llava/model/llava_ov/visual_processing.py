@@ -30,7 +30,7 @@ IMAGE_ASPECT_RATIOS: tuple[str, ...] = ("anyres", "native", "pad", "square")
 VIDEO_MODES: tuple[str, ...] = ("codec", "uniform")
 
 ImageInput = Any  # PIL image, uint8 array [H, W, 3], or a path to an image file
-VideoInput = Any  # VideoFrames, or a path to a video file (decoded on the fly)
+VideoInput = Any  # VideoFrames, uint8 frames [T, H, W, 3], or a path to a video file (decoded on the fly)
 
 
 def anyres_canvas(*, width: int, height: int, pinpoints: Sequence[Sequence[int]]) -> tuple[int, int]:
@@ -154,13 +154,18 @@ class VisualPreprocessor:
         """One video -> (pixel_values float32 [3, T, S, S], patch_positions int64 [T * g * g, 3]), S = g * patch.
 
         `VideoFrames` with positions: a codec video; g = the positions' mosaic grid, each frame padded to a square
-        and resized to S (576 -> 504 for the upstream geometry). Without positions: uniform frames on the
-        processor's grid with t = linspace(0, 63, T). A path: decoded now (`video_mode`).
+        and resized to S (576 -> 504 for the upstream geometry). Without positions (or a uint8 [T, H, W, 3] array):
+        uniform frames on the processor's grid with t = linspace(0, 63, T). A path: decoded now (`video_mode`).
         """
         if isinstance(video, (str, Path)):
             video = self._decode_video(video)
+        elif isinstance(video, np.ndarray) and video.ndim == 4:
+            video = VideoFrames(frames=list(video))  # uint8 [T, H, W, 3], as transformers' video processors take
         if not isinstance(video, VideoFrames):
-            raise ValueError(f"a video must be VideoFrames or a path to a video file, got {type(video).__name__}")
+            raise ValueError(
+                "a video must be VideoFrames, a uint8 [T, H, W, 3] array or a path to a video file, got "
+                f"{type(video).__name__}"
+            )
         num_frames = len(video.frames)
         if num_frames == 0:
             raise ValueError("a video needs at least one frame")
