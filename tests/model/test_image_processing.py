@@ -316,6 +316,21 @@ def test_compute_native_size_properties():
     assert compute_native_size(1, 10000, patch_size=14, min_pixels=196, max_pixels=100 * 196) == (14, 1400)
 
 
+def test_native_size_differs_from_smart_resize():
+    """Why the native size is ours (see compute_native_size): transformers' smart_resize breaks max_pixels on a
+    narrow budget and refuses extreme shapes; ours keeps the bound and handles them."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+    budget = 50 * 196
+    theirs = smart_resize(100, 100, factor=14, min_pixels=budget, max_pixels=budget)
+    assert theirs[0] * theirs[1] > budget  # (112, 112)
+    ours = compute_native_size(100, 100, patch_size=14, min_pixels=budget, max_pixels=budget)
+    assert ours == (98, 98) and ours[0] * ours[1] <= budget
+    with pytest.raises(ValueError, match="aspect ratio"):
+        smart_resize(14, 14 * 300, factor=14, min_pixels=196, max_pixels=400 * 196)
+    assert compute_native_size(14, 14 * 300, patch_size=14, min_pixels=196, max_pixels=400 * 196) == (14, 4200)
+
+
 def test_native_mode_without_resize_requires_patch_multiples():
     processor = OneVisionEncoderImageProcessor(resize_mode="native", do_resize=False)
     assert processor(random_image(56, 84), return_tensors="pt").image_grid_hw.tolist() == [[4, 6]]

@@ -72,6 +72,11 @@ def compute_native_size(
     budget is too narrow for any rounding (e.g. `min_pixels == max_pixels`). For extreme shapes such as 1x10000 the
     short side is clamped to one patch and the long side to the budget, so the aspect ratio is not kept.
 
+    Why not transformers' Qwen2-VL `smart_resize`: it can exceed `max_pixels` (its `min_pixels` branch rounds both
+    sides up), raises for aspect ratios above 200, and takes the budget only when the rounded area leaves it, while
+    the visual token count here must be a hard bound for every image (tests/model/test_image_processing.py,
+    `test_native_size_differs_from_smart_resize`).
+
     Args:
         height, width: input size in pixels (> 0).
         patch_size: patch side in pixels.
