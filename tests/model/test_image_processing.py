@@ -17,6 +17,7 @@ import torch
 from transformers import AutoImageProcessor
 from transformers.utils import is_torchvision_available
 
+from llava.model.onevision_encoder.checkpoint import UPSTREAM_PREPROCESSOR
 from llava.model.onevision_encoder.configuration_onevision_encoder import OneVisionEncoderConfig
 from llava.model.onevision_encoder.image_processing_onevision_encoder import (
     OneVisionEncoderImageProcessor,
@@ -27,21 +28,8 @@ from llava.model.onevision_encoder.image_processing_onevision_encoder import (
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
 
-# The `-large` preprocessor_config.json as published (a CLIPImageProcessor).
-UPSTREAM_PREPROCESSOR_CONFIG = {
-    "crop_size": {"height": 448, "width": 448},
-    "do_center_crop": True,
-    "do_convert_rgb": True,
-    "do_normalize": True,
-    "do_rescale": True,
-    "do_resize": True,
-    "image_mean": CLIP_MEAN.tolist(),
-    "image_processor_type": "CLIPImageProcessor",
-    "image_std": CLIP_STD.tolist(),
-    "resample": 3,
-    "rescale_factor": 0.00392156862745098,
-    "size": {"shortest_edge": 448},
-}
+# The `-large` preprocessor_config.json as published (a CLIPImageProcessor), as the checkpoint builder writes it.
+UPSTREAM_PREPROCESSOR_CONFIG = UPSTREAM_PREPROCESSOR
 
 
 def random_image(height: int, width: int, *, seed: int = 0, mode: str = "RGB") -> PIL.Image.Image:
