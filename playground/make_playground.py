@@ -8,7 +8,8 @@
    ``positions_thw.npy`` + the training JSONL with the ``<video>`` rewritten into 4 ``<image>`` lines, exactly the
    upstream stage-2 layout at a small geometry so a tiny model trains in minutes;
 3. shape images with captions (image QA for SFT, plain captions for stage 1);
-4. ``sft.yaml`` (the mixture the default SFT trains on) and held-out evaluation files with known answers.
+4. ``sft.yaml`` (the mixture the default SFT trains on), ``sft_raw_videos.yaml`` (the same clips as raw videos, for
+   the codec-vs-uniform benchmark) and held-out evaluation files with known answers.
 
 Everything is written under ``--out`` and the run is resumable: finished files are kept.
 """
@@ -172,6 +173,9 @@ def main(argv: list[str] | None = None) -> Path:
         ]
     }
     (out / "sft.yaml").write_text(json.dumps(mixture, indent=1))  # JSON is valid YAML
+    # The same clips as raw videos (decoded at training time by the processor's video_mode: codec or uniform).
+    mixture["datasets"][0]["json_path"] = "raw_video_train.json"
+    (out / "sft_raw_videos.yaml").write_text(json.dumps(mixture, indent=1))
     logger.info("playground data in %s", out)
     return out
 
