@@ -20,6 +20,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from .decode import PICT_I, PICT_P, frame_rotation, iter_frames, luma_plane, motion_records, probe_video
+from .errors import VideoReadError
 from .frames import letterboxed_content
 from .geometry import Letterbox, letterbox, valid_cell_mask, valid_cell_ranges
 from .motion_estimation import frame_motion
@@ -240,7 +241,8 @@ class _Session:
 def select_patches(video_path: str | Path, *, num_frames: int = 64, num_images: int = 8, square_size: int = 576,
                    patch_size: int = 16, keep_first_full_frame: bool = True, budget: int | None = None,
                    sample_start_offset: int = 0, energy: EnergyConfig | None = None, motion_source: str = "auto",
-                   keep_pixels: bool = True, work_factor: int | None = None) -> CodecSelection:
+                   keep_pixels: bool = True, work_factor: int | None = None,
+                   padding_policy: str = "zero") -> CodecSelection:
     """Select the patches of a video where something happens, in one decode pass.
 
     Args:
@@ -257,6 +259,8 @@ def select_patches(video_path: str | Path, *, num_frames: int = 64, num_images: 
             "codec" (error if the codec exports none) or "pixel" (block matching everywhere).
         keep_pixels: keep the letterboxed RGB of sampled frames for `mosaics()`.
         work_factor: luma downscale (1, 2 or 4) for the residual proxy; default from the canvas cell size.
+        padding_policy: "zero" (letterbox padding cells rank after every content cell, upstream default) or
+            "exclude" (never picked; VideoReadError when the content cells cannot fill the budget).
 
     Raises:
         VideoReadError: the file is missing, empty, not a video, has no video stream or no decodable frame.
@@ -269,6 +273,8 @@ def select_patches(video_path: str | Path, *, num_frames: int = 64, num_images: 
     k_total = budget if budget is not None else num_images * grid * grid
     if k_total > num_images * grid * grid:
         raise ValueError(f"budget {k_total} exceeds the {num_images} mosaics of {grid * grid} cells")
+    if padding_policy not in ("zero", "exclude"):
+        raise ValueError(f"padding_policy must be zero or exclude, got {padding_policy!r}")
     if motion_source not in ("auto", "codec", "pixel"):
         raise ValueError(f"motion_source must be auto, codec or pixel, got {motion_source!r}")
 
@@ -314,8 +320,9 @@ def select_patches(video_path: str | Path, *, num_frames: int = 64, num_images: 
                 s.setup(frame, sorted(slots), work_factor)
                 pix_fmt = frame.format.name
             if (frame.height, frame.width) != s.coded:
-                raise ValueError(f"{video_path}: frame {index} is {frame.width}x{frame.height}, the stream started at "
-                                 f"{s.coded[1]}x{s.coded[0]} (resolution changes are not supported)")
+                raise VideoReadError(video_path, "resolution_change",
+                                     f"frame {index} is {frame.width}x{frame.height}, the stream started at "
+                                     f"{s.coded[1]}x{s.coded[0]}; re-encode to one size")
             ptype = int(frame.pict_type)
             is_anchor = ptype in (PICT_I, PICT_P) or not use_codec
             luma = None
@@ -373,12 +380,12 @@ def select_patches(video_path: str | Path, *, num_frames: int = 64, num_images: 
         logger.warning("%s: %d packets but only %d decoded frames; sampled frames %s reuse the last decoded one",
                        video_path, info.num_frames, num_decoded, missing[:8])
     return _assemble(s, info, frame_ids, slots, missing, k_total, num_images, keep_first_full_frame,
-                     num_decoded, pix_fmt, use_codec, t_start)
+                     num_decoded, pix_fmt, use_codec, t_start, exclude_padding=padding_policy == "exclude")
 
 
 def _assemble(s: _Session, info, frame_ids: np.ndarray, slots: dict[int, list[int]], missing: list[int],
               k_total: int, num_images: int, keep_first_full_frame: bool, num_decoded: int, pix_fmt: str | None,
-              use_codec: bool, t_start: float) -> CodecSelection:
+              use_codec: bool, t_start: float, *, exclude_padding: bool = False) -> CodecSelection:
     t0 = time.perf_counter()
     grid = s.grid
     decoded_sorted = sorted(s.scores)
@@ -399,8 +406,11 @@ def _assemble(s: _Session, info, frame_ids: np.ndarray, slots: dict[int, list[in
         duplicate_t[t] = idx in seen or idx in missing
         seen.add(idx)
     valid = valid_cell_mask(s.box, s.patch)
-    sel: Selection = select_topk(scores, k_total, valid_mask=valid, keep_first_full_frame=keep_first_full_frame,
-                                 duplicate_t=duplicate_t)
+    try:
+        sel: Selection = select_topk(scores, k_total, valid_mask=valid, keep_first_full_frame=keep_first_full_frame,
+                                     duplicate_t=duplicate_t, exclude_padding=exclude_padding)
+    except ValueError as err:
+        raise VideoReadError(s.video, "too_few_cells", str(err)) from err
     s.timing["select_s"] = time.perf_counter() - t0
 
     frames = frame_of_t = None
