@@ -42,22 +42,25 @@ class BadInputError(ValueError):
 
 # ------------------------------------------------------------------------------------------------ inputs
 def _parse_rows(path: Path, text: str) -> list:
-    if path.suffix == ".jsonl" or not text.lstrip().startswith("["):
-        rows: list = []
-        for number, line in enumerate(text.splitlines()):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:  # one bad line is one failed item, not a failed run
-                rows.append(ValueError(f"{path}:{number + 1}: invalid JSON ({err})"))
-        return rows
-    try:
-        rows = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise BadInputError(f"{path}: invalid JSON ({err})") from err
-    if not isinstance(rows, list):
-        raise BadInputError(f"{path}: expected a JSON list of objects, got {type(rows).__name__}")
+    """Rows of a JSON list, or of JSONL lines (`.jsonl`, or a `.json` file that is not one JSON document)."""
+    if path.suffix != ".jsonl":
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as err:
+            if text.lstrip().startswith("["):
+                raise BadInputError(f"{path}: invalid JSON ({err})") from err
+        else:
+            if not isinstance(rows, list):
+                raise BadInputError(f"{path}: expected a JSON list of objects, got {type(rows).__name__}")
+            return rows
+    rows = []
+    for number, line in enumerate(text.splitlines()):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:  # one bad line is one failed item, not a failed run
+            rows.append(ValueError(f"{path}:{number + 1}: invalid JSON ({err})"))
     return rows
 
 
