@@ -48,12 +48,18 @@ def estimate_motion(cur: np.ndarray, ref: np.ndarray, *, block: int = 4, search:
 def frame_motion(cur_full: np.ndarray, ref_full: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """Block motion between two luma planes [H, W] (uint8 or float, any common resolution).
 
+    The matching downscale brings the long side to about `ME_LONG_SIDE` but keeps at least two 4-px blocks across
+    the short side (a 4096x64 frame downscaled by its long side alone would be 2 px high: no block at all); frames
+    smaller than one block match with a single block of their own size.
+
     Returns:
         `(motion, residual, step)`: motion float32 [h, w, 2] in input pixels (multiples of the matching downscale),
         residual float32 [h, w] (grey levels), and `step` = input pixels per output cell.
     """
-    factor = max(1, int(np.ceil(max(cur_full.shape) / ME_LONG_SIDE)))
+    short = min(cur_full.shape)
+    factor = max(1, min(int(np.ceil(max(cur_full.shape) / ME_LONG_SIDE)), short // 8))
     cur = box_downsample(cur_full, factor)
     ref = box_downsample(ref_full, factor)
-    motion, residual = estimate_motion(cur, ref)
-    return motion * factor, residual, 4 * factor
+    block = max(1, min(4, *cur.shape))
+    motion, residual = estimate_motion(cur, ref, block=block, search=max(1, min(5, 2 * block)))
+    return motion * factor, residual, block * factor

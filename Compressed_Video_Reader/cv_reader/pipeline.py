@@ -158,8 +158,22 @@ class _Session:
         self.timing["pixels_s"] += time.perf_counter() - t0
 
     def finish(self, sample: _Sample) -> None:
-        """Route a sample once its later references are in (runs on the energy thread): codec vectors when they
-        cover the frame, else block matching against the next frame (the previous one at the end of the video)."""
+        """Energy of one sample (runs on the energy thread). An unexpected failure of the analysis (a geometry or
+        stream no test covered) is reported as `VideoReadError` naming the video and the frame, never as a bare
+        numpy IndexError."""
+        try:
+            self._route(sample)
+        except VideoReadError:
+            raise
+        except Exception as err:
+            logger.debug("%s: analysis of frame %d failed", self.video, sample.index, exc_info=True)
+            raise VideoReadError(self.video, "analysis_error",
+                                 f"frame {sample.index} ({self.coded[1]}x{self.coded[0]}): {type(err).__name__}: "
+                                 f"{err}") from err
+
+    def _route(self, sample: _Sample) -> None:
+        """Codec vectors when they cover the frame, else block matching against the next frame (the previous one
+        at the end of the video)."""
         if sample.records is not None and len(sample.records):
             sample.mv_field, sample.has = motion_field(sample.records, *self.coded)
             intra = 1.0 - float(np.mean(sample.has[..., 0] | sample.has[..., 1]))

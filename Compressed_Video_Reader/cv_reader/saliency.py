@@ -118,6 +118,8 @@ PERCENTILE_SAMPLES = 16384  # percentiles of larger maps are taken on a regular 
 def normalise(energy: np.ndarray, pct: float, floor: float) -> np.ndarray:
     """`clip(x / max(percentile(x, pct), floor), 0, 1)` (spec 4, numpy linear percentile)."""
     flat = energy.reshape(-1)
+    if flat.size == 0:  # a frame too small for one block: nothing to normalise
+        return np.zeros(energy.shape, np.float32)
     if flat.size > 2 * PERCENTILE_SAMPLES:
         flat = flat[:: flat.size // PERCENTILE_SAMPLES]
     scale = max(float(np.percentile(flat, pct)), floor)

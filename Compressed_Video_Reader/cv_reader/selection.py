@@ -77,7 +77,7 @@ def select_topk(scores: np.ndarray, budget: int, *, valid_mask: np.ndarray | Non
     remaining = budget - mandatory.size
     candidates = flat_index[mandatory.size:]
     if exclude_padding:
-        candidates = candidates[flat_tier[candidates] != 1]
+        candidates = candidates[valid.reshape(-1)[candidates % cells]]
         if candidates.size < remaining:
             raise ValueError(f"padding excluded: {candidates.size} content cells after t=0 cannot fill the "
                              f"{remaining} cells of the budget")
