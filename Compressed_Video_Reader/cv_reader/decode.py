@@ -36,6 +36,8 @@ class VideoInfo:
         width, height: coded size in pixels (before rotation).
         pix_fmt: decoder pixel format name, or None if unknown before decoding.
         exports_motion_vectors: whether the codec can export motion vectors through FFmpeg.
+        display_pts: the packets' pts in display order (sorted), so that a packet's display index is known before
+            it is decoded; None when some packet has no pts or two share one (then frames are counted as they come).
     """
 
     path: str
@@ -45,6 +47,7 @@ class VideoInfo:
     height: int
     pix_fmt: str | None
     exports_motion_vectors: bool
+    display_pts: tuple[int, ...] | None = None
 
 
 def open_video(path: str | Path) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
@@ -82,39 +85,61 @@ def probe_video(path: str | Path) -> VideoInfo:
     container, stream = open_video(path)
     try:
         count = 0
+        pts: list[int | None] = []
         try:
             for packet in container.demux(stream):
                 if packet.size > 0:
                     count += 1
+                    pts.append(packet.pts)
         except av.FFmpegError as err:  # truncated files: keep the packets read so far
             logger.warning("%s: demux stopped after %d packets (%s)", path, count, err)
         ctx = stream.codec_context
         if count == 0:
             raise VideoReadError(path, "no_frames", "the video stream holds no packets")
         pix_fmt = ctx.pix_fmt if ctx.pix_fmt else None
+        usable = None not in pts and len(set(pts)) == len(pts)
         return VideoInfo(path=str(path), num_frames=count, codec=ctx.name, width=ctx.width, height=ctx.height,
-                         pix_fmt=pix_fmt, exports_motion_vectors=ctx.name in MV_CODECS)
+                         pix_fmt=pix_fmt, exports_motion_vectors=ctx.name in MV_CODECS,
+                         display_pts=tuple(sorted(pts)) if usable else None)
     finally:
         container.close()
 
 
 def iter_frames(path: str | Path, *, export_mvs: bool) -> Iterator[av.VideoFrame]:
-    """Decode every frame of the first video stream in display order.
+    """Decode every frame of the first video stream in display order (see `iter_indexed_frames`)."""
+    for _, frame in iter_indexed_frames(path, export_mvs=export_mvs):
+        yield frame
+
+
+def iter_indexed_frames(path: str | Path, *, export_mvs: bool, keep: frozenset[int] | None = None,
+                        display_pts: tuple[int, ...] | None = None) -> Iterator[tuple[int, av.VideoFrame]]:
+    """Decode the first video stream in display order, yielding `(display index, frame)`.
+
+    With `keep` and `display_pts` (`VideoInfo.display_pts`), packets whose display index is not in `keep` are
+    decoded with `skip_frame = NONREF`: a non-reference frame nobody asked for (most B-frames) is not decoded at
+    all, while reference frames always are (later frames predict from them). Without them every frame is decoded
+    and counted as it comes.
 
     Slice threading only: frame threading occasionally corrupts exported motion vectors (spec 11).
     A decode error after at least one frame ends the stream with a warning (truncated file); before any frame it
     raises `VideoReadError`.
     """
     container, stream = open_video(path)
+    rank = {pts: index for index, pts in enumerate(display_pts)} if keep is not None and display_pts else None
     try:
         stream.thread_type = "SLICE"
+        context = stream.codec_context
         if export_mvs:
-            stream.codec_context.options = {"flags2": "+export_mvs"}
-        produced = 0
+            context.options = {"flags2": "+export_mvs"}
+        produced, index = 0, -1
         try:
-            for frame in container.decode(stream):
-                produced += 1
-                yield frame
+            for packet in container.demux(stream):
+                if rank is not None and packet.size:
+                    context.skip_frame = "DEFAULT" if rank.get(packet.pts, -1) in keep else "NONREF"
+                for frame in packet.decode():
+                    produced += 1
+                    index = rank.get(frame.pts, index + 1) if rank is not None else index + 1
+                    yield index, frame
         except av.FFmpegError as err:
             if produced == 0:
                 raise VideoReadError(path, "decode_error", f"{type(err).__name__}: {err}") from err

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +20,21 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from .decode import PICT_I, PICT_P, frame_rotation, iter_frames, luma_plane, motion_records, probe_video
+from .decode import (
+    PICT_I,
+    PICT_P,
+    VideoInfo,
+    frame_rotation,
+    iter_indexed_frames,
+    luma_plane,
+    motion_records,
+    probe_video,
+)
 from .errors import VideoReadError
 from .frames import letterboxed_content
 from .geometry import Letterbox, letterbox, valid_cell_mask, valid_cell_ranges
 from .motion_estimation import frame_motion
-from .motion_vectors import motion_field
+from .motion_vectors import field_block, motion_field
 from .packing import letterbox_canvas, pack_mosaics
 from .residual import box_downsample, highpass_residual, mc_residual
 from .saliency import EnergyConfig, cell_scores, compensate_motion, fuse_cells, normalise
@@ -101,6 +111,7 @@ class _Sample:
     prev_frame: np.ndarray | None
     pict_type: int
     mv_field: np.ndarray | None = None
+    mv_block: int = 4
     has: np.ndarray | None = None
     next_refs: list[np.ndarray] = field(default_factory=list)
 
@@ -108,7 +119,7 @@ class _Sample:
 class _Session:
     """State of one streaming pass; see `select_patches`."""
 
-    def __init__(self, video: str, num_frames: int, square_size: int, patch_size: int, cfg: EnergyConfig,
+    def __init__(self, video: str, *, num_frames: int, square_size: int, patch_size: int, cfg: EnergyConfig,
                  motion_source: str, keep_pixels: bool) -> None:
         self.video = video
         self.num_frames = num_frames
@@ -130,7 +141,7 @@ class _Session:
         self.reformatter = VideoReformatter()
         self.timing = defaultdict(float)
 
-    def setup(self, frame: av.VideoFrame, distinct: list[int], work_factor: int | None) -> None:
+    def setup(self, frame: av.VideoFrame, *, distinct: list[int], work_factor: int | None) -> None:
         """Geometry from the first decoded frame (display size after rotation)."""
         self.coded = (frame.height, frame.width)
         self.rotation = frame_rotation(frame)
@@ -175,7 +186,8 @@ class _Session:
         """Codec vectors when they cover the frame, else block matching against the next frame (the previous one
         at the end of the video)."""
         if sample.records is not None and len(sample.records):
-            sample.mv_field, sample.has = motion_field(sample.records, *self.coded)
+            sample.mv_block = field_block(sample.records)
+            sample.mv_field, sample.has = motion_field(sample.records, *self.coded, block=sample.mv_block)
             intra = 1.0 - float(np.mean(sample.has[..., 0] | sample.has[..., 1]))
             if intra <= INTRA_HEAVY:
                 self.finish_codec(sample)
@@ -217,9 +229,9 @@ class _Session:
             busy = float(np.mean(np.any(camera != 0, axis=1)))
             if busy > BUSY_FIELD or bool(np.any(np.median(camera, axis=0) != 0)):
                 mv_floor = cfg.mv_floor_moving_camera
-        residual = mc_residual(sample.luma, fld, has, self.factor, sample.prev_refs, sample.next_refs,
-                               intra=self.cfg.intra_residual)
-        self._finish(sample, mag, 4, residual, self.factor, "codec_mv_bi" if has[..., 1].any() else "codec_mv", t0,
+        residual = mc_residual(sample.luma, fld, has=has, factor=self.factor, prev=sample.prev_refs,
+                               nxt=sample.next_refs, mv_block=sample.mv_block, intra=self.cfg.intra_residual)
+        self._finish(sample, mag, sample.mv_block, residual, self.factor, "codec_mv_bi" if has[..., 1].any() else "codec_mv", t0,
                      mv_floor=mv_floor)
 
     def finish_pixel(self, sample: _Sample, ref: np.ndarray | None, label: str) -> None:
@@ -280,18 +292,8 @@ def select_patches(video_path: str | Path, *, num_frames: int = 64, num_images: 
         VideoReadError: the file is missing, empty, not a video, has no video stream or no decodable frame.
     """
     t_start = time.perf_counter()
-    cfg = energy or EnergyConfig()
-    if square_size % patch_size:
-        raise ValueError(f"square_size {square_size} is not a multiple of patch_size {patch_size}")
-    grid = square_size // patch_size
-    k_total = budget if budget is not None else num_images * grid * grid
-    if k_total > num_images * grid * grid:
-        raise ValueError(f"budget {k_total} exceeds the {num_images} mosaics of {grid * grid} cells")
-    if padding_policy not in ("zero", "exclude"):
-        raise ValueError(f"padding_policy must be zero or exclude, got {padding_policy!r}")
-    if motion_source not in ("auto", "codec", "pixel"):
-        raise ValueError(f"motion_source must be auto, codec or pixel, got {motion_source!r}")
-
+    k_total = _check_arguments(num_images=num_images, square_size=square_size, patch_size=patch_size,
+                               budget=budget, motion_source=motion_source, padding_policy=padding_policy)
     info = probe_video(video_path)
     if motion_source == "codec" and not info.exports_motion_vectors:
         raise ValueError(f"{video_path}: codec {info.codec} exports no motion vectors (use motion_source='auto')")
@@ -302,104 +304,180 @@ def select_patches(video_path: str | Path, *, num_frames: int = 64, num_images: 
     slots: dict[int, list[int]] = defaultdict(list)
     for t, idx in enumerate(frame_ids.tolist()):
         slots[idx].append(t)
-    last_wanted = int(frame_ids.max())
+    session = _Session(str(video_path), num_frames=num_frames, square_size=square_size, patch_size=patch_size,
+                       cfg=energy or EnergyConfig(), motion_source=motion_source, keep_pixels=keep_pixels)
+    session.use_codec = use_codec
+    num_decoded, pix_fmt = _decode_pass(session, info=info, slots=slots, work_factor=work_factor)
+    missing = sorted(set(slots) - set(session.scores))
+    if missing:
+        logger.warning("%s: %d packets but only %d decoded frames; sampled frames %s reuse the last decoded one",
+                       video_path, info.num_frames, num_decoded, missing[:8])
+    run = _Run(info=info, frame_ids=frame_ids, slots=slots, missing=missing, num_decoded=num_decoded,
+               pix_fmt=pix_fmt, use_codec=use_codec, t_start=t_start)
+    return _assemble(session, run, k_total=k_total, num_images=num_images,
+                     keep_first_full_frame=keep_first_full_frame, exclude_padding=padding_policy == "exclude")
 
-    s = _Session(str(video_path), num_frames, square_size, patch_size, cfg, motion_source, keep_pixels)
-    s.use_codec = use_codec
+
+def _check_arguments(*, num_images: int, square_size: int, patch_size: int, budget: int | None,
+                     motion_source: str, padding_policy: str) -> int:
+    """Validate the arguments of `select_patches`; returns K."""
+    if square_size % patch_size:
+        raise ValueError(f"square_size {square_size} is not a multiple of patch_size {patch_size}")
+    grid = square_size // patch_size
+    k_total = budget if budget is not None else num_images * grid * grid
+    if k_total > num_images * grid * grid:
+        raise ValueError(f"budget {k_total} exceeds the {num_images} mosaics of {grid * grid} cells")
+    if padding_policy not in ("zero", "exclude"):
+        raise ValueError(f"padding_policy must be zero or exclude, got {padding_policy!r}")
+    if motion_source not in ("auto", "codec", "pixel"):
+        raise ValueError(f"motion_source must be auto, codec or pixel, got {motion_source!r}")
+    return k_total
+
+
+def needed_frames(sampled: list[int]) -> frozenset[int]:
+    """Display indices that must be decoded: each sampled frame and its neighbours (the previous frame is a list-0
+    candidate, the next one the list-1 candidate and the block-matching partner). Other non-reference frames
+    are skipped by the decoder."""
+    return frozenset(i + d for i in sampled for d in (-1, 0, 1) if i + d >= 0)
+
+
+@dataclass
+class _Run:
+    """Facts of one decode pass that the assembly of the result needs."""
+
+    info: VideoInfo
+    frame_ids: np.ndarray
+    slots: dict[int, list[int]]
+    missing: list[int]
+    num_decoded: int
+    pix_fmt: str | None
+    use_codec: bool
+    t_start: float
+
+
+class _Router:
+    """Routes each decoded frame: luma for the samples waiting on it, a new sample when it is sampled, and the
+    list-0 references (last anchor, previous frame) for the next ones. Samples go to `submit` once their later
+    references are in: B-frames after the next anchor, other frames after the next frame."""
+
+    def __init__(self, session: _Session, *, slots: dict[int, list[int]],
+                 submit: Callable[[_Sample], None]) -> None:
+        self.session, self.slots, self.submit = session, slots, submit
+        self.anchor: tuple[av.VideoFrame, np.ndarray | None] | None = None
+        self.prev: tuple[av.VideoFrame, np.ndarray | None] | None = None
+        self.wait_anchor: list[_Sample] = []
+        self.wait_frame: list[_Sample] = []
+
+    def pending(self) -> list[_Sample]:
+        return self.wait_frame + self.wait_anchor
+
+    def _luma_of(self, ref: tuple[av.VideoFrame, np.ndarray | None] | None) -> np.ndarray | None:
+        if ref is None:
+            return None
+        return ref[1] if ref[1] is not None else self.session.work_luma(ref[0])
+
+    def add(self, index: int, frame: av.VideoFrame) -> None:
+        session = self.session
+        ptype = int(frame.pict_type)
+        is_anchor = ptype in (PICT_I, PICT_P) or not session.use_codec
+        # Luma only where a sample uses it: its own frame, the next frame of waiting samples, the next anchor of
+        # waiting B-frames (the frames in between are not read).
+        needed = index in self.slots or self.wait_frame or (self.wait_anchor and (
+            is_anchor or any(not sample.next_refs for sample in self.wait_anchor)))
+        luma = session.work_luma(frame) if needed else None
+        for sample in self.wait_frame:
+            sample.next_refs.append(luma)
+            self.submit(sample)
+        self.wait_frame = []
+        for sample in self.wait_anchor:
+            # List-1 candidates: the next frame (B-pyramid references) and the next anchor (I/P).
+            if not sample.next_refs or is_anchor:
+                sample.next_refs.append(luma)
+            if is_anchor:
+                self.submit(sample)
+        if is_anchor:
+            self.wait_anchor = []
+        if index in self.slots:
+            self._sample(index, frame, luma=luma, ptype=ptype)
+        if is_anchor:
+            self.anchor = (frame, luma)
+        self.prev = (frame, luma)
+
+    def _sample(self, index: int, frame: av.VideoFrame, *, luma: np.ndarray, ptype: int) -> None:
+        records = motion_records(frame) if self.session.use_codec else None
+        anchor_luma, prev_luma = self._luma_of(self.anchor), self._luma_of(self.prev)
+        if self.anchor is not None:
+            self.anchor = (self.anchor[0], anchor_luma)
+        if self.prev is not None:
+            self.prev = (self.prev[0], prev_luma)
+        # List-0 candidates: the previous anchor and the previous frame (B-pyramid / multi-reference).
+        prev_refs = [r for r in (anchor_luma, prev_luma) if r is not None]
+        if len(prev_refs) == 2 and self.anchor[0] is self.prev[0]:
+            prev_refs = prev_refs[:1]
+        sample = _Sample(index=index, ts=self.slots[index], luma=luma, records=records, prev_refs=prev_refs,
+                         prev_frame=prev_luma, pict_type=ptype)
+        self.session.keep_canvas(index, frame)
+        if records is not None and np.any(records["source"] > 0):
+            self.wait_anchor.append(sample)  # B-frame: needs the next frames up to the next anchor
+        else:
+            # P-frames, I-frames and codecs without vectors wait for the next frame: the block-matching fallback of
+            # intra-heavy frames (scene cuts) compares with it (same shot after a cut).
+            self.wait_frame.append(sample)
+
+
+def _decode_pass(session: _Session, *, info: VideoInfo, slots: dict[int, list[int]],
+                 work_factor: int | None) -> tuple[int, str | None]:
+    """The one decode pass: fills `session.scores` (and pixels); returns (frames decoded, pixel format).
+
+    Energies of finished samples are computed on one helper thread while this thread keeps decoding (numpy and
+    FFmpeg release the GIL). Decoding itself stays on this thread with slice threading (spec 11: frame threading
+    corrupts motion vectors); non-reference frames that no sample needs are not decoded at all.
+    """
     t_decode0 = time.perf_counter()
-    anchor_frame: av.VideoFrame | None = None
-    anchor_luma: np.ndarray | None = None
-    prev_frame: av.VideoFrame | None = None
-    prev_luma: np.ndarray | None = None
-    wait_anchor: list[_Sample] = []
-    wait_frame: list[_Sample] = []
-    pix_fmt = None
-    index = -1
-    # Energies of finished samples are computed on one helper thread while the main thread keeps decoding (numpy
-    # and FFmpeg release the GIL): on 2 cores this hides most of the per-sample cost. Decoding itself stays on
-    # this thread with slice threading (spec 11: frame threading corrupts motion vectors).
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cv_reader_energy")
     jobs: list[Future] = []
 
     def submit(sample: _Sample) -> None:
         # Back-pressure: at most MAX_PENDING samples queued, so memory does not depend on thread scheduling.
-        jobs.append(worker.submit(s.finish, sample))
+        jobs.append(worker.submit(session.finish, sample))
         pending = [j for j in jobs[-2 * MAX_PENDING :] if not j.done()]
         if len(pending) > MAX_PENDING:
             pending[0].result()
 
+    router = _Router(session, slots=slots, submit=submit)
+    last_wanted, pix_fmt, num_decoded = max(slots), None, 0
+    frames = iter_indexed_frames(session.video, export_mvs=session.use_codec, keep=needed_frames(sorted(slots)),
+                                 display_pts=info.display_pts)
     try:
-        for index, frame in enumerate(iter_frames(video_path, export_mvs=use_codec)):
-            if s.box is None:
-                s.setup(frame, sorted(slots), work_factor)
+        for index, frame in frames:
+            if session.box is None:
+                session.setup(frame, distinct=sorted(slots), work_factor=work_factor)
                 pix_fmt = frame.format.name
-            if (frame.height, frame.width) != s.coded:
-                raise VideoReadError(video_path, "resolution_change",
+            if (frame.height, frame.width) != session.coded:
+                raise VideoReadError(session.video, "resolution_change",
                                      f"frame {index} is {frame.width}x{frame.height}, the stream started at "
-                                     f"{s.coded[1]}x{s.coded[0]}; re-encode to one size")
-            ptype = int(frame.pict_type)
-            is_anchor = ptype in (PICT_I, PICT_P) or not use_codec
-            luma = None
-            if wait_frame or wait_anchor or index in slots:
-                luma = s.work_luma(frame)
-            for sample in wait_frame:
-                sample.next_refs.append(luma)
-                submit(sample)
-            wait_frame = []
-            for sample in wait_anchor:
-                # List-1 candidates: the next frame (B-pyramid references) and the next anchor (I/P).
-                if not sample.next_refs or is_anchor:
-                    sample.next_refs.append(luma)
-                if is_anchor:
-                    submit(sample)
-            if is_anchor:
-                wait_anchor = []
-            if index in slots:
-                records = motion_records(frame) if use_codec else None
-                if anchor_frame is not None and anchor_luma is None:
-                    anchor_luma = s.work_luma(anchor_frame)
-                if prev_frame is not None and prev_luma is None:
-                    prev_luma = s.work_luma(prev_frame)
-                # List-0 candidates: the previous anchor and the previous frame (B-pyramid / multi-reference).
-                prev_refs = [r for r in (anchor_luma, prev_luma) if r is not None]
-                if len(prev_refs) == 2 and anchor_frame is prev_frame:
-                    prev_refs = prev_refs[:1]
-                sample = _Sample(index=index, ts=slots[index], luma=luma, records=records, prev_refs=prev_refs,
-                                 prev_frame=prev_luma, pict_type=ptype)
-                s.keep_canvas(index, frame)
-                if records is not None and np.any(records["source"] > 0):
-                    wait_anchor.append(sample)  # B-frame: needs the next frames up to the next anchor
-                else:
-                    # P-frames, I-frames and codecs without vectors wait for the next frame: the block-matching
-                    # fallback of intra-heavy frames (scene cuts) compares with it (same shot after a cut).
-                    wait_frame.append(sample)
-            if is_anchor:
-                anchor_frame, anchor_luma = frame, luma
-            prev_frame, prev_luma = frame, luma
-            if index >= last_wanted and not wait_frame and not wait_anchor:
+                                     f"{session.coded[1]}x{session.coded[0]}; re-encode to one size")
+            router.add(index, frame)
+            num_decoded = index + 1
+            if index >= last_wanted and not router.pending():
                 break  # every sampled frame is done: the rest of the file is not needed
-        num_decoded = index + 1
-        s.timing["decode_loop_s"] = time.perf_counter() - t_decode0
-        for sample in wait_frame + wait_anchor:  # end of the video: finish with what was seen
+        session.timing["decode_loop_s"] = time.perf_counter() - t_decode0
+        for sample in router.pending():  # end of the video: finish with what was seen
             submit(sample)
         worker.shutdown(wait=True)
         for job in jobs:
             job.result()  # re-raise any error of the energy thread here
     finally:
+        frames.close()
         worker.shutdown(wait=True, cancel_futures=True)
-    s.timing["energy_wait_s"] = time.perf_counter() - t_decode0 - s.timing["decode_loop_s"]
-
-    missing = sorted(set(slots) - set(s.scores))
-    if missing:
-        logger.warning("%s: %d packets but only %d decoded frames; sampled frames %s reuse the last decoded one",
-                       video_path, info.num_frames, num_decoded, missing[:8])
-    return _assemble(s, info, frame_ids, slots, missing, k_total, num_images, keep_first_full_frame,
-                     num_decoded, pix_fmt, use_codec, t_start, exclude_padding=padding_policy == "exclude")
+    session.timing["energy_wait_s"] = time.perf_counter() - t_decode0 - session.timing["decode_loop_s"]
+    return num_decoded, pix_fmt
 
 
-def _assemble(s: _Session, info, frame_ids: np.ndarray, slots: dict[int, list[int]], missing: list[int],
-              k_total: int, num_images: int, keep_first_full_frame: bool, num_decoded: int, pix_fmt: str | None,
-              use_codec: bool, t_start: float, *, exclude_padding: bool = False) -> CodecSelection:
+def _assemble(s: _Session, run: _Run, *, k_total: int, num_images: int, keep_first_full_frame: bool,
+              exclude_padding: bool) -> CodecSelection:
+    info, frame_ids, slots, missing = run.info, run.frame_ids, run.slots, run.missing
+    num_decoded, pix_fmt, use_codec, t_start = run.num_decoded, run.pix_fmt, run.use_codec, run.t_start
     t0 = time.perf_counter()
     grid = s.grid
     decoded_sorted = sorted(s.scores)
