@@ -68,8 +68,9 @@ print(json.dumps({{"wall": wall, "cpu": used, "rss_mb": int(rss) / 1024.0}}))
 """
 
 
-def make_clip(path: Path, *, seconds: float, height: int, codec: str = "libx264", bframes: int = 3,
-              fps: int = 30) -> Path:
+def make_clip(
+    path: Path, *, seconds: float, height: int, codec: str = "libx264", bframes: int = 3, fps: int = 30
+) -> Path:
     """Synthetic clip: a slowly panning smooth texture with grain and two moving squares (natural-ish content, so
     decoding costs about what real footage costs). 16:9 at `height`."""
     width = (height * 16 // 9) // 2 * 2
@@ -78,8 +79,12 @@ def make_clip(path: Path, *, seconds: float, height: int, codec: str = "libx264"
     pan_width = width + count // 2 + 16
     small = rng.integers(0, 255, (height // 8 + 2, pan_width // 8 + 2, 3), dtype=np.uint8).astype(np.float32)
     texture = np.repeat(np.repeat(small, 8, axis=0), 8, axis=1)[:height, :pan_width]
-    texture = (0.25 * texture + 0.25 * np.roll(texture, 4, 0) + 0.25 * np.roll(texture, 4, 1)
-               + 0.25 * np.roll(texture, (4, 4), (0, 1))).astype(np.uint8)
+    texture = (
+        0.25 * texture
+        + 0.25 * np.roll(texture, 4, 0)
+        + 0.25 * np.roll(texture, 4, 1)
+        + 0.25 * np.roll(texture, (4, 4), (0, 1))
+    ).astype(np.uint8)
     grain = rng.integers(-6, 7, (8, height, width, 3), dtype=np.int16)
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=fps)
@@ -106,8 +111,9 @@ def make_clip(path: Path, *, seconds: float, height: int, codec: str = "libx264"
 def run_arm(arm: str, path: Path, *, lmms_site: str) -> dict:
     """Time, CPU and peak RSS of one arm on one clip, in a fresh child process."""
     code = _CHILD.format(pkg=str(REPO / "Compressed_Video_Reader"))
-    out = subprocess.run([sys.executable, "-c", code, arm, str(path), lmms_site], capture_output=True, text=True,
-                         check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", code, arm, str(path), lmms_site], capture_output=True, text=True, check=False
+    )
     if out.returncode != 0:
         return {"error": (out.stderr.strip().splitlines() or ["?"])[-1][:120]}
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -142,14 +148,17 @@ def main(argv: list[str] | None = None) -> int:
     long_seconds = args.long_seconds or (60.0 if args.quick else 180.0)
     repeat = args.repeat or (1 if args.quick else 2)
     arms = ["decode", "ours"] + (["lmms"] if args.lmms_site else [])
-    print(f"# machine: {platform.platform()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; python "
-          f"{platform.python_version()}, numpy {np.__version__}, av {av.__version__}")
+    print(
+        f"# machine: {platform.platform()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; python "
+        f"{platform.python_version()}, numpy {np.__version__}, av {av.__version__}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         clips = [(Path(c).name, Path(c)) for c in args.clips] + [(p.stem, p) for p in sorted(DEMO.glob("*.mp4"))]
         clips += clip_matrix(Path(tmp), quick=args.quick, long_seconds=long_seconds)
-        print(f"# {len(clips)} clips ready in {time.perf_counter() - t0:.0f} s; arms {', '.join(arms)}; "
-              f"min of {repeat}")
+        print(
+            f"# {len(clips)} clips ready in {time.perf_counter() - t0:.0f} s; arms {', '.join(arms)}; min of {repeat}"
+        )
         header = f"{'clip':24s} {'frames':>6s} {'size':>9s}"
         for arm in arms:
             header += f" {arm + ' s':>9s} {arm + ' cpu':>9s} {arm + ' MiB':>9s}"
@@ -168,8 +177,11 @@ def main(argv: list[str] | None = None) -> int:
             line = f"{label[:24]:24s} {frames:6d} {size:>9s}"
             for arm in arms:
                 r = best[arm]
-                line += (f" {'error':>9s} {'':>9s} {'':>9s}" if "error" in r else
-                         f" {r['wall']:9.3f} {r['cpu']:9.3f} {r['rss_mb']:9.0f}")
+                line += (
+                    f" {'error':>9s} {'':>9s} {'':>9s}"
+                    if "error" in r
+                    else f" {r['wall']:9.3f} {r['cpu']:9.3f} {r['rss_mb']:9.0f}"
+                )
             dec, ours = best["decode"], best["ours"]
             ratio = ours["wall"] / dec["wall"] if "error" not in ours else float("nan")
             cpu_ratio = ours["cpu"] / dec["cpu"] if "error" not in ours else float("nan")
@@ -179,9 +191,15 @@ def main(argv: list[str] | None = None) -> int:
                 lmms_ratio = best["lmms"]["wall"] / dec["wall"] if "error" not in best["lmms"] else float("nan")
                 line += f" {lmms_ratio:8.2f}"
             print(line, flush=True)
-            rows.append({"clip": label, "ours_vs_decode": round(ratio, 2), "ours_cpu_vs_decode": round(cpu_ratio, 2),
-                         **({"lmms_vs_decode": round(lmms_ratio, 2)} if lmms_ratio is not None else {}),
-                         "ours_rss_mb": round(ours.get("rss_mb", float("nan")))})
+            rows.append(
+                {
+                    "clip": label,
+                    "ours_vs_decode": round(ratio, 2),
+                    "ours_cpu_vs_decode": round(cpu_ratio, 2),
+                    **({"lmms_vs_decode": round(lmms_ratio, 2)} if lmms_ratio is not None else {}),
+                    "ours_rss_mb": round(ours.get("rss_mb", float("nan"))),
+                }
+            )
             for arm in arms:
                 if "error" in best[arm]:
                     print(f"#   {arm} failed on {label}: {best[arm]['error']}")

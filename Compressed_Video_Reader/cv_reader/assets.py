@@ -65,8 +65,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:120]}.",
-                               suffix=f"{_TEMP_TAG}{_host_tag()}-{os.getpid()}.tmp")
+    fd, tmp = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name[:120]}.", suffix=f"{_TEMP_TAG}{_host_tag()}-{os.getpid()}.tmp"
+    )
     try:
         with os.fdopen(fd, "wb") as handle:
             os.fchmod(handle.fileno(), 0o666 & ~_current_umask())
@@ -150,7 +151,7 @@ def save_json(path: str | Path, obj: dict) -> None:
     atomic_write_bytes(path, json.dumps(obj, ensure_ascii=False, indent=2).encode("utf-8"))
 
 
-def save_jpeg(path: str | Path, image: np.ndarray, quality: int = 95) -> None:
+def save_jpeg(path: str | Path, image: np.ndarray, *, quality: int = 95) -> None:
     """Atomic JPEG of a uint8 [H, W, 3] RGB array (upstream quality 95)."""
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
@@ -163,18 +164,29 @@ def write_lines(path: str | Path, lines: Sequence[str]) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- stage 1 (spec 7)
-def stage1_prefix(out_root: str | Path, *, sample_id: str, video: str, row_idx: int, T: int, square_size: int,
-                  patch_size: int, K: int) -> Path:
+def stage1_prefix(
+    out_root: str | Path,
+    *,
+    sample_id: str,
+    video: str,
+    row_idx: int,
+    T: int,
+    square_size: int,
+    patch_size: int,
+    K: int,
+) -> Path:
     """Upstream stage-1 file prefix: `sample_{id}__{stem}__{sha1(video)[:8]}__{sha1(key)[:8]}_T.._square.._p.._K..`
     where key = f"{video}|{id}|{row_idx}". Hashes use the path string as written."""
-    key = sample_key(sample_id, video, row_idx)
-    name = (f"sample_{safe_name(sample_id)}__{safe_name(Path(video).stem)}__{sha1_hex(str(video))[:8]}__"
-            f"{sha1_hex(key)[:8]}"
-            f"_T{T}_square{square_size}_p{patch_size}_K{K}")
+    key = sample_key(sample_id, video, row_idx=row_idx)
+    name = (
+        f"sample_{safe_name(sample_id)}__{safe_name(Path(video).stem)}__{sha1_hex(str(video))[:8]}__"
+        f"{sha1_hex(key)[:8]}"
+        f"_T{T}_square{square_size}_p{patch_size}_K{K}"
+    )
     return inside(out_root, Path(out_root) / name)
 
 
-def sample_key(sample_id: str, video: str, row_idx: int) -> str:
+def sample_key(sample_id: str, video: str, *, row_idx: int) -> str:
     """`{video}|{id}|{row_idx}`: unique per dataset row (spec 7), also the sharding key."""
     return f"{video}|{sample_id}|{row_idx}"
 
@@ -184,8 +196,9 @@ def stage1_paths(prefix: Path) -> dict[str, Path]:
     return {k: prefix.with_name(prefix.name + f".{k}") for k in ("visidx_thw.npy", "frame_ids.npy", "meta.json")}
 
 
-def stage1_meta(*, sample_id: str, key: str, video: str, sel_meta: dict, keep_frames_equiv: int,
-                padding_policy: str = "zero") -> dict:
+def stage1_meta(
+    *, sample_id: str, key: str, video: str, sel_meta: dict, keep_frames_equiv: int, padding_policy: str = "zero"
+) -> dict:
     """Upstream stage-1 `meta.json` keys (spec 7) plus a `cv_reader` block with this package's details."""
     pad = sel_meta["pad_info"]
     return {
@@ -285,13 +298,21 @@ def eval_assets_complete(directory: Path, num_images: int) -> bool:
     return all((directory / n).is_file() for n in names)
 
 
-def write_eval_assets(directory: Path, *, mosaics: list[np.ndarray], positions_thw: np.ndarray,
-                      visible_indices: np.ndarray, frame_ids: np.ndarray, meta: dict, jpg_quality: int = 95) -> None:
+def write_eval_assets(
+    directory: Path,
+    *,
+    mosaics: list[np.ndarray],
+    positions_thw: np.ndarray,
+    visible_indices: np.ndarray,
+    frame_ids: np.ndarray,
+    meta: dict,
+    jpg_quality: int = 95,
+) -> None:
     """`assets/<key>/`: `mosaic_000..N.jpg`, `positions_thw.npy` int32 [K,3], `visible_indices.npy` int64 [K],
     `frame_ids.npy` int32 [T], then `meta.json` last (spec 9)."""
     directory.mkdir(parents=True, exist_ok=True)
     for i, image in enumerate(mosaics):
-        save_jpeg(directory / f"mosaic_{i:03d}.jpg", image, jpg_quality)
+        save_jpeg(directory / f"mosaic_{i:03d}.jpg", image, quality=jpg_quality)
     save_npy(directory / "positions_thw.npy", positions_thw.astype(np.int32))
     save_npy(directory / "visible_indices.npy", visible_indices.astype(np.int64))
     save_npy(directory / "frame_ids.npy", frame_ids.astype(np.int32))

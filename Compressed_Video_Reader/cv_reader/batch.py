@@ -57,8 +57,9 @@ def _collect(running: dict[Future, dict], suspects: list[dict]) -> Iterator[dict
     running.clear()
 
 
-def _pool_round(work: Callable[[dict], dict], queue: deque[dict], num_workers: int,
-                suspects: list[dict]) -> Iterator[dict]:
+def _pool_round(
+    work: Callable[[dict], dict], queue: deque[dict], *, num_workers: int, suspects: list[dict]
+) -> Iterator[dict]:
     """Run queued jobs in one pool until the queue is empty or the pool breaks (its in-flight jobs -> suspects)."""
     running: dict[Future, dict] = {}
     with _new_pool(num_workers) as pool:
@@ -98,7 +99,7 @@ def run_pool(work: Callable[[dict], dict], jobs: list[dict], *, num_workers: int
     queue = deque(jobs)
     while queue:
         suspects: list[dict] = []
-        yield from _pool_round(work, queue, num_workers, suspects)
+        yield from _pool_round(work, queue, num_workers=num_workers, suspects=suspects)
         if not suspects:
             continue
         logger.warning("a worker process died; %d item(s) were in flight, retrying each alone", len(suspects))
@@ -118,8 +119,11 @@ def run_jobs(work: Callable[[dict], dict], jobs: list[dict], *, num_workers: int
     """
     bar = tqdm(total=len(jobs), desc=desc, unit="video", dynamic_ncols=True, disable=None)
     try:
-        results = (run_guarded(work, job) for job in jobs) if num_workers <= 0 else run_pool(
-            work, jobs, num_workers=num_workers)
+        results = (
+            (run_guarded(work, job) for job in jobs)
+            if num_workers <= 0
+            else run_pool(work, jobs, num_workers=num_workers)
+        )
         for result in results:
             yield result
             bar.update()

@@ -32,8 +32,10 @@ from .selection import positions_from_visidx
 logger = logging.getLogger("cv_reader")
 
 EXIT_OK, EXIT_ITEM_FAILED, EXIT_BAD_INPUT = 0, 1, 2
-EXIT_HELP = ("exit status: 0 every item done or skipped; 1 at least one item failed (see the fail list); "
-             "2 the input cannot be used (unreadable dataset file, colliding keys, bad arguments)")
+EXIT_HELP = (
+    "exit status: 0 every item done or skipped; 1 at least one item failed (see the fail list); "
+    "2 the input cannot be used (unreadable dataset file, colliding keys, bad arguments)"
+)
 
 
 class BadInputError(ValueError):
@@ -81,8 +83,12 @@ def load_dataset(path: str | Path) -> list[dict]:
         if isinstance(row, Exception):
             out.append({"_row_idx": number, "_error": str(row)})
         elif not isinstance(row, dict):
-            out.append({"_row_idx": number,
-                        "_error": f"{path}: row {number}: expected a JSON object, got {type(row).__name__}"})
+            out.append(
+                {
+                    "_row_idx": number,
+                    "_error": f"{path}: row {number}: expected a JSON object, got {type(row).__name__}",
+                }
+            )
         else:
             out.append({"_row_idx": number, **row})
     return out
@@ -96,7 +102,7 @@ def split_roots(values: list[str] | None) -> list[str]:
     return out
 
 
-def resolve_video(video: str, roots: list[str], base: Path | None) -> str:
+def resolve_video(video: str, *, roots: list[str], base: Path | None) -> str:
     """Absolute path of a video: absolute paths as they are; relative ones under the first root (then the dataset
     folder) where they exist."""
     if os.path.isabs(video):
@@ -136,7 +142,7 @@ def _sharded_rows(rows: list[dict], args: argparse.Namespace) -> Iterator[tuple[
         problem = _row_problem(row)
         sample_id = str(row.get("id", row["_row_idx"])) if problem is None else str(row["_row_idx"])
         video = row["video"] if problem is None else str(row.get("video", ""))
-        key = assets.sample_key(sample_id, video, row["_row_idx"])
+        key = assets.sample_key(sample_id, video, row_idx=row["_row_idx"])
         if in_shard(key, num_shards=args.num_shards, shard_id=args.shard_id):
             yield row, sample_id, video, problem
 
@@ -158,8 +164,11 @@ def stored_params_match(meta_path: Path, params: dict) -> bool:
         logger.warning("%s: no stored parameters (older run), redoing the item", meta_path)
     else:
         changed = sorted(k for k in set(stored) | set(params) if stored.get(k) != params.get(k))
-        logger.warning("%s: stored parameters differ from this run (%s), redoing the item", meta_path,
-                       ", ".join(f"{k}: {stored.get(k)!r} -> {params.get(k)!r}" for k in changed))
+        logger.warning(
+            "%s: stored parameters differ from this run (%s), redoing the item",
+            meta_path,
+            ", ".join(f"{k}: {stored.get(k)!r} -> {params.get(k)!r}" for k in changed),
+        )
     return False
 
 
@@ -172,8 +181,10 @@ def _clear_outputs(directory: Path) -> None:
 
 
 def _common_params(args: argparse.Namespace) -> dict:
-    return {"sample_start_offset": getattr(args, "sample_start_offset", 0),
-            "energy": dataclasses.asdict(_energy_from_args(args))}
+    return {
+        "sample_start_offset": getattr(args, "sample_start_offset", 0),
+        "energy": dataclasses.asdict(_energy_from_args(args)),
+    }
 
 
 def _finish(name: str, results: list[dict], *, started: float) -> int:
@@ -182,8 +193,10 @@ def _finish(name: str, results: list[dict], *, started: float) -> int:
     for result in results:
         status = result.get("status", "failed")
         counts[status] = counts.get(status, 0) + 1
-    print(f"[cv_reader {name}] {counts['ok']} done, {counts['skipped']} skipped (already done), "
-          f"{counts['failed']} failed in {time.perf_counter() - started:.1f} s")
+    print(
+        f"[cv_reader {name}] {counts['ok']} done, {counts['skipped']} skipped (already done), "
+        f"{counts['failed']} failed in {time.perf_counter() - started:.1f} s"
+    )
     return EXIT_ITEM_FAILED if counts["failed"] else EXIT_OK
 
 
@@ -192,13 +205,15 @@ def _failed(job: dict, error: str) -> dict:
     return {"status": "failed", "error": error, "traceback": "", "job": job}
 
 
-def _run_collect(work: Callable[[dict], dict], jobs: list[dict], *, args: argparse.Namespace,
-                 name: str) -> Iterator[dict]:
+def _run_collect(
+    work: Callable[[dict], dict], jobs: list[dict], *, args: argparse.Namespace, name: str
+) -> Iterator[dict]:
     """Run the jobs and log each failure with its video and reason."""
     for result in run_jobs(work, jobs, num_workers=args.num_workers, desc=name):
         if result["status"] == "failed":
-            logger.error("%s failed: %s (%s)", name, result["job"].get("path") or result["job"].get("video"),
-                         result["error"])
+            logger.error(
+                "%s failed: %s (%s)", name, result["job"].get("path") or result["job"].get("video"), result["error"]
+            )
         yield result
 
 
@@ -206,19 +221,36 @@ def _run_collect(work: Callable[[dict], dict], jobs: list[dict], *, args: argpar
 def _stage1_work(job: dict) -> dict:
     prefix = Path(job["prefix"])
     files = assets.stage1_paths(prefix)
-    if not job["overwrite"] and all(p.is_file() for p in files.values()) and stored_params_match(
-            files["meta.json"], job["params"]):
+    if (
+        not job["overwrite"]
+        and all(p.is_file() for p in files.values())
+        and stored_params_match(files["meta.json"], job["params"])
+    ):
         return {"skipped": True}
     params = job["params"]
-    selection = select_patches(job["path"], num_frames=params["T"], num_images=params["keep_frames_equiv"],
-                               square_size=params["square_size"], patch_size=params["patch_size"],
-                               keep_first_full_frame=params["keep_first_full_frame"], budget=params["budget"],
-                               sample_start_offset=params["sample_start_offset"], energy=job["energy"],
-                               padding_policy=params["padding_policy"], keep_pixels=False)
+    selection = select_patches(
+        job["path"],
+        num_frames=params["T"],
+        num_images=params["keep_frames_equiv"],
+        square_size=params["square_size"],
+        patch_size=params["patch_size"],
+        keep_first_full_frame=params["keep_first_full_frame"],
+        budget=params["budget"],
+        sample_start_offset=params["sample_start_offset"],
+        energy=job["energy"],
+        padding_policy=params["padding_policy"],
+        keep_pixels=False,
+    )
     assets.save_npy(files["visidx_thw.npy"], selection.visidx_thw)
     assets.save_npy(files["frame_ids.npy"], selection.frame_ids)
-    meta = assets.stage1_meta(sample_id=job["id"], key=job["key"], video=job["video"], sel_meta=selection.meta,
-                              keep_frames_equiv=params["keep_frames_equiv"], padding_policy=params["padding_policy"])
+    meta = assets.stage1_meta(
+        sample_id=job["id"],
+        key=job["key"],
+        video=job["video"],
+        sel_meta=selection.meta,
+        keep_frames_equiv=params["keep_frames_equiv"],
+        padding_policy=params["padding_policy"],
+    )
     assets.save_json(files["meta.json"], {**meta, "params": params})  # last: marks the item as finished
     return {}
 
@@ -228,11 +260,17 @@ def cmd_stage1(args: argparse.Namespace) -> int:
     rows = load_dataset(args.input_json)
     roots = split_roots(args.video_root)
     grid = args.square_size // args.patch_size
-    params = {"command": "stage1", "T": args.sequence_length, "keep_frames_equiv": args.keep_frames_equiv,
-              "square_size": args.square_size, "patch_size": args.patch_size,
-              "budget": args.budget or args.keep_frames_equiv * grid * grid,
-              "keep_first_full_frame": args.keep_first_full_frame, "padding_policy": args.padding_policy,
-              **_common_params(args)}
+    params = {
+        "command": "stage1",
+        "T": args.sequence_length,
+        "keep_frames_equiv": args.keep_frames_equiv,
+        "square_size": args.square_size,
+        "patch_size": args.patch_size,
+        "budget": args.budget or args.keep_frames_equiv * grid * grid,
+        "keep_first_full_frame": args.keep_first_full_frame,
+        "padding_policy": args.padding_policy,
+        **_common_params(args),
+    }
     out_root = Path(args.out_root)
     assets.remove_stale_temps(out_root)
     jobs, results = [], []
@@ -242,15 +280,30 @@ def cmd_stage1(args: argparse.Namespace) -> int:
             results.append(_failed(job, problem))
             continue
         try:
-            prefix = assets.stage1_prefix(out_root, sample_id=sample_id, video=video, row_idx=row["_row_idx"],
-                                          T=params["T"], square_size=params["square_size"],
-                                          patch_size=params["patch_size"], K=params["budget"])
+            prefix = assets.stage1_prefix(
+                out_root,
+                sample_id=sample_id,
+                video=video,
+                row_idx=row["_row_idx"],
+                T=params["T"],
+                square_size=params["square_size"],
+                patch_size=params["patch_size"],
+                K=params["budget"],
+            )
         except ValueError as err:
             results.append(_failed(job, str(err)))
             continue
-        jobs.append({**job, "key": assets.sample_key(sample_id, video, row["_row_idx"]), "prefix": str(prefix),
-                     "path": resolve_video(video, roots, Path(args.input_json).parent), "params": params,
-                     "energy": _energy_from_args(args), "overwrite": args.overwrite})
+        jobs.append(
+            {
+                **job,
+                "key": assets.sample_key(sample_id, video, row_idx=row["_row_idx"]),
+                "prefix": str(prefix),
+                "path": resolve_video(video, roots=roots, base=Path(args.input_json).parent),
+                "params": params,
+                "energy": _energy_from_args(args),
+                "overwrite": args.overwrite,
+            }
+        )
     results.extend(_run_collect(_stage1_work, jobs, args=args, name="stage1"))
     failed_lines = [f"{r['job']['id']}\t{r['job']['video']}\t{r['error']}" for r in results if r["status"] == "failed"]
     tag = f"shard{args.shard_id:02d}of{args.num_shards:02d}"
@@ -259,12 +312,19 @@ def cmd_stage1(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ packing
-def _write_pack(directory: Path, *, job: dict, mosaics: list[np.ndarray], positions: np.ndarray,
-                extra: dict[str, np.ndarray], meta: dict) -> tuple[list[Path], Path | None]:
+def _write_pack(
+    directory: Path,
+    *,
+    job: dict,
+    mosaics: list[np.ndarray],
+    positions: np.ndarray,
+    extra: dict[str, np.ndarray],
+    meta: dict,
+) -> tuple[list[Path], Path | None]:
     params = job["params"]
     images = assets.pack_image_paths(directory, video=job["video"], num_images=len(mosaics))
     for path, image in zip(images, mosaics, strict=True):
-        assets.save_jpeg(path, image, params["jpg_quality"])
+        assets.save_jpeg(path, image, quality=params["jpg_quality"])
     positions_path = None
     if params["write_positions"]:
         positions_path = directory / "positions_thw.npy"
@@ -289,19 +349,24 @@ def _stage2_selection(job: dict) -> tuple[list[np.ndarray], np.ndarray, dict, di
     visidx = np.load(job["visidx"])
     frame_ids = np.load(job["frame_ids"])
     if visidx.ndim != 2 or visidx.shape[1] != 3 or visidx.shape[0] % params["num_images"]:
-        raise ValueError(f"{job['visidx']}: shape {visidx.shape} is not [K, 3] with K a multiple of "
-                         f"{params['num_images']}")
+        raise ValueError(
+            f"{job['visidx']}: shape {visidx.shape} is not [K, 3] with K a multiple of {params['num_images']}"
+        )
     grid = params["square_size"] // params["patch_size"]
     cells = grid * grid
     first_whole = visidx.shape[0] >= cells and np.array_equal(
-        visidx[:cells], np.stack([np.zeros(cells, int), *np.divmod(np.arange(cells), grid)], axis=1))
+        visidx[:cells], np.stack([np.zeros(cells, int), *np.divmod(np.arange(cells), grid)], axis=1)
+    )
     if params["first_full"] and not first_whole:
-        raise ValueError(f"{job['visidx']}: frame t=0 is not kept whole (stage 1 without --keep_first_full_frame); "
-                         "pass --no-first_full to pack it as it is")
+        raise ValueError(
+            f"{job['visidx']}: frame t=0 is not kept whole (stage 1 without --keep_first_full_frame); "
+            "pass --no-first_full to pack it as it is"
+        )
     positions = positions_from_visidx(visidx)
-    frames, frame_of_t = read_letterboxed_frames(job["path"], frame_ids, params["square_size"])
-    mosaics = pack_mosaics(frames, frame_of_t, positions, num_images=params["num_images"],
-                           patch_size=params["patch_size"])
+    frames, frame_of_t = read_letterboxed_frames(job["path"], frame_ids, square_size=params["square_size"])
+    mosaics = pack_mosaics(
+        frames, frame_of_t, positions_thw=positions, num_images=params["num_images"], patch_size=params["patch_size"]
+    )
     meta = {"video": job["video"], "source": "stage2", "visidx": job["visidx"], "K": int(visidx.shape[0])}
     return mosaics, positions, {"frame_ids.npy": frame_ids.astype(np.int32)}, meta
 
@@ -319,42 +384,65 @@ def _pack_work(job: dict) -> dict:
     if params["command"] == "stage2":
         mosaics, positions, extra, meta = _stage2_selection(job)
     else:
-        selection = select_patches(job["path"], num_frames=params["T"], num_images=params["num_images"],
-                                   square_size=params["square_size"], patch_size=params["patch_size"],
-                                   keep_first_full_frame=params["first_full"],
-                                   sample_start_offset=params["sample_start_offset"], energy=job["energy"])
+        selection = select_patches(
+            job["path"],
+            num_frames=params["T"],
+            num_images=params["num_images"],
+            square_size=params["square_size"],
+            patch_size=params["patch_size"],
+            keep_first_full_frame=params["first_full"],
+            sample_start_offset=params["sample_start_offset"],
+            energy=job["energy"],
+        )
         positions, mosaics = selection.positions_thw, selection.mosaics()
         meta = {"video": job["video"], "source": "pack", **selection.meta}
         extra = {"frame_ids.npy": selection.frame_ids, "visidx_thw.npy": selection.visidx_thw}
-    images, positions_path = _write_pack(directory, job=job, mosaics=mosaics, positions=positions, extra=extra,
-                                         meta=meta)
+    images, positions_path = _write_pack(
+        directory, job=job, mosaics=mosaics, positions=positions, extra=extra, meta=meta
+    )
     return {"record": assets.training_record(job["item"], images=images, positions=positions_path)}
 
 
 def _find_stage1(stage1_root: Path, *, sample_id: str, video: str, row_idx: int, params: dict) -> Path | None:
     """Exact stage-1 prefix for the row; else upstream's glob (any row hash / K) in the same folder."""
     grid = params["square_size"] // params["patch_size"]
-    prefix = assets.stage1_prefix(stage1_root, sample_id=sample_id, video=video, row_idx=row_idx, T=params["T"],
-                                  square_size=params["square_size"], patch_size=params["patch_size"],
-                                  K=params["num_images"] * grid * grid)
+    prefix = assets.stage1_prefix(
+        stage1_root,
+        sample_id=sample_id,
+        video=video,
+        row_idx=row_idx,
+        T=params["T"],
+        square_size=params["square_size"],
+        patch_size=params["patch_size"],
+        K=params["num_images"] * grid * grid,
+    )
     if assets.stage1_paths(prefix)["meta.json"].is_file():
         return prefix
-    pattern = (f"sample_{assets.safe_name(sample_id)}__{assets.safe_name(Path(video).stem)}__"
-               f"{assets.sha1_hex(str(video))[:8]}__*_T{params['T']}*_p{params['patch_size']}*_K*.meta.json")
+    pattern = (
+        f"sample_{assets.safe_name(sample_id)}__{assets.safe_name(Path(video).stem)}__"
+        f"{assets.sha1_hex(str(video))[:8]}__*_T{params['T']}*_p{params['patch_size']}*_K*.meta.json"
+    )
     hits = sorted(stage1_root.glob(pattern))
     return hits[0].with_name(hits[0].name[: -len(".meta.json")]) if hits else None
 
 
 def _pack_job(row: dict, *, sample_id: str, video: str, args: argparse.Namespace, params: dict) -> dict:
     """The job of one dataset row (raises ValueError when the row cannot be packed)."""
-    job = {"id": sample_id, "video": video, "item": {k: v for k, v in row.items() if k != "_row_idx"},
-           "row_idx": row["_row_idx"], "path": resolve_video(video, split_roots(args.video_root),
-                                                             Path(args.input_json).parent),
-           "pack_dir": str(assets.pack_dir(args.out_image_root, sample_id=sample_id, video=video)),
-           "params": params, "energy": _energy_from_args(args), "overwrite": args.overwrite}
+    job = {
+        "id": sample_id,
+        "video": video,
+        "item": {k: v for k, v in row.items() if k != "_row_idx"},
+        "row_idx": row["_row_idx"],
+        "path": resolve_video(video, roots=split_roots(args.video_root), base=Path(args.input_json).parent),
+        "pack_dir": str(assets.pack_dir(args.out_image_root, sample_id=sample_id, video=video)),
+        "params": params,
+        "energy": _energy_from_args(args),
+        "overwrite": args.overwrite,
+    }
     if params["command"] == "stage2":
-        prefix = _find_stage1(Path(args.stage1_root), sample_id=sample_id, video=video, row_idx=row["_row_idx"],
-                              params=params)
+        prefix = _find_stage1(
+            Path(args.stage1_root), sample_id=sample_id, video=video, row_idx=row["_row_idx"], params=params
+        )
         if prefix is None:
             raise ValueError(f"no stage-1 output for id={sample_id} video={video} under {args.stage1_root}")
         files = assets.stage1_paths(prefix)
@@ -372,9 +460,17 @@ def _cmd_pack_common(args: argparse.Namespace, command: str) -> int:
     args.out_image_root = os.path.abspath(args.out_image_root)
     out_jsonl = Path(args.out_jsonl)
     assets.remove_stale_temps(out_jsonl.parent)
-    params = {"command": command, "num_images": args.num_images, "T": args.T, "square_size": args.square_size,
-              "patch_size": args.patch, "jpg_quality": args.jpg_quality, "first_full": args.first_full,
-              "write_positions": args.write_positions, **_common_params(args)}
+    params = {
+        "command": command,
+        "num_images": args.num_images,
+        "T": args.T,
+        "square_size": args.square_size,
+        "patch_size": args.patch,
+        "jpg_quality": args.jpg_quality,
+        "first_full": args.first_full,
+        "write_positions": args.write_positions,
+        **_common_params(args),
+    }
     jobs, results = [], []
     for row, sample_id, video, problem in _sharded_rows(rows, args):
         try:
@@ -385,8 +481,11 @@ def _cmd_pack_common(args: argparse.Namespace, command: str) -> int:
             results.append(_failed({"id": sample_id, "video": video, "row_idx": row["_row_idx"]}, str(err)))
     results.extend(_run_collect(_pack_work, jobs, args=args, name=command))
     records = {r["job"]["row_idx"]: r["record"] for r in results if r["status"] != "failed"}
-    failed_lines = [f"{r['job']['id']}\t{r['job']['video']}\t{r['error']}\n{r['traceback']}".rstrip("\n")
-                    for r in results if r["status"] == "failed"]
+    failed_lines = [
+        f"{r['job']['id']}\t{r['job']['video']}\t{r['error']}\n{r['traceback']}".rstrip("\n")
+        for r in results
+        if r["status"] == "failed"
+    ]
     # Dataset order, not completion order (upstream's imap_unordered order was nondeterministic).
     assets.write_lines(out_jsonl, [json.dumps(records[k], ensure_ascii=False) for k in sorted(records)])
     assets.write_lines(out_jsonl.with_name(out_jsonl.name + ".fail.txt"), failed_lines)
@@ -406,16 +505,33 @@ def _precompute_meta(job: dict, selection, *, started: float) -> dict:
     params, meta = job["params"], selection.meta
     return {
         "version": assets.EVAL_META_VERSION,
-        "task": job["task"], "split": job.get("split"), "doc_id": job.get("doc_id"), "n": job["n"],
-        "video": job["video"], "key": job["key"],
+        "task": job["task"],
+        "split": job.get("split"),
+        "doc_id": job.get("doc_id"),
+        "n": job["n"],
+        "video": job["video"],
+        "key": job["key"],
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "cfg": {"seq_len_frames": params["T"], "num_images": params["num_images"],
-                "square_size": params["square_size"], "patch_size": params["patch_size"],
-                "sample_start_offset": params["sample_start_offset"], "keep_first_full_frame": True,
-                "energy": meta["energy"]},
-        "debug": {"hb": meta["grid"], "wb": meta["grid"], "S_total": meta["S_total"], "S_valid": meta["S_valid"],
-                  "K_total": meta["K"], "N": meta["num_packets"], "padding_picked": meta["padding_picked"],
-                  "signal": meta["signal"], "frame_signal_counts": meta["frame_signal_counts"]},
+        "cfg": {
+            "seq_len_frames": params["T"],
+            "num_images": params["num_images"],
+            "square_size": params["square_size"],
+            "patch_size": params["patch_size"],
+            "sample_start_offset": params["sample_start_offset"],
+            "keep_first_full_frame": True,
+            "energy": meta["energy"],
+        },
+        "debug": {
+            "hb": meta["grid"],
+            "wb": meta["grid"],
+            "S_total": meta["S_total"],
+            "S_valid": meta["S_valid"],
+            "K_total": meta["K"],
+            "N": meta["num_packets"],
+            "padding_picked": meta["padding_picked"],
+            "signal": meta["signal"],
+            "frame_signal_counts": meta["frame_signal_counts"],
+        },
         "stats": {"elapsed_sec": round(time.perf_counter() - started, 3), **meta["timings"]},
         "params": params,
     }
@@ -425,21 +541,36 @@ def _precompute_work(job: dict) -> dict:
     directory = Path(job["dir"])
     assets.remove_stale_temps(directory)
     params = job["params"]
-    if not job["overwrite"] and assets.eval_assets_complete(directory, params["num_images"]) and (
-            stored_params_match(directory / "meta.json", params)):
+    if (
+        not job["overwrite"]
+        and assets.eval_assets_complete(directory, params["num_images"])
+        and (stored_params_match(directory / "meta.json", params))
+    ):
         return {"skipped": True}
     _clear_outputs(directory)
     started = time.perf_counter()
     try:
-        selection = select_patches(job["path"], num_frames=params["T"], num_images=params["num_images"],
-                                   square_size=params["square_size"], patch_size=params["patch_size"],
-                                   sample_start_offset=params["sample_start_offset"], energy=job["energy"])
+        selection = select_patches(
+            job["path"],
+            num_frames=params["T"],
+            num_images=params["num_images"],
+            square_size=params["square_size"],
+            patch_size=params["patch_size"],
+            sample_start_offset=params["sample_start_offset"],
+            energy=job["energy"],
+        )
     except Exception as err:
         assets.save_json(directory / "error.json", {"error": repr(err), "video": job["video"], "key": job["key"]})
         raise
-    assets.write_eval_assets(directory, mosaics=selection.mosaics(), positions_thw=selection.positions_thw,
-                             visible_indices=selection.visible_indices, frame_ids=selection.frame_ids,
-                             meta=_precompute_meta(job, selection, started=started), jpg_quality=params["jpg_quality"])
+    assets.write_eval_assets(
+        directory,
+        mosaics=selection.mosaics(),
+        positions_thw=selection.positions_thw,
+        visible_indices=selection.visible_indices,
+        frame_ids=selection.frame_ids,
+        meta=_precompute_meta(job, selection, started=started),
+        jpg_quality=params["jpg_quality"],
+    )
     return {}
 
 
@@ -460,18 +591,27 @@ def cmd_precompute(args: argparse.Namespace) -> int:
     roots = split_roots(args.video_root)
     entries, base = _precompute_entries(args)
     out_root = Path(args.out_root)
-    params = {"command": "precompute", "T": args.seq_len_frames, "num_images": args.num_images,
-              "square_size": args.square_size, "patch_size": args.patch_size, "jpg_quality": args.jpg_quality,
-              **_common_params(args)}
+    params = {
+        "command": "precompute",
+        "T": args.seq_len_frames,
+        "num_images": args.num_images,
+        "square_size": args.square_size,
+        "patch_size": args.patch_size,
+        "jpg_quality": args.jpg_quality,
+        **_common_params(args),
+    }
     # Keys for the whole list first: collisions are found even when the colliding videos fall in other shards.
     jobs, results, owner = [], [], {}
     for n, entry in enumerate(entries):
-        problem = entry.get("_error") or (None if isinstance(entry.get("video"), str) and entry["video"] else
-                                          f"entry {n}: needs a 'video' path string")
+        problem = entry.get("_error") or (
+            None
+            if isinstance(entry.get("video"), str) and entry["video"]
+            else f"entry {n}: needs a 'video' path string"
+        )
         if problem is not None:
             results.append(_failed({"video": str(entry.get("video", "")), "n": n}, problem))
             continue
-        path = resolve_video(entry["video"], roots, base)
+        path = resolve_video(entry["video"], roots=roots, base=base)
         key = _entry_key(entry, path=path, args=args, roots=roots)
         if key in owner and owner[key] == path:
             logger.info("precompute: %s is listed twice, keeping the first entry", path)
@@ -481,10 +621,21 @@ def cmd_precompute(args: argparse.Namespace) -> int:
         owner[key] = path
         if args.num_shards > 1 and n % args.num_shards != args.shard_id:
             continue
-        jobs.append({"video": path, "key": key, "path": path, "n": n, "task": args.task, "split": entry.get("split"),
-                     "doc_id": entry.get("doc_id"), "params": params, "energy": _energy_from_args(args),
-                     "dir": str(assets.inside(out_root / "assets", out_root / "assets" / key)),
-                     "overwrite": args.overwrite})
+        jobs.append(
+            {
+                "video": path,
+                "key": key,
+                "path": path,
+                "n": n,
+                "task": args.task,
+                "split": entry.get("split"),
+                "doc_id": entry.get("doc_id"),
+                "params": params,
+                "energy": _energy_from_args(args),
+                "dir": str(assets.inside(out_root / "assets", out_root / "assets" / key)),
+                "overwrite": args.overwrite,
+            }
+        )
     results.extend(_run_collect(_precompute_work, jobs, args=args, name="precompute"))
     return _finish("precompute", results, started=started)
 
@@ -493,20 +644,30 @@ def cmd_precompute(args: argparse.Namespace) -> int:
 def cmd_visualize(args: argparse.Namespace) -> int:
     from .visualize import render_pipeline_figure
 
-    sel = select_patches(args.video, num_frames=args.seq_len_frames, num_images=args.num_images,
-                         square_size=args.square_size, patch_size=args.patch_size, budget=args.budget,
-                         energy=_energy_from_args(args))
+    selection = select_patches(
+        args.video,
+        num_frames=args.seq_len_frames,
+        num_images=args.num_images,
+        square_size=args.square_size,
+        patch_size=args.patch_size,
+        budget=args.budget,
+        energy=_energy_from_args(args),
+    )
     out = Path(args.out)
-    written = render_pipeline_figure(sel, out, gif=args.gif)
+    written = render_pipeline_figure(selection, out, gif=args.gif)
     print(f"[cv_reader visualize] wrote {', '.join(str(p) for p in written)}")
     return 0
 
 
 # ------------------------------------------------------------------------------------------------ parser
 def _add_pool(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--num_workers", type=int, default=1,
-                   help="worker processes (videos in parallel; a worker that dies fails only its video); "
-                        "0 runs in this process (debugging)")
+    p.add_argument(
+        "--num_workers",
+        type=int,
+        default=1,
+        help="worker processes (videos in parallel; a worker that dies fails only its video); "
+        "0 runs in this process (debugging)",
+    )
     p.add_argument("--num_shards", type=int, default=1)
     p.add_argument("--shard_id", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="redo finished samples instead of skipping them")
@@ -515,13 +676,15 @@ def _add_pool(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cv_reader", description=__doc__, epilog=EXIT_HELP,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="cv_reader", description=__doc__, epilog=EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--log_level", default="INFO")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("stage1", epilog=EXIT_HELP,
-                       help="dataset JSON/JSONL -> *.visidx_thw.npy, *.frame_ids.npy, *.meta.json")
+    p = sub.add_parser(
+        "stage1", epilog=EXIT_HELP, help="dataset JSON/JSONL -> *.visidx_thw.npy, *.frame_ids.npy, *.meta.json"
+    )
     p.add_argument("--input_json", "--data_path", dest="input_json", required=True)
     p.add_argument("--out_root", required=True)
     p.add_argument("--sequence_length", type=int, default=64)
@@ -529,20 +692,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--square_size", type=int, default=576)
     p.add_argument("--patch_size", type=int, default=16)
     p.add_argument("--keep_first_full_frame", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--padding_policy", choices=["zero", "exclude"], default="zero",
-                   help="zero: letterbox padding cells rank after every content cell (upstream); exclude: never "
-                        "selected (an item fails when the content cells cannot fill the budget)")
+    p.add_argument(
+        "--padding_policy",
+        choices=["zero", "exclude"],
+        default="zero",
+        help="zero: letterbox padding cells rank after every content cell (upstream); exclude: never "
+        "selected (an item fails when the content cells cannot fill the budget)",
+    )
     p.add_argument("--sample_start_offset", type=int, default=0)
     p.add_argument("--budget", type=int, default=None, help="K (default keep_frames_equiv * grid^2)")
     _add_pool(p)
     p.set_defaults(func=cmd_stage1)
 
-    for name, func, helptext in (("stage2", cmd_stage2, "stage-1 outputs -> mosaics, positions_thw.npy, JSONL"),
-                                 ("pack", cmd_pack, "raw dataset -> mosaics, positions_thw.npy, JSONL (one decode)")):
+    for name, func, helptext in (
+        ("stage2", cmd_stage2, "stage-1 outputs -> mosaics, positions_thw.npy, JSONL"),
+        ("pack", cmd_pack, "raw dataset -> mosaics, positions_thw.npy, JSONL (one decode)"),
+    ):
         p = sub.add_parser(name, help=helptext, epilog=EXIT_HELP)
         if name == "stage2":
-            p.add_argument("--mode", choices=["pack"], default="pack",
-                           help="pack stage-1 selections into mosaics (upstream's 'rewrite' mode is not offered)")
+            p.add_argument(
+                "--mode",
+                choices=["pack"],
+                default="pack",
+                help="pack stage-1 selections into mosaics (upstream's 'rewrite' mode is not offered)",
+            )
             p.add_argument("--stage1_root", required=True)
         else:
             p.add_argument("--sample_start_offset", type=int, default=0)
@@ -554,16 +727,25 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--patch", type=int, default=16)
         p.add_argument("--square_size", type=int, default=576)
         p.add_argument("--jpg_quality", type=int, default=95)
-        p.add_argument("--write_positions", action=argparse.BooleanOptionalAction, default=True,
-                       help="write positions_thw.npy and name it in the JSONL (--no-write_positions: neither)")
-        p.add_argument("--first_full", action=argparse.BooleanOptionalAction, default=True,
-                       help="image 0 is frame t=0 in full: pack keeps t=0 whole, stage2 checks that stage 1 did "
-                            "(--no-first_full: t=0 competes like every other frame / packed as stage 1 chose)")
+        p.add_argument(
+            "--write_positions",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="write positions_thw.npy and name it in the JSONL (--no-write_positions: neither)",
+        )
+        p.add_argument(
+            "--first_full",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="image 0 is frame t=0 in full: pack keeps t=0 whole, stage2 checks that stage 1 did "
+            "(--no-first_full: t=0 competes like every other frame / packed as stage 1 chose)",
+        )
         _add_pool(p)
         p.set_defaults(func=func)
 
-    p = sub.add_parser("precompute", epilog=EXIT_HELP,
-                       help="eval assets assets/<key>/mosaic_*.jpg, positions, indices, meta")
+    p = sub.add_parser(
+        "precompute", epilog=EXIT_HELP, help="eval assets assets/<key>/mosaic_*.jpg, positions, indices, meta"
+    )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--videos_jsonl", help='lines {"video": path, "key": ...}')
     src.add_argument("--videos", nargs="+")
@@ -575,8 +757,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patch_size", type=int, default=16)
     p.add_argument("--sample_start_offset", type=int, default=0)
     p.add_argument("--jpg_quality", type=int, default=95)
-    p.add_argument("--key_mode", choices=["path", "stem"], default="path",
-                   help="path: stem + hash of the path (unique); stem: upstream keys (may collide: refused)")
+    p.add_argument(
+        "--key_mode",
+        choices=["path", "stem"],
+        default="path",
+        help="path: stem + hash of the path (unique); stem: upstream keys (may collide: refused)",
+    )
     _add_pool(p)
     p.set_defaults(func=cmd_precompute)
 
@@ -597,8 +783,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m cv_reader` and the `cv_reader` console script."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         return int(args.func(args) or 0)
     except BadInputError as err:

@@ -10,8 +10,9 @@ from .residual import box_downsample
 ME_LONG_SIDE = 192  # match on luma downscaled to about this long side: cheap, and +-search covers fast motion
 
 
-def estimate_motion(cur: np.ndarray, ref: np.ndarray, *, block: int = 4, search: int = 5,
-                    zero_bias: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+def estimate_motion(
+    cur: np.ndarray, ref: np.ndarray, *, block: int = 4, search: int = 5, zero_bias: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
     """Full-search block matching of `cur` against `ref` (same-size float luma [H, W]).
 
     Args:
@@ -31,8 +32,10 @@ def estimate_motion(cur: np.ndarray, ref: np.ndarray, *, block: int = 4, search:
     best = np.full((hb, wb), np.inf, dtype=np.float32)
     motion = np.zeros((hb, wb, 2), dtype=np.float32)
     # Visit shifts by increasing length so that equal costs keep the shortest vector.
-    shifts = sorted(((dy, dx) for dy in range(-search, search + 1) for dx in range(-search, search + 1)),
-                    key=lambda s: (s[0] ** 2 + s[1] ** 2, s))
+    shifts = sorted(
+        ((dy, dx) for dy in range(-search, search + 1) for dx in range(-search, search + 1)),
+        key=lambda shift: (shift[0] ** 2 + shift[1] ** 2, shift),
+    )
     for dy, dx in shifts:
         shifted = padded[search + dy : search + dy + hb * block, search + dx : search + dx + wb * block]
         sad = np.abs(cur - shifted).reshape(hb, block, wb, block).mean(axis=(1, 3))

@@ -7,7 +7,7 @@ import numpy as np
 BLOCK = 4  # the grid cell of the upstream reader: one vector per 4x4 luma pixels
 
 
-def rasterize_motion_vectors(records: np.ndarray | None, height: int, width: int) -> np.ndarray:
+def rasterize_motion_vectors(records: np.ndarray | None, *, height: int, width: int) -> np.ndarray:
     """The upstream reader's integer MV grid, bit-exact for H.264 (spec 2.3).
 
     Args:
@@ -23,8 +23,10 @@ def rasterize_motion_vectors(records: np.ndarray | None, height: int, width: int
     grid = np.zeros((rows, cols, 4), dtype=np.int32)
     if records is None or len(records) == 0:
         return grid
-    values = np.stack([records["src_x"].astype(np.int32) - records["dst_x"],
-                       records["src_y"].astype(np.int32) - records["dst_y"]], axis=1)
+    values = np.stack(
+        [records["src_x"].astype(np.int32) - records["dst_x"], records["src_y"].astype(np.int32) - records["dst_y"]],
+        axis=1,
+    )
     values = np.concatenate([values, np.zeros((1, 2), np.int32)])  # row -1: "no vector" -> 0
     owner = block_owner(records, rows=rows, cols=cols)
     grid[..., 0:2] = values[owner[..., 0]]
@@ -45,8 +47,9 @@ def field_block(records: np.ndarray | None) -> int:
     return 2 * BLOCK if aligned else BLOCK
 
 
-def motion_field(records: np.ndarray | None, height: int, width: int, *,
-                 block: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
+def motion_field(
+    records: np.ndarray | None, *, height: int, width: int, block: int = BLOCK
+) -> tuple[np.ndarray, np.ndarray]:
     """Sub-pixel motion per `block` x `block` cell (4 or 8 px, see `field_block`) for both prediction directions.
 
     Returns:
@@ -81,17 +84,21 @@ def block_owner(records: np.ndarray, *, rows: int, cols: int, block: int = BLOCK
     c0 = records["dst_x"].astype(np.int64) // block - w // (2 * block)
     lst = (records["source"] > 0).astype(np.int64)
     for bh, bw in set(zip(h.tolist(), w.tolist(), strict=True)):
-        sel = np.flatnonzero((h == bh) & (w == bw))
+        members = np.flatnonzero((h == bh) & (w == bw))
         nh, nw = max(bh // block, 1), max(bw // block, 1)
-        rr = (r0[sel, None] + np.arange(nh)[None, :])[:, :, None]
-        cc = (c0[sel, None] + np.arange(nw)[None, :])[:, None, :]
-        if (r0[sel].min() >= 0 and c0[sel].min() >= 0 and r0[sel].max() + nh <= rows
-                and c0[sel].max() + nw <= cols):  # common case: no clipping needed
+        rr = (r0[members, None] + np.arange(nh)[None, :])[:, :, None]
+        cc = (c0[members, None] + np.arange(nw)[None, :])[:, None, :]
+        if (
+            r0[members].min() >= 0
+            and c0[members].min() >= 0
+            and r0[members].max() + nh <= rows
+            and c0[members].max() + nw <= cols
+        ):  # common case: no clipping needed
             cell = (rr * cols + cc).reshape(-1)
-            rec = np.repeat(sel, nh * nw)
+            rec = np.repeat(members, nh * nw)
         else:
             inside = (rr >= 0) & (rr < rows) & (cc >= 0) & (cc < cols)
             cell = (rr * cols + cc)[inside]
-            rec = np.broadcast_to(sel[:, None, None], inside.shape)[inside]
+            rec = np.broadcast_to(members[:, None, None], inside.shape)[inside]
         owner[cell, lst[rec]] = rec
     return owner.reshape(rows, cols, 2)

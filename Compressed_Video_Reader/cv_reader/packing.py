@@ -7,9 +7,17 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def pack_mosaics(frames: Sequence[np.ndarray] | np.ndarray, frame_of_t: np.ndarray, positions_thw: np.ndarray, *,
-                 num_images: int, patch_size: int, square_size: int | None = None, pad_top: int = 0,
-                 pad_left: int = 0) -> list[np.ndarray]:
+def pack_mosaics(
+    frames: Sequence[np.ndarray] | np.ndarray,
+    frame_of_t: np.ndarray,
+    *,
+    positions_thw: np.ndarray,
+    num_images: int,
+    patch_size: int,
+    square_size: int | None = None,
+    pad_top: int = 0,
+    pad_left: int = 0,
+) -> list[np.ndarray]:
     """Copy each kept cell into row-major mosaics.
 
     Args:
@@ -39,7 +47,7 @@ def pack_mosaics(frames: Sequence[np.ndarray] | np.ndarray, frame_of_t: np.ndarr
     side = grid * patch_size
     for f in np.unique(src):
         rows = np.flatnonzero(src == f)
-        canvas = letterbox_canvas(frames[f], size, pad_top, pad_left)[:side, :side]
+        canvas = letterbox_canvas(frames[f], size, pad_top=pad_top, pad_left=pad_left)[:side, :side]
         # Cells as a view [G, p, G, p, 3]: one gather of whole cells instead of per-pixel index arithmetic.
         cell_view = canvas.reshape(grid, patch_size, grid, patch_size, 3)
         out[rows] = cell_view[positions_thw[rows, 1], :, positions_thw[rows, 2]]
@@ -52,7 +60,7 @@ def pack_mosaics(frames: Sequence[np.ndarray] | np.ndarray, frame_of_t: np.ndarr
     return [np.ascontiguousarray(m) for m in mosaic]
 
 
-def letterbox_canvas(content: np.ndarray, square_size: int, pad_top: int = 0, pad_left: int = 0) -> np.ndarray:
+def letterbox_canvas(content: np.ndarray, square_size: int, *, pad_top: int = 0, pad_left: int = 0) -> np.ndarray:
     """uint8 [S, S, 3] black canvas with `content` [Hn, Wn, 3] placed at (pad_top, pad_left) (content that is
     already a whole canvas is returned as it is)."""
     if content.shape[:2] == (square_size, square_size) and pad_top == 0 and pad_left == 0:

@@ -45,7 +45,7 @@ def highpass_residual(luma: np.ndarray, sigma: float) -> np.ndarray:
     return np.abs(luma - gaussian_blur(luma, sigma))
 
 
-def upsample_blocks(field: np.ndarray, block: int, height: int, width: int) -> np.ndarray:
+def upsample_blocks(field: np.ndarray, block: int, *, height: int, width: int) -> np.ndarray:
     """Nearest-upsample a per-block array [h_b, w_b, ...] by `block` pixels to exactly [height, width, ...]
     (edge-replicated where the block grid does not reach the border)."""
     out = np.repeat(np.repeat(field, block, axis=0), block, axis=1)[:height, :width]
@@ -56,7 +56,7 @@ def upsample_blocks(field: np.ndarray, block: int, height: int, width: int) -> n
     return out
 
 
-def warp_bilinear(ref: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+def warp_bilinear(ref: np.ndarray, *, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
     """Sample `ref` [H, W] at `(y + dy, x + dx)` with bilinear interpolation, coordinates clamped to the frame
     (as the codec's unrestricted motion vectors replicate edges). `dx, dy` [H, W] in work pixels."""
     h, w = ref.shape
@@ -76,9 +76,18 @@ def warp_bilinear(ref: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray
     return top
 
 
-def mc_residual(cur: np.ndarray, field: np.ndarray, *, has: np.ndarray, factor: int, prev: list[np.ndarray],
-                nxt: list[np.ndarray], mv_block: int = 4, intra_sigma: float = 1.5,
-                intra: str = "difference") -> np.ndarray:
+def mc_residual(
+    cur: np.ndarray,
+    field: np.ndarray,
+    *,
+    has: np.ndarray,
+    factor: int,
+    prev: list[np.ndarray],
+    nxt: list[np.ndarray],
+    mv_block: int = 4,
+    intra_sigma: float = 1.5,
+    intra: str = "difference",
+) -> np.ndarray:
     """Motion-compensated residual proxy `|Y_t - prediction|` (spec 11), float32 [Hw, Ww] in grey levels.
 
     Args:
@@ -100,14 +109,14 @@ def mc_residual(cur: np.ndarray, field: np.ndarray, *, has: np.ndarray, factor: 
     """
     hw, ww = cur.shape
     block = mv_block // factor
-    vec = upsample_blocks(field, block, hw, ww) / factor
-    use = upsample_blocks(has, block, hw, ww)
+    vec = upsample_blocks(field, block, height=hw, width=ww) / factor
+    use = upsample_blocks(has, block, height=hw, width=ww)
     error = np.full(cur.shape, np.inf, dtype=np.float32)
     for refs, mask, (cx, cy) in ((prev, use[..., 0], (0, 1)), (nxt, use[..., 1], (2, 3))):
         if not refs or not mask.any():
             continue
         for ref in refs:
-            err = np.abs(cur - warp_bilinear(ref, vec[..., cx], vec[..., cy]))
+            err = np.abs(cur - warp_bilinear(ref, dx=vec[..., cx], dy=vec[..., cy]))
             np.minimum(error, np.where(mask, err, np.inf), out=error)
     no_pred = ~np.isfinite(error)
     if no_pred.any():

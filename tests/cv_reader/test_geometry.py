@@ -16,18 +16,21 @@ from .synth import smooth_texture, write_video
 
 def _panning_clip(path, *, height: int, width: int, num_frames: int):
     """A texture panning 3 px per frame (motion everywhere, so every analysis path runs)."""
-    texture = smooth_texture(np.random.default_rng(height * 7 + width), height, width + 3 * num_frames)
+    texture = smooth_texture(np.random.default_rng(height * 7 + width), height=height, width=width + 3 * num_frames)
     return write_video(path, [texture[:, 3 * i : 3 * i + width] for i in range(num_frames)])
 
 
-@pytest.mark.parametrize(("height", "width", "num_frames"), [
-    (64, 4096, 6),  # thin: the letterbox keeps 9 px of height, less than one 16-px cell
-    (4096, 64, 6),  # tall
-    (16, 16, 12),  # tiny: 4x4 motion blocks, one canvas cell is a third of a pixel
-    (8, 8, 8),  # smaller than the block-matching block
-    (320, 96, 12),  # portrait
-    (50, 70, 10),  # odd sizes (not multiples of the 4-px motion grid)
-])
+@pytest.mark.parametrize(
+    ("height", "width", "num_frames"),
+    [
+        (64, 4096, 6),  # thin: the letterbox keeps 9 px of height, less than one 16-px cell
+        (4096, 64, 6),  # tall
+        (16, 16, 12),  # tiny: 4x4 motion blocks, one canvas cell is a third of a pixel
+        (8, 8, 8),  # smaller than the block-matching block
+        (320, 96, 12),  # portrait
+        (50, 70, 10),  # odd sizes (not multiples of the 4-px motion grid)
+    ],
+)
 def test_every_geometry_selects(tmp_path, height, width, num_frames):
     path = _panning_clip(tmp_path / f"clip_{height}x{width}.mp4", height=height, width=width, num_frames=num_frames)
     selection = select_patches(path, num_frames=16, num_images=2)
@@ -58,7 +61,7 @@ def test_block_matching_never_runs_out_of_blocks():
         cur = np.random.default_rng(0).uniform(0, 255, shape).astype(np.float32)
         motion, residual, step = frame_motion(cur, np.roll(cur, 1, axis=1))
         assert motion.shape[:2] == residual.shape and residual.size > 0 and step >= 1
-    assert normalise(np.zeros((0, 5), np.float32), 95, 1.0).shape == (0, 5)
+    assert normalise(np.zeros((0, 5), np.float32), pct=95, floor=1.0).shape == (0, 5)
 
 
 def test_resolution_change_midstream_names_the_file(tmp_path):
