@@ -17,7 +17,13 @@ import yaml
 from transformers import AutoTokenizer, HfArgumentParser, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from llava.data import LengthGroupedSampler, LlavaOVCollator, LlavaOVDataset, load_manifest
+from llava.data import (
+    LengthGroupedSampler,
+    LlavaOVCollator,
+    LlavaOVDataset,
+    TokenBudgetBatchSampler,
+    load_manifest,
+)
 from llava.model import LlavaOVForConditionalGeneration, LlavaOVProcessor, OneVisionEncoderImageProcessor
 from llava.model.llava_ov.conversion import assemble_from_pretrained, load_upstream_checkpoint
 
@@ -100,6 +106,37 @@ def apply_lora(model: LlavaOVForConditionalGeneration, args: LlavaTrainingArgume
     return get_peft_model(model, config)
 
 
+def check_arguments(data_args: DataArguments, training_args: LlavaTrainingArguments) -> None:
+    """Combinations that cannot do what they say are errors before anything is loaded."""
+    if data_args.max_tokens_per_batch is not None:
+        if data_args.max_tokens_per_batch <= 0:
+            raise ValueError(f"max_tokens_per_batch must be > 0, got {data_args.max_tokens_per_batch}")
+        if not data_args.packing:
+            raise ValueError("max_tokens_per_batch needs packing: true (a token-budget batch is one packed row)")
+
+
+def build_train_sampler(
+    costs, *, data_args: DataArguments, training_args: LlavaTrainingArguments
+) -> LengthGroupedSampler | TokenBudgetBatchSampler:
+    """Token-budget rows (`max_tokens_per_batch`, per rank) or length-grouped samples, on per-sample costs (a plain
+    list/array: exact token costs or estimates)."""
+    if data_args.max_tokens_per_batch:
+        sampler = TokenBudgetBatchSampler(
+            costs, max_tokens=data_args.max_tokens_per_batch, seed=training_args.seed,
+            num_replicas=training_args.world_size, rank=training_args.process_index,
+        )  # fmt: skip
+        logger.info(
+            "token-budget batches: %d rows of %d tokens per rank and epoch, filled %.1f%% (tokens / budget, by cost); "
+            "per_device_train_batch_size (%d) is not used",
+            len(sampler), sampler.max_tokens, 100 * sampler.fill_ratio(), training_args.per_device_train_batch_size,
+        )  # fmt: skip
+        return sampler
+    batch = training_args.per_device_train_batch_size * training_args.world_size
+    return LengthGroupedSampler(
+        costs, batch_size=batch * training_args.gradient_accumulation_steps, seed=training_args.seed
+    )
+
+
 def _share_process_group_with_deepspeed(training_args: LlavaTrainingArguments) -> None:
     """On CPU (gloo) the Trainer starts torch.distributed but DeepSpeed does not adopt it, so ZeRO-3's
     partitioned init would see one process; hand it the existing group (a no-op on GPU, where it already has it)."""
@@ -111,6 +148,7 @@ def _share_process_group_with_deepspeed(training_args: LlavaTrainingArguments) -
 
 def main(argv: list[str] | None = None) -> Path:
     model_args, data_args, training_args = parse_arguments(argv)
+    check_arguments(data_args, training_args)
     logging.basicConfig(
         level=logging.INFO if training_args.should_log else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -138,12 +176,8 @@ def main(argv: list[str] | None = None) -> Path:
         manifest, processor, max_length=data_args.model_max_length, skip_bad_samples=data_args.skip_bad_samples
     )
     sampler = None
-    if data_args.group_by_cost:
-        batch = training_args.per_device_train_batch_size * training_args.world_size
-        sampler = LengthGroupedSampler(
-            dataset.token_costs(), batch_size=batch * training_args.gradient_accumulation_steps,
-            seed=training_args.seed,
-        )  # fmt: skip
+    if data_args.group_by_cost or data_args.max_tokens_per_batch:
+        sampler = build_train_sampler(dataset.token_costs(), data_args=data_args, training_args=training_args)
     collator = LlavaOVCollator(pad_token_id=processor.tokenizer.pad_token_id, packing=data_args.packing)
     trainer = LlavaTrainer(
         model=model, args=training_args, train_dataset=dataset, data_collator=collator, processing_class=processor,
