@@ -15,7 +15,6 @@ from pathlib import Path
 import torch
 import yaml
 from transformers import AutoTokenizer, HfArgumentParser, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from llava.data import (
     LengthGroupedSampler,
@@ -28,7 +27,8 @@ from llava.model import LlavaOVForConditionalGeneration, LlavaOVProcessor, OneVi
 from llava.model.llava_ov.conversion import assemble_from_pretrained, load_upstream_checkpoint
 
 from .arguments import CONFIG_DIR, DataArguments, LlavaTrainingArguments, ModelArguments
-from .param_groups import set_trainable_parts
+from .checkpoints import last_complete_checkpoint
+from .param_groups import set_trainable_parts, trainable_counts
 from .trainer import LlavaTrainer
 
 logger = logging.getLogger("llava.train")
@@ -94,16 +94,34 @@ def _template(data_args: DataArguments) -> str:
 
 
 def apply_lora(model: LlavaOVForConditionalGeneration, args: LlavaTrainingArguments):
-    """LoRA adapters on the LM's projections only; the projector is trained and saved in full."""
+    """LoRA adapters on the LM's projections; the projector (``train_projector``) and the vision tower
+    (``train_vision_tower``) are trained and saved in full as PEFT ``modules_to_save`` (PEFT freezes everything
+    else, so a part left out here would silently stop training). PEFT keeps a frozen copy of each such module."""
     from peft import LoraConfig, get_peft_model  # the [train] extra
 
     targets = "|".join(args.lora_target_modules)
+    full = [name for name, wanted in (("multi_modal_projector", args.train_projector),
+                                      ("vision_tower", args.train_vision_tower)) if wanted]  # fmt: skip
     config = LoraConfig(
         r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
-        target_modules=rf"model\.language_model\..*\.({targets})", modules_to_save=["multi_modal_projector"],
+        target_modules=rf"model\.language_model\..*\.({targets})", modules_to_save=full or None,
         task_type="CAUSAL_LM",
     )  # fmt: skip
     return get_peft_model(model, config)
+
+
+def prepare_trainable(model: LlavaOVForConditionalGeneration, args: LlavaTrainingArguments):
+    """Freezes / unfreezes the parts as flagged (LoRA: adapters on the LM), returns the model (PEFT-wrapped with
+    LoRA) and {part: trainable parameter count} as it will train, i.e. counted after PEFT."""
+    if args.lora_enable and not args.train_language_model:
+        raise ValueError("lora_enable trains the language model through adapters: set train_language_model true")
+    set_trainable_parts(
+        model, language_model=args.train_language_model and not args.lora_enable, projector=args.train_projector,
+        vision_tower=args.train_vision_tower,
+    )  # fmt: skip
+    if args.lora_enable:
+        model = apply_lora(model, args)
+    return model, trainable_counts(model)
 
 
 def check_arguments(data_args: DataArguments, training_args: LlavaTrainingArguments) -> None:
@@ -156,16 +174,10 @@ def main(argv: list[str] | None = None) -> Path:
     set_seed(training_args.seed)
     _share_process_group_with_deepspeed(training_args)
     model, processor = load_model_and_processor(model_args, data_args, training_args)
-    counts = set_trainable_parts(
-        model, language_model=training_args.train_language_model and not training_args.lora_enable,
-        projector=training_args.train_projector, vision_tower=training_args.train_vision_tower,
-    )  # fmt: skip
-    logger.info("trainable parameters by part: %s", counts)
-    if training_args.lora_enable:
-        model = apply_lora(model, training_args)
-        model.print_trainable_parameters()
-    if training_args.gradient_checkpointing and not training_args.train_language_model:
-        # Frozen embeddings give checkpointed blocks inputs without grad: make them require it.
+    model, counts = prepare_trainable(model, training_args)
+    logger.info("trainable parameters by part%s: %s", " (after LoRA)" if training_args.lora_enable else "", counts)
+    if training_args.gradient_checkpointing and (training_args.lora_enable or not training_args.train_language_model):
+        # Frozen embeddings (LoRA freezes them too) give checkpointed blocks inputs without grad: make them require it.
         model.enable_input_require_grads()
 
     manifest = load_manifest(
@@ -184,8 +196,8 @@ def main(argv: list[str] | None = None) -> Path:
         train_sampler=sampler,
     )  # fmt: skip
     resume = training_args.resume_from_checkpoint
-    if resume is None and Path(training_args.output_dir).is_dir():
-        resume = get_last_checkpoint(training_args.output_dir)  # an interrupted run continues where it stopped
+    if resume is None:
+        resume = last_complete_checkpoint(training_args.output_dir)  # an interrupted run continues where it stopped
         if resume:
             logger.info("resuming from %s", resume)
     result = trainer.train(resume_from_checkpoint=resume)

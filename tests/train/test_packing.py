@@ -41,8 +41,7 @@ def _packed_and_separate_logits(checkpoint, data, *, attn: str, device: str, dty
     with torch.no_grad():
         packed = model(**_to(packed_batch, device, dtype)).logits[0]
         separate = [
-            model(**_to(LlavaOVCollator(pad_token_id=pad_id)([sample]), device, dtype)).logits[0]
-            for sample in samples
+            model(**_to(LlavaOVCollator(pad_token_id=pad_id)([sample]), device, dtype)).logits[0] for sample in samples
         ]
     return packed.float(), torch.cat(separate).float()
 
