@@ -22,7 +22,11 @@ class ModelArguments:
     vision_tower: str | None = field(default=None, metadata={"help": "OneVision-Encoder folder (assembly)"})
     language_model: str | None = field(default=None, metadata={"help": "Qwen3 folder (assembly)"})
     pretrained_projector: str | None = field(
-        default=None, metadata={"help": "stage-1 projector: our projector.safetensors or upstream mm_projector.bin"}
+        default=None,
+        metadata={
+            "help": "stage-1 projector: our multi_modal_projector.safetensors or upstream mm_projector.bin "
+            "(the file, or the folder holding it)"
+        },
     )
     vision_feature_layer: int = field(default=-2, metadata={"help": "encoder layer whose output feeds the LLM"})
     attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa, eager or flash_attention_2"})
@@ -65,6 +69,7 @@ class LlavaTrainingArguments(TrainingArguments):
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
     save_projector_only: bool = field(
-        default=False, metadata={"help": "stage 1: save only the projector (projector.safetensors + config)"}
+        default=False,
+        metadata={"help": "stage 1: save only the projector (multi_modal_projector.safetensors + config)"},
     )
     remove_unused_columns: bool = False  # our collator consumes lists of visual items the Trainer must not drop

@@ -34,14 +34,27 @@ from .trainer import LlavaTrainer
 logger = logging.getLogger("llava.train")
 
 
+def resolve_config_path(name: str) -> Path:
+    """A YAML config path as given; a bare file name that is not in the working directory names a shipped config
+    (``sft_tiny.yaml`` from anywhere), said in the log. A path with folders that does not exist is an error, never
+    swapped for the shipped config of the same name."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    shipped = Path(CONFIG_DIR) / path.name
+    if path.name == name and shipped.is_file():
+        logger.warning("config %s is not in %s: using the shipped %s", name, Path.cwd(), shipped)
+        return shipped
+    known = ", ".join(sorted(config.name for config in Path(CONFIG_DIR).glob("*.yaml")))
+    raise FileNotFoundError(f"config file not found: {name} (shipped configs, by bare name: {known})")
+
+
 def parse_arguments(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, LlavaTrainingArguments]:
     """``[CONFIG.yaml] [--field value ...]``: YAML values become defaults, flags override them."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser((ModelArguments, DataArguments, LlavaTrainingArguments))
     if argv and argv[0].endswith((".yaml", ".yml")):
-        path = Path(argv.pop(0))
-        if not path.is_file():
-            path = Path(CONFIG_DIR) / path.name
+        path = resolve_config_path(argv.pop(0))
         values = yaml.safe_load(path.read_text()) or {}
         known = {action.dest for action in parser._actions}
         unknown = sorted(set(values) - known)
