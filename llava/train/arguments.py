@@ -22,7 +22,11 @@ class ModelArguments:
     vision_tower: str | None = field(default=None, metadata={"help": "OneVision-Encoder folder (assembly)"})
     language_model: str | None = field(default=None, metadata={"help": "Qwen3 folder (assembly)"})
     pretrained_projector: str | None = field(
-        default=None, metadata={"help": "stage-1 projector: our projector.safetensors or upstream mm_projector.bin"}
+        default=None,
+        metadata={
+            "help": "stage-1 projector: our multi_modal_projector.safetensors or upstream mm_projector.bin "
+            "(the file, or the folder holding it)"
+        },
     )
     vision_feature_layer: int = field(default=-2, metadata={"help": "encoder layer whose output feeds the LLM"})
     attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa, eager or flash_attention_2"})
@@ -35,6 +39,13 @@ class DataArguments:
     template: str = field(default="chatml", metadata={"help": "chatml (SFT) or plain (stage-1 captions)"})
     model_max_length: int = field(default=16384, metadata={"help": "longest sequence, visual tokens included"})
     packing: bool = field(default=False, metadata={"help": "pack the samples of a batch into one row (no padding)"})
+    max_tokens_per_batch: int | None = field(
+        default=None,
+        metadata={
+            "help": "token-budget batches (needs packing): each batch is one row filled to this many tokens with "
+            "cost-grouped samples, per rank; replaces per_device_train_batch_size"
+        },
+    )
     group_by_cost: bool = field(
         default=True, metadata={"help": "length-grouped sampling on real token cost (text + visual)"}
     )
@@ -58,6 +69,7 @@ class LlavaTrainingArguments(TrainingArguments):
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
     save_projector_only: bool = field(
-        default=False, metadata={"help": "stage 1: save only the projector (projector.safetensors + config)"}
+        default=False,
+        metadata={"help": "stage 1: save only the projector (multi_modal_projector.safetensors + config)"},
     )
     remove_unused_columns: bool = False  # our collator consumes lists of visual items the Trainer must not drop
