@@ -25,6 +25,7 @@ _HEADER_RE = {
 }
 # Integer dtypes a positions file may hold (the codec writer uses int32; int64 and unsigned are accepted).
 _INTEGER_KINDS = ("i", "u")
+_HEADERS: dict[bytes, NpyHeader] = {}
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class NpyHeader:
 
 def read_npy_header(path: str | Path) -> NpyHeader:
     """Parses the header of a `.npy` file (one small read). Raises `ValueError` naming `path` for anything that is
-    not a plain numeric array (object arrays are pickled Python data and are refused)."""
+    not a plain numeric array (object arrays are pickled Python data and are refused) or whose data is truncated."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as error:
@@ -65,9 +66,24 @@ def read_npy_header(path: str | Path) -> NpyHeader:
             head += os.read(fd, start + length - len(head))
         if start + length > len(head):
             raise ValueError(f"{path}: truncated .npy header")
+        size = os.fstat(fd).st_size
     finally:
         os.close(fd)
-    text = head[start : start + length].decode("latin1")
+    raw = head[: start + length]
+    header = _HEADERS.get(raw)
+    if header is None:  # the files of one dataset share a few headers: each is parsed once
+        header = _parse_npy_header(raw[start:].decode("latin1"), start + length, path)
+        if len(_HEADERS) < 4096:
+            _HEADERS[raw] = header
+    if size < header.data_offset + header.nbytes:
+        raise ValueError(
+            f"{path}: truncated .npy: {size - header.data_offset} data bytes, {header.nbytes} expected for "
+            f"{header.dtype} {list(header.shape)}"
+        )
+    return header
+
+
+def _parse_npy_header(text: str, data_offset: int, path: str | Path) -> NpyHeader:
     fields = {key: pattern.search(text) for key, pattern in _HEADER_RE.items()}
     if any(match is None for match in fields.values()):
         raise ValueError(f"{path}: malformed .npy header {text.strip()!r}")
@@ -82,7 +98,7 @@ def read_npy_header(path: str | Path) -> NpyHeader:
         shape = tuple(int(dim) for dim in fields["shape"].group(1).split(",") if dim.strip())
     except ValueError as error:
         raise ValueError(f"{path}: malformed .npy shape {fields['shape'].group(1)!r}") from error
-    return NpyHeader(dtype, shape, fields["fortran_order"].group(1) == "True", start + length)
+    return NpyHeader(dtype, shape, fields["fortran_order"].group(1) == "True", data_offset)
 
 
 def positions_rows(path: str | Path) -> int:
@@ -103,15 +119,11 @@ def load_positions_file(path: str | Path) -> np.ndarray:
     """A positions `.npy` as int64 [K, 3], read without pickle; `ValueError` naming `path` when it is not one."""
     header = read_npy_header(path)
     _check_positions_header(header, path)
-    size = os.path.getsize(path)
-    if size < header.data_offset + header.nbytes:
-        raise ValueError(
-            f"{path}: truncated .npy: {size - header.data_offset} data bytes, {header.nbytes} expected for "
-            f"{header.dtype} {list(header.shape)}"
-        )
     with open(path, "rb") as handle:
         handle.seek(header.data_offset)
         data = handle.read(header.nbytes)
+    if len(data) < header.nbytes:  # truncated since the header was read
+        raise ValueError(f"{path}: truncated .npy: {len(data)} data bytes, {header.nbytes} expected")
     array = np.frombuffer(data, dtype=header.dtype)
     array = array.reshape(header.shape, order="F" if header.fortran_order else "C")
     return array.astype(np.int64)

@@ -30,10 +30,13 @@ import numpy as np
 import PIL.Image
 from tqdm.auto import tqdm
 
+from llava.model.llava_ov.chat_format import IMAGE_MARKER, VIDEO_MARKER
 from llava.model.llava_ov.processing_llava_ov import LlavaOVProcessor
+from llava.model.llava_ov.video_inputs import positions_grid
 
 from .manifests import Manifest, parse_json, validate_sample
-from .samples import inputs_from_sample, text_for_cost, visual_token_cost
+from .media import image_size, positions_rows
+from .samples import fixed_image_tokens, inputs_from_sample, text_for_cost, visual_token_cost
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +53,7 @@ SAMPLE_ERRORS = (
     av.error.FFmpegError,
     PIL.Image.DecompressionBombError,
 )
-_CALIBRATION_SAMPLES = 2000
+_CALIBRATION_SAMPLES = 512
 _CHUNK = 8192
 # Estimates above this fraction of max_length are checked by exact tokenisation (the estimate is not a bound).
 _EXACT_CHECK_FRACTION = 0.8
@@ -126,6 +129,7 @@ def _scan_chunk(bounds: tuple[int, int]) -> tuple[int, np.ndarray, np.ndarray, n
     start, stop = bounds
     manifest: Manifest = _WORKER_STATE["manifest"]
     processor: LlavaOVProcessor = _WORKER_STATE["processor"]
+    geometry = _Geometry(processor)
     count = stop - start
     visual = np.zeros(count, dtype=np.int32)
     chars = np.zeros(count, dtype=np.int32)
@@ -134,15 +138,71 @@ def _scan_chunk(bounds: tuple[int, int]) -> tuple[int, np.ndarray, np.ndarray, n
     for offset, (raw, source, media_root) in enumerate(manifest.read_many(range(start, stop))):
         try:
             sample = validate_sample(parse_json(raw, source=source), source=source)
-            inputs = inputs_from_sample(sample, source=source, media_root=media_root)
-            visual[offset] = visual_token_cost(inputs, processor)
-            texts = [turn.get("value", turn.get("content")) for turn in inputs.conversation]
-            chars[offset] = sum(len(text) for text in texts if isinstance(text, str))
-            turns[offset] = len(texts)
+            visual[offset], chars[offset], turns[offset] = _sample_cost(sample, source, media_root, geometry)
         except SAMPLE_ERRORS as error:
             message = str(error)
             errors.append((start + offset, message if message.startswith(source) else f"{source}: {message}"))
     return start, visual, chars, turns, errors
+
+
+class _Geometry:
+    """What the scan needs of the processor, looked up once per chunk instead of once per sample."""
+
+    def __init__(self, processor: LlavaOVProcessor) -> None:
+        self.processor = processor
+        self.fixed_image_tokens = fixed_image_tokens(processor)
+        self.raw_video_tokens = processor.count_video_tokens()
+        self.roots: dict[int, str] = {}
+        self.blocks: dict[int, str] = {}
+
+    def root(self, media_root: Path) -> str:
+        key = id(media_root)
+        if key not in self.roots:
+            self.roots[key] = os.fspath(media_root)
+        return self.roots[key]
+
+
+def _sample_cost(sample: dict[str, Any], source: str, media_root: Path, geometry: _Geometry) -> tuple[int, int, int]:
+    """(visual tokens, text characters, turns) of a validated sample.
+
+    The regular layouts (codec: T consecutive `<image>` lines for T mosaics; images: one marker per image) are
+    checked here directly; any other layout goes through `inputs_from_sample`, the loader's own rules, so the scan
+    accepts and rejects exactly what loading does."""
+    texts = [turn.get("value", turn.get("content")) for turn in sample["conversations"]]
+    strings = [text for text in texts if isinstance(text, str)]
+    num_chars = sum(map(len, strings))
+    images = sample.get("image", sample.get("images"))
+    images = [images] if isinstance(images, str) else images or ()
+    num_image_markers = sum(text.count(IMAGE_MARKER) for text in strings)
+    no_video_marker = not any(VIDEO_MARKER in text for text in strings)
+    positions = sample.get("positions_thw")
+    if positions is not None:
+        frames = len(images)
+        block = geometry.blocks.get(frames)
+        if block is None:
+            block = geometry.blocks[frames] = "\n".join([IMAGE_MARKER] * frames)
+        regular = (
+            sample.get("video") is None
+            and no_video_marker
+            and num_image_markers == frames
+            and any(block in text for text in strings)
+        )
+        if not regular:
+            inputs_from_sample(sample, source=source, media_root=media_root)  # raises the loader's error, if any
+        rows = positions_rows(os.path.join(geometry.root(media_root), positions))
+        grid = positions_grid(rows, num_frames=frames)
+        return geometry.processor.count_video_tokens(num_frames=frames, grid=grid), num_chars, len(texts)
+    if sample.get("video") is None and no_video_marker and num_image_markers == len(images):
+        if geometry.fixed_image_tokens is not None:
+            return geometry.fixed_image_tokens * len(images), num_chars, len(texts)
+        root = geometry.root(media_root)
+        total = 0
+        for path in images:
+            width, height = image_size(os.path.join(root, path))
+            total += geometry.processor.count_image_tokens(width=width, height=height)
+        return total, num_chars, len(texts)
+    inputs = inputs_from_sample(sample, source=source, media_root=media_root)
+    return visual_token_cost(inputs, geometry.processor), num_chars, len(texts)
 
 
 def _run_pass(manifest: Manifest, processor: LlavaOVProcessor, *, num_workers: int, progress: bool) -> ScanResult:
