@@ -298,9 +298,18 @@ def _calibrate(manifest: Manifest, processor: LlavaOVProcessor, result: ScanResu
 def _check_lengths(manifest: Manifest, processor: LlavaOVProcessor, result: ScanResult, max_length: int) -> None:
     """Exact cost of the samples estimated near or over `max_length`; the ones over it become bad records."""
     costs = result.costs()
-    near = np.flatnonzero(costs > _EXACT_CHECK_FRACTION * max_length)
-    near = [index for index in near.tolist() if index not in result.exact or result.exact[index] > max_length]
+    known_bad = set(result.bad.tolist())
     bad, messages = list(result.bad), list(result.messages)
+    # Visual tokens alone over the limit: no tokenising needed (e.g. 10368-token codec videos at max_length 2048).
+    for index in np.flatnonzero(result.visual > max_length).tolist():
+        if index not in known_bad:
+            known_bad.add(index)
+            bad.append(index)
+            messages.append(
+                f"{manifest.source(index)}: {int(result.visual[index])} visual tokens exceed max_length={max_length}"
+            )
+    near = np.flatnonzero(costs > _EXACT_CHECK_FRACTION * max_length).tolist()
+    near = [i for i in near if i not in known_bad and (i not in result.exact or result.exact[i] > max_length)]
     for index in near:
         source = manifest.source(index)
         try:

@@ -224,3 +224,21 @@ def test_overlong_samples_found_by_the_scan(small_processor, media, tmp_path, mo
     dataset = LlavaOVDataset(load_manifest(path, image_folder=media), small_processor, max_length=400)
     with pytest.raises(ValueError, match=rf"{path}:8: \d+ tokens exceed max_length=400"):
         dataset.prepare()
+
+
+def test_visual_tokens_over_max_length_found_without_tokenising(small_processor, media, tmp_path, monkeypatch):
+    path = write_manifest(tmp_path / "d.jsonl", mixed_samples(6))  # samples 1 and 4: codec, 64 visual tokens
+    tokenised = []
+    exact_cost = scan_module.exact_cost
+
+    def recording(manifest, processor, index):
+        tokenised.append(index)
+        return exact_cost(manifest, processor, index)
+
+    monkeypatch.setattr(scan_module, "exact_cost", recording)
+    monkeypatch.setattr(scan_module, "_CALIBRATION_SAMPLES", 2)
+    dataset = LlavaOVDataset(load_manifest(path, image_folder=media), small_processor, max_length=60)
+    dataset.skip_bad_samples = True
+    dataset.prepare()
+    assert dataset.num_excluded == 2 and "64 visual tokens exceed max_length=60" in dataset.scan.messages[0]
+    assert not {1, 4} & set(tokenised)
