@@ -193,13 +193,15 @@ def main(argv: list[str] | None = None) -> Path:
         # Frozen embeddings (LoRA freezes them too) give checkpointed blocks inputs without grad: make them require it.
         model.enable_input_require_grads()
 
-    manifest = load_manifest(
-        data_args.data_path, image_folder=data_args.image_folder, seed=training_args.seed,
-        on_bad_line="skip" if data_args.skip_bad_samples else "raise",
-    )  # fmt: skip
+    # The index only; every line is parsed, validated and costed once by `dataset.prepare()` (parallel, cached on
+    # disk): rank 0 scans and writes the cache first, the other ranks (and every resume) read it. A bad line stops
+    # the run here, before step 0, or is left out and counted with skip_bad_samples.
+    manifest = load_manifest(data_args.data_path, image_folder=data_args.image_folder, seed=training_args.seed)
     dataset = LlavaOVDataset(
         manifest, processor, max_length=data_args.model_max_length, skip_bad_samples=data_args.skip_bad_samples
     )
+    with training_args.main_process_first(desc="manifest scan"):
+        dataset.prepare(progress=training_args.should_log)
     sampler = None
     if data_args.group_by_cost or data_args.max_tokens_per_batch:
         sampler = build_train_sampler(dataset.token_costs(), data_args=data_args, training_args=training_args)
