@@ -31,27 +31,28 @@ def resolve_model_path(model_path: str | os.PathLike | None) -> Path:
     return folder
 
 
-def ensure_default_checkpoint(folder: Path = DEFAULT_MODEL_PATH) -> Path:
+def ensure_default_checkpoint(folder: Path = DEFAULT_MODEL_PATH, *, build_script: Path = BUILD_SCRIPT) -> Path:
     """Builds the playground checkpoint with the same script a newcomer runs (tiny model + playground data + SFT,
-    about 3 minutes on a CPU) unless its weights already exist. Returns the folder."""
+    about 3 minutes on a CPU; OUTPUT_DIR=`folder`) unless its weights already exist. Returns the folder."""
+    folder = Path(folder)
     if (folder / "model.safetensors").is_file():
         return folder
-    if not BUILD_SCRIPT.is_file():
+    if not build_script.is_file():
         raise FileNotFoundError(
-            f"no checkpoint at {folder} and no {BUILD_SCRIPT} to build it (run from a source checkout, "
+            f"no checkpoint at {folder} and no {build_script} to build it (run from a source checkout, "
             "or pass --model-path)"
         )
-    logger.warning("no checkpoint at %s: building it with %s (about 3 minutes on a CPU)", folder, BUILD_SCRIPT)
-    env = {**os.environ, "SKIP_PLAYGROUND_EVAL": "1"}
+    logger.warning("no checkpoint at %s: building it with %s (about 3 minutes on a CPU)", folder, build_script)
+    env = {**os.environ, "SKIP_PLAYGROUND_EVAL": "1", "OUTPUT_DIR": str(folder)}
     if sys.prefix != sys.base_prefix:
         # Train in the environment the demo runs in instead of letting the script create `.venv` beside it.
         env["VENV"] = sys.prefix
     try:
-        subprocess.run(["bash", str(BUILD_SCRIPT)], cwd=REPO_ROOT, env=env, check=True)
+        subprocess.run(["bash", str(build_script)], cwd=REPO_ROOT, env=env, check=True)
     except subprocess.CalledProcessError as error:
-        raise RuntimeError(f"{BUILD_SCRIPT} failed with exit status {error.returncode}") from error
+        raise RuntimeError(f"{build_script} failed with exit status {error.returncode}") from error
     if not (folder / "model.safetensors").is_file():
-        raise RuntimeError(f"{BUILD_SCRIPT} finished but wrote no {folder / 'model.safetensors'}")
+        raise RuntimeError(f"{build_script} finished but wrote no {folder / 'model.safetensors'}")
     return folder
 
 
