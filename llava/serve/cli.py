@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from .checkpoint import add_model_arguments, engine_from_arguments
-from .media import MediaError, add_media_arguments
+from .media import MediaError, add_media_arguments, set_image_pixel_limit
 from .session import ChatSession
 
 logger = logging.getLogger("llava.serve.cli")
@@ -121,6 +121,7 @@ class Terminal:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = parse_args(argv)
+    set_image_pixel_limit(args.max_image_pixels)
     try:
         engine = engine_from_arguments(args)
     except (OSError, ValueError) as error:  # no checkpoint there, pickle weights refused, a bad config

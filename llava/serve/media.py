@@ -73,6 +73,13 @@ def add_media_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def set_image_pixel_limit(max_image_pixels: int) -> None:
+    """Makes PIL's own decompression-bomb guard of this process follow --max-image-pixels (PIL refuses images over
+    twice `Image.MAX_IMAGE_PIXELS` at open; `load_media` refuses those over `max_image_pixels` itself). For the
+    front ends' entry points, which own their process."""
+    PIL.Image.MAX_IMAGE_PIXELS = max_image_pixels
+
+
 def _one_line(error: BaseException) -> str:
     """An exception as one short line: its type, and its first message line."""
     text = str(error).strip().splitlines()
@@ -100,7 +107,7 @@ def _image_size(path: Path, *, max_image_pixels: int) -> tuple[int, int] | None:
             width, height = image.size
     except PIL.Image.DecompressionBombError as error:
         raise MediaError(
-            f"{path.name}: the image is too large to decode safely ({error}); the demo's limit is "
+            f"{path.name}: the image is too large to decode safely: {error} The demo decodes images up to "
             f"{max_image_pixels} pixels (--max-image-pixels)"
         ) from error
     except (OSError, SyntaxError, ValueError):  # PIL.UnidentifiedImageError is an OSError: not an image

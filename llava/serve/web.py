@@ -23,6 +23,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from typing import Any
 import gradio as gr
 
 from .checkpoint import add_model_arguments, engine_from_arguments
-from .media import DEFAULT_MAX_IMAGE_PIXELS, MediaError, add_media_arguments
+from .media import DEFAULT_MAX_IMAGE_PIXELS, MediaError, add_media_arguments, set_image_pixel_limit
 from .session import ChatEngine, ChatSession
 
 logger = logging.getLogger("llava.serve.web")
@@ -79,7 +80,9 @@ def _one_line(prefix: str, error: BaseException) -> str:
 
 
 class WebChat:
-    """The page's event handlers over one `ChatEngine`; each browser tab has its own `WebSession` (gr.State)."""
+    """The page's event handlers over one `ChatEngine`; each browser tab has its own `WebSession` (gr.State), also
+    kept here by gradio session so that closing the tab (`end_session`, the page's unload event) removes its files
+    at once rather than when gradio expires the state an hour later."""
 
     def __init__(
         self, engine: ChatEngine, *, work_dir: Path, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
@@ -87,22 +90,40 @@ class WebChat:
         self.engine = engine
         self.work_dir = work_dir
         self.max_image_pixels = max_image_pixels
+        self.sessions: dict[str, ChatSession] = {}
+        self._lock = threading.Lock()
 
-    def session_of(self, session: ChatSession | None) -> ChatSession:
-        if session is not None:
-            return session
-        return WebSession(
-            self.engine, upload_root=self.work_dir / UPLOADS, figure_root=self.work_dir / SESSIONS,
-            max_image_pixels=self.max_image_pixels,
-        )  # fmt: skip
+    def session_of(self, session: ChatSession | None, request: gr.Request | None = None) -> ChatSession:
+        if session is None:
+            session = WebSession(
+                self.engine, upload_root=self.work_dir / UPLOADS, figure_root=self.work_dir / SESSIONS,
+                max_image_pixels=self.max_image_pixels,
+            )  # fmt: skip
+        key = getattr(request, "session_hash", None)
+        if key is not None:
+            with self._lock:
+                self.sessions[key] = session
+        return session
 
-    def upload(self, path: str | None, session: ChatSession | None) -> tuple[Any, ...]:
+    def end_session(self, request: gr.Request) -> None:
+        """The tab was closed: its session's figures and uploads go now."""
+        with self._lock:
+            session = self.sessions.pop(request.session_hash, None)
+        close_session(session)
+
+    def close_all(self) -> None:
+        """The server stops: every session's files go."""
+        with self._lock:
+            sessions, self.sessions = list(self.sessions.values()), {}
+        for session in sessions:
+            session.close()
+
+    def upload(self, path: str | None, session: ChatSession | None, request: gr.Request) -> tuple[Any, ...]:
         """A new file: a new conversation. Returns (session, chat, figure, tokens, status). A file that cannot be
         used leaves the previous one loaded (chat, figure and tokens unchanged) and says why in the status line."""
-        session = self.session_of(session)
-        if path is None:  # the file was cleared
-            session.unload()
-            return session, [], None, "", "Upload a video or an image, or ask without one."
+        session = self.session_of(session, request)
+        if path is None:
+            return session, gr.skip(), gr.skip(), gr.skip(), "Upload a video or an image."
         if isinstance(session, WebSession):
             session.track_upload(Path(path))
         try:
@@ -119,9 +140,11 @@ class WebChat:
         tokens = f"{media.kind}: {media.num_visual_tokens} visual tokens"
         return session, [], str(media.figure) if media.figure else None, tokens, f"Loaded {Path(path).name}."
 
-    def ask(self, question: str, history: History | None, session: ChatSession | None) -> Iterator[tuple[Any, ...]]:
+    def ask(
+        self, question: str, history: History | None, session: ChatSession | None, request: gr.Request
+    ) -> Iterator[tuple[Any, ...]]:
         """Streams the answer into the chat. Yields (session, chat, question box, tokens, status)."""
-        session = self.session_of(session)
+        session = self.session_of(session, request)
         history = list(history or [])
         if not question.strip():
             yield session, history, question, gr.skip(), "Type a question first."
@@ -146,9 +169,15 @@ class WebChat:
         count = session.last_count.describe() if session.last_count else ""
         yield session, history, "", count, ""
 
-    def reset(self, session: ChatSession | None) -> tuple[Any, ...]:
+    def remove_file(self, session: ChatSession | None, request: gr.Request) -> tuple[Any, ...]:
+        """Drops the file: questions are text only. Returns (session, chat, figure, tokens, status)."""
+        session = self.session_of(session, request)
+        session.unload()
+        return session, [], None, "", "No file: questions are text only. Upload a video or an image to chat about it."
+
+    def reset(self, session: ChatSession | None, request: gr.Request) -> tuple[Any, ...]:
         """Forgets the turns, keeps the file. Returns (session, chat, status)."""
-        session = self.session_of(session)
+        session = self.session_of(session, request)
         session.reset()
         return session, [], "Conversation reset."
 
@@ -170,16 +199,22 @@ def server_folder() -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def build_app(engine: ChatEngine, *, work_dir: Path, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> gr.Blocks:
-    """The page; sessions write their patch figures under `work_dir` (a `server_folder()`, set up before this
-    call so that gradio's uploads go there too). Serve it with `launch(app, work_dir=...)`."""
-    chat = WebChat(engine, work_dir=work_dir, max_image_pixels=max_image_pixels)
+def build_app(chat: WebChat) -> gr.Blocks:
+    """The page over `chat`'s handlers (its sessions write their figures under `chat.work_dir`, a
+    `server_folder()` set up before this call so that gradio's uploads go there too). Serve it with
+    `launch(app, work_dir=chat.work_dir)`; `chat.close_all()` when the server stops."""
     with gr.Blocks(title="LLaVA-OV video chat", analytics_enabled=False, delete_cache=CACHE_SWEEP) as app:
         state = gr.State(None, delete_callback=close_session)
         gr.Markdown("## Chat about a video or an image\nUpload a file, then ask about it. Answers stream in.")
         with gr.Row():
             with gr.Column(scale=3):
-                upload = gr.File(label="Video or image", type="filepath", elem_id="media-upload")
+                with gr.Row(elem_id="media-upload"):
+                    # A button, not a file box: a new upload is always one click away and a refused file leaves
+                    # the loaded one in place (a file box would have to be cleared first, dropping it).
+                    upload = gr.UploadButton(
+                        "Upload a video or an image", type="filepath", elem_id="upload-button", variant="primary"
+                    )
+                    remove = gr.Button("Remove the file", elem_id="remove-file")
                 status = gr.Markdown("Upload a video or an image.", elem_id="status")
                 chatbot = gr.Chatbot(label="Chat", elem_id="chat", height=360)
                 with gr.Row():
@@ -194,10 +229,12 @@ def build_app(engine: ChatEngine, *, work_dir: Path, max_image_pixels: int = DEF
                 )
                 tokens = gr.Markdown(elem_id="tokens")
         queue = {"concurrency_limit": 1, "concurrency_id": MODEL_QUEUE}
-        upload.change(chat.upload, [upload, state], [state, chatbot, figure, tokens, status], **queue)
+        upload.upload(chat.upload, [upload, state], [state, chatbot, figure, tokens, status], **queue)
+        remove.click(chat.remove_file, [state], [state, chatbot, figure, tokens, status], **queue)
         for trigger in (question.submit, send.click):
             trigger(chat.ask, [question, chatbot, state], [state, chatbot, question, tokens, status], **queue)
         clear.click(chat.reset, [state], [state, chatbot, status], **queue)
+        app.unload(chat.end_session)
     return app
 
 
@@ -238,6 +275,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; serves until interrupted (Ctrl-C or SIGTERM), then removes the server's folder."""
     args = parse_args(argv)
+    set_image_pixel_limit(args.max_image_pixels)
     try:
         engine = engine_from_arguments(args)
     except (OSError, ValueError) as error:  # no checkpoint there, pickle weights refused, a bad config
@@ -246,13 +284,15 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (a service manager, `kill`) stops the server like Ctrl-C, so the temporary folder goes too.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     with server_folder() as work_dir:
-        app = build_app(engine, work_dir=work_dir, max_image_pixels=args.max_image_pixels)
+        chat = WebChat(engine, work_dir=work_dir, max_image_pixels=args.max_image_pixels)
+        app = build_app(chat)
         try:
             launch(app, work_dir=work_dir, host=args.host, port=args.port, max_file_size=args.max_file_size)
         except KeyboardInterrupt:
             pass
         finally:
             app.close()
+            chat.close_all()
     return 0
 
 
