@@ -62,6 +62,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64, help="longest answer in tokens")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy decoding")
     parser.add_argument("--seed", type=int, default=None, help="seed for sampling (reproducible answers)")
+    parser.add_argument(
+        "--allow-pickle", action="store_true",
+        help="also load pickle weights (pytorch_model.bin); refused by default, only for checkpoints you trust",
+    )  # fmt: skip
 
 
 def engine_from_arguments(args: argparse.Namespace) -> ChatEngine:
@@ -69,5 +73,6 @@ def engine_from_arguments(args: argparse.Namespace) -> ChatEngine:
     if args.seed is not None:
         torch.manual_seed(args.seed)
     return ChatEngine.from_pretrained(
-        resolve_model_path(args.model_path), max_new_tokens=args.max_new_tokens, temperature=args.temperature
-    )
+        resolve_model_path(args.model_path), max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+        allow_pickle=args.allow_pickle,
+    )  # fmt: skip

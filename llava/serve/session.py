@@ -71,10 +71,11 @@ class ChatEngine:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_pretrained(cls, model_path: str | Path, **kwargs: Any) -> ChatEngine:
-        """Loads a checkpoint folder (weights + processor files) on the GPU when there is one."""
+    def from_pretrained(cls, model_path: str | Path, *, allow_pickle: bool = False, **kwargs: Any) -> ChatEngine:
+        """Loads a checkpoint folder (weights + processor files) on the GPU when there is one; pickle weights
+        (`pytorch_model.bin`) only with `allow_pickle`."""
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        model = LlavaOVForConditionalGeneration.from_pretrained(model_path).to(device)
+        model = LlavaOVForConditionalGeneration.from_pretrained(model_path, allow_pickle=allow_pickle).to(device)
         processor = LlavaOVProcessor.from_pretrained(model_path)
         logger.info("loaded %s on %s", model_path, device)
         return cls(model, processor, **kwargs)

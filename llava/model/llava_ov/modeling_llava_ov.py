@@ -26,6 +26,7 @@ from transformers.modeling_utils import slice_logits_to_keep
 from transformers.utils.generic import can_return_tuple
 
 from ..onevision_encoder import OneVisionEncoderModel
+from ..safe_weights import SafetensorsOnlyMixin
 from .configuration_llava_ov import LlavaOVConfig, vision_tower_config
 from .projector import LlavaOVMultiModalProjector
 
@@ -110,7 +111,7 @@ def group_items_by_sample(
     return groups
 
 
-class LlavaOVPreTrainedModel(PreTrainedModel):
+class LlavaOVPreTrainedModel(SafetensorsOnlyMixin, PreTrainedModel):
     config_class = LlavaOVConfig
     config: LlavaOVConfig
     base_model_prefix = "model"
