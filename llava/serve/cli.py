@@ -12,6 +12,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TextIO
 
 from .checkpoint import add_model_arguments, engine_from_arguments
@@ -73,8 +74,10 @@ class Terminal:
         if command in ("/quit", "/exit"):
             return False
         if command in ("/video", "/image"):
+            if len(argument) > 1 and argument[0] == argument[-1] and argument[0] in "'\"":
+                argument = argument[1:-1]  # a path pasted with quotes around it (spaces in it)
             if argument:
-                self.load(argument)
+                self.load(str(Path(argument).expanduser()))
             else:
                 self.say(f"usage: {command} PATH")
         elif command == "/reset":

@@ -96,6 +96,13 @@ def _check_path(path: Path) -> None:
         raise MediaError(f"{path}: no such file")
     if not path.is_file():
         raise MediaError(f"{path} is not a regular file (a device, a pipe or a socket): give a video or an image file")
+    try:
+        with path.open("rb") as handle:
+            empty = not handle.read(1)
+    except OSError as error:  # permissions, a file removed meanwhile, an I/O error
+        raise MediaError(f"{path}: cannot be opened ({error.strerror or error})") from error
+    if empty:
+        raise MediaError(f"{path.name} is empty (0 bytes): give a video or an image file")
 
 
 def _image_size(path: Path, *, max_image_pixels: int) -> tuple[int, int] | None:

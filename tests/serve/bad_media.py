@@ -7,6 +7,8 @@
   back to back, as a broadcast or a concatenated capture has them.
 - `thin_clip_mp4`: a 4096x64 H.264 clip (an extreme aspect ratio, 1:64).
 - `bomb_png`: a 64-byte-ish PNG whose IHDR claims 20000x20000 pixels (a decompression bomb: 1.2 GB once decoded).
+- `audio_only_m4a`: one second of AAC sound, no picture.
+- `empty_file`: 0 bytes with a video name.
 """
 
 from __future__ import annotations
@@ -88,17 +90,42 @@ def bomb_png(path: Path, *, width: int = 20000, height: int = 20000) -> Path:
     return path
 
 
+def audio_only_m4a(path: Path) -> Path:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        stream.layout = "mono"
+        samples = (np.sin(np.arange(16000) * 2 * np.pi * 440 / 16000) * 0.3).astype(np.float32)[None]
+        for start in range(0, 16000, 1024):
+            frame = av.AudioFrame.from_ndarray(samples[:, start : start + 1024], format="fltp", layout="mono")
+            frame.sample_rate = 16000
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def empty_file(path: Path) -> Path:
+    path.write_bytes(b"")
+    return path
+
+
 BUILDERS = {
     "truncated_faststart.mp4": truncated_faststart_mp4,
     "corrupt_payload.mp4": corrupt_payload_mp4,
     "resolution_change.ts": resolution_change_ts,
     "thin_4096x64.mp4": thin_clip_mp4,
     "bomb_20000x20000.png": bomb_png,
+    "audio_only.m4a": audio_only_m4a,
+    "empty.mp4": empty_file,
 }
 
 # Files no reader can use: the demos must refuse them. The thin clip is not listed: a reader may handle it (it then
 # loads in full, which is as good as a clear refusal).
-REFUSED = ["truncated_faststart.mp4", "corrupt_payload.mp4", "resolution_change.ts", "bomb_20000x20000.png"]
+REFUSED = [
+    "truncated_faststart.mp4", "corrupt_payload.mp4", "resolution_change.ts", "bomb_20000x20000.png",
+    "audio_only.m4a", "empty.mp4",
+]  # fmt: skip
 
 
 def build_bad_media(folder: Path) -> dict[str, Path]:

@@ -4,6 +4,7 @@ the conversation goes on; the image pixel limit is explicit."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,20 @@ def test_messages_say_what_is_wrong(engine: ChatEngine, bad_media: dict[str, Pat
         load_media(bad_media["bomb_20000x20000.png"], processor)
     with pytest.raises(MediaError, match=r"resolution_change\.ts: "):
         load_media(bad_media["resolution_change.ts"], processor)
+    with pytest.raises(MediaError, match=r"empty\.mp4 is empty \(0 bytes\)"):
+        load_media(bad_media["empty.mp4"], processor)
+    with pytest.raises(MediaError, match=r"audio_only\.m4a is not a video or an image"):
+        load_media(bad_media["audio_only.m4a"], processor)
+
+
+def test_special_paths(engine: ChatEngine, tmp_path: Path) -> None:
+    """A pipe would block a reader forever: it is refused by its kind, without opening it."""
+    fifo = tmp_path / "stream.mp4"
+    os.mkfifo(fifo)
+    with pytest.raises(MediaError, match="stream.mp4 is not a regular file"):
+        load_media(fifo, engine.processor)
+    with pytest.raises(MediaError, match="gone.mp4: no such file"):
+        load_media(tmp_path / "gone.mp4", engine.processor)
 
 
 def test_image_pixel_limit(engine: ChatEngine, tmp_path: Path) -> None:
