@@ -98,6 +98,9 @@ class Terminal:
         try:
             for piece in self.session.ask(question):
                 self.say(piece, end="")
+        except KeyboardInterrupt:  # Ctrl-C stops this answer (kept as far as it got), not the session
+            self.say("\n[answer interrupted]")
+            return
         except ValueError as error:  # the processor rejects reserved tokens or stray <image>/<video> markers
             self.say(f"\nerror: {error}")
             return
@@ -127,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     set_image_pixel_limit(args.max_image_pixels)
     try:
         engine = engine_from_arguments(args)
-    except (OSError, ValueError) as error:  # no checkpoint there, pickle weights refused, a bad config
+    except Exception as error:  # noqa: BLE001 - no checkpoint there, pickle weights refused, a bad config, ...
+        logger.debug("loading the model failed", exc_info=True)
         logger.error("cannot load the model: %s", error)
         return 2
     with ChatSession(engine, max_image_pixels=args.max_image_pixels) as session:

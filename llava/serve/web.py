@@ -278,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     set_image_pixel_limit(args.max_image_pixels)
     try:
         engine = engine_from_arguments(args)
-    except (OSError, ValueError) as error:  # no checkpoint there, pickle weights refused, a bad config
+    except Exception as error:  # noqa: BLE001 - no checkpoint there, pickle weights refused, a bad config, ...
+        logger.debug("loading the model failed", exc_info=True)
         logger.error("cannot load the model: %s", error)
         return 2
     # SIGTERM (a service manager, `kill`) stops the server like Ctrl-C, so the temporary folder goes too.

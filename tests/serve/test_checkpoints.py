@@ -6,6 +6,9 @@ refusal are covered in tests/model/test_llava_ov_conversion.py."""
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -71,6 +74,15 @@ def test_pickle_checkpoint_needs_allow_pickle_in_the_demo(tiny_checkpoint: Path,
     (folder / "model.safetensors").unlink()
     with pytest.raises(PickleWeightsError, match="--allow-pickle"):
         ChatEngine.from_pretrained(folder)
+    for front_end in ("cli", "web"):  # one line and a failing exit status, no traceback
+        run = subprocess.run(
+            [sys.executable, "-m", f"llava.serve.{front_end}", "--model-path", str(folder)],
+            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )  # fmt: skip
+        assert run.returncode == 2, run.stderr
+        assert "cannot load the model" in run.stderr and "--allow-pickle" in run.stderr, run.stderr
+        assert "Traceback" not in run.stderr
     engine = ChatEngine.from_pretrained(folder, allow_pickle=True, max_new_tokens=2)
     with ChatSession(engine) as session:
         list(session.ask("Hello"))

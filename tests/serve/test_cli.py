@@ -3,9 +3,13 @@ answered (text on screen, then the token count), /reset, a file that is not a vi
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from pathlib import Path
+
+from llava.serve import ChatEngine, ChatSession
+from llava.serve.cli import Terminal
 
 from .bad_media import REFUSED
 from .terminal import PtySession
@@ -99,3 +103,28 @@ def test_terminal_reports_bad_files_and_goes_on(
             terminal.process.kill()
             terminal.close()
     assert list(scratch.iterdir()) == []  # the figures' folder went with the session
+
+
+def test_ctrl_c_stops_the_answer_not_the_session(engine: ChatEngine, playground_video: Path) -> None:
+    """Ctrl-C while an answer streams (a KeyboardInterrupt out of the stream) ends that answer; the turn keeps what
+    was said and the next question is answered."""
+    with ChatSession(engine) as session:
+        session.load(playground_video)
+        screen = io.StringIO()
+        terminal = Terminal(session, out=screen)
+        real_stream = engine.stream
+
+        def interrupted_stream(*args, **kwargs):
+            for piece in real_stream(*args, **kwargs):
+                yield piece
+                raise KeyboardInterrupt
+
+        engine.stream = interrupted_stream
+        try:
+            terminal.handle("Does anything move?")
+        finally:
+            del engine.stream  # back to the class method
+        assert screen.getvalue().endswith("\n[answer interrupted]\n")
+        assert [turn["from"] for turn in session.turns] == ["human", "gpt"]
+        terminal.handle("Which way?")
+        assert "[prompt" in screen.getvalue().splitlines()[-1]
