@@ -76,6 +76,7 @@ class LlavaOVEncoder(lmms):
         on_missing: `codec` (log a warning and select now) | `error` for `codec_offline` misses.
         max_new_tokens: overrides the task's `max_new_tokens` when given (default: the task's, else 1024).
         batch_size: requests per forward pass.
+        allow_pickle: also load `pytorch_model.bin` weights (a pickle; refused by default).
     """
 
     is_simple = True
@@ -93,6 +94,7 @@ class LlavaOVEncoder(lmms):
         max_new_tokens: int | None = None,
         batch_size: int | str = 1,
         max_batch_size: int | None = None,
+        allow_pickle: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__()
@@ -109,7 +111,7 @@ class LlavaOVEncoder(lmms):
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
         self.dtype = DTYPES[dtype]
-        load_kwargs: dict[str, Any] = {"dtype": self.dtype}
+        load_kwargs: dict[str, Any] = {"dtype": self.dtype, "allow_pickle": bool(allow_pickle)}
         if attn_implementation:
             load_kwargs["attn_implementation"] = attn_implementation
         self.model = LlavaOVForConditionalGeneration.from_pretrained(pretrained, **load_kwargs).to(self._device)

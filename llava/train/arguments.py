@@ -24,9 +24,13 @@ class ModelArguments:
     pretrained_projector: str | None = field(
         default=None,
         metadata={
-            "help": "stage-1 projector: our multi_modal_projector.safetensors or upstream mm_projector.bin "
-            "(the file, or the folder holding it)"
+            "help": "stage-1 projector: our multi_modal_projector.safetensors (or the stage-1 output folder), or "
+            "upstream mm_projector.bin (a pickle: needs allow_pickle)"
         },
+    )
+    allow_pickle: bool = field(
+        default=False,
+        metadata={"help": "also read pickle weights (pytorch_model.bin, mm_projector.bin); only for files you trust"},
     )
     vision_feature_layer: int = field(default=-2, metadata={"help": "encoder layer whose output feeds the LLM"})
     attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa, eager or flash_attention_2"})
@@ -70,6 +74,6 @@ class LlavaTrainingArguments(TrainingArguments):
     )
     save_projector_only: bool = field(
         default=False,
-        metadata={"help": "stage 1: save only the projector (multi_modal_projector.safetensors + config)"},
+        metadata={"help": "stage 1: also save the projector alone (multi_modal_projector.safetensors)"},
     )
     remove_unused_columns: bool = False  # our collator consumes lists of visual items the Trainer must not drop

@@ -80,10 +80,14 @@ def load_model_and_processor(
         folder = Path(model_args.model_name_or_path)
         config = json.loads((folder / "config.json").read_text())
         if config.get("model_type") == "llava_ov":
-            model = LlavaOVForConditionalGeneration.from_pretrained(folder, dtype=dtype, attn_implementation=attn)
+            model = LlavaOVForConditionalGeneration.from_pretrained(
+                folder, dtype=dtype, attn_implementation=attn, allow_pickle=model_args.allow_pickle
+            )
             processor = LlavaOVProcessor.from_pretrained(folder, template=_template(data_args))
             return model, processor
-        model = load_upstream_checkpoint(folder, dtype=dtype, attn_implementation=attn)
+        model = load_upstream_checkpoint(
+            folder, dtype=dtype, attn_implementation=attn, allow_pickle=model_args.allow_pickle
+        )
         tokenizer_path, vision_path = folder, model_args.vision_tower
     else:
         if not (model_args.vision_tower and model_args.language_model):
@@ -91,6 +95,7 @@ def load_model_and_processor(
         model = assemble_from_pretrained(
             model_args.vision_tower, model_args.language_model, projector_path=model_args.pretrained_projector,
             vision_feature_layer=model_args.vision_feature_layer, dtype=dtype, attn_implementation=attn,
+            allow_pickle=model_args.allow_pickle,
         )  # fmt: skip
         tokenizer_path, vision_path = model_args.language_model, model_args.vision_tower
     if vision_path:

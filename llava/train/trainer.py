@@ -1,5 +1,5 @@
 """The transformers Trainer with our additions: per-part learning rates, cost-grouped sampling or token-budget
-batches (with the packed rows' fill ratio in the log), projector-only saves for stage 1. Everything else (DeepSpeed,
+batches (with the packed rows' fill ratio in the log), the projector file of stage 1. Everything else (DeepSpeed,
 gradient accumulation, resume, bf16) is the stock Trainer."""
 
 from __future__ import annotations
@@ -113,14 +113,13 @@ class LlavaTrainer(Trainer):
         return self.optimizer
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        """Stage 1 (``save_projector_only``): the projector and the config only; otherwise the stock save."""
-        if not self.args.save_projector_only:
-            return super()._save(output_dir, state_dict)
-        if not self.args.should_save:
+        """The stock save (weights, config, processor files: the folder opens with ``from_pretrained`` like any
+        checkpoint); stage 1 (``save_projector_only``) also writes the projector alone, the file stage 2 reads."""
+        super()._save(output_dir, state_dict)
+        if not self.args.save_projector_only or not self.args.should_save:
             return None
         output_dir = output_dir or self.args.output_dir
         model = self.accelerator.unwrap_model(self.model)
-        path = save_projector(model, output_dir)
-        model.config.save_pretrained(output_dir)
-        logger.info("saved the projector only to %s", path)
+        path = save_projector(model, output_dir, state_dict=state_dict)
+        logger.info("saved the projector to %s", path)
         return None
