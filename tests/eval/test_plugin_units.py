@@ -50,7 +50,7 @@ def test_split_visuals_tells_videos_from_images():
     image = Image.new("RGB", (8, 8))
     images, videos = split_visuals([image, "/d/a.MP4", {"type": "video", "path": "/d/b.mkv"}, "/d/c.png"])
     assert images == [image, "/d/c.png"] and videos == ["/d/a.MP4", "/d/b.mkv"]
-    with pytest.raises(ValueError, match="unsupported visual"):
+    with pytest.raises(ValueError, match="not supported"):
         split_visuals([b"audio"])
 
 
