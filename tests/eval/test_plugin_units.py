@@ -25,14 +25,23 @@ def test_entry_point_resolves_to_the_simple_class():
 
 
 def test_entry_point_import_is_light():
-    # lmms-eval imports the entry point on every run: it must not import the plugin class (lmms-eval's model API,
-    # the processor, video code). Note: `llava/__init__.py` itself imports `llava.model` today.
+    # lmms-eval imports the entry point on every run, even for other models: neither it nor `import llava` may pull
+    # torch, transformers or our model code (the Auto classes are registered when the model class is imported).
+    code = (
+        "import sys; import llava, llava.eval.registration as r; "
+        "heavy = [m for m in ('torch', 'transformers', 'lmms_eval', 'llava.model', 'llava.eval.llava_ov_encoder') "
+        "if m in sys.modules]; print(r.MODEL_ID, heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "llava_ov_encoder []"
+
+
+def test_entry_point_manifest_names_the_model_class_without_importing_it():
     code = (
         "import sys; from importlib.metadata import entry_points; "
         "[ep] = [e for e in entry_points(group='lmms_eval.models') if e.name == 'llava_ov_encoder']; "
         "manifests = ep.load()(); "
-        "print(manifests[0].model_id, 'llava.eval.llava_ov_encoder' in sys.modules, "
-        "'lmms_eval.api.model' in sys.modules)"
+        "print(manifests[0].model_id, 'llava.eval.llava_ov_encoder' in sys.modules, 'llava.model' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["llava_ov_encoder", "False", "False"]
