@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -11,7 +10,7 @@ from PIL import Image
 
 from cv_reader.assets import asset_key
 from llava.data.synthetic import CHANCE, COLOURS, DIRECTIONS
-from llava.eval import local_tasks_dir, playground_tasks, results_table
+from llava.eval import local_tasks_dir, playground_tasks
 from llava.eval.llava_ov_encoder import LlavaOVEncoder, split_visuals, truncate_at_stop
 from llava.eval.video_sources import VideoSources, candidate_keys
 
@@ -81,15 +80,6 @@ def test_candidate_keys_cover_cv_reader_keys(tmp_path):
     # `cv_reader precompute --video_root <any ancestor>` keys, the path as written, and the upstream stem key.
     assert asset_key(video, tmp_path / "bench") in keys and asset_key(video, tmp_path) in keys
     assert asset_key(str(video)) == keys[0] and keys[-1] == "clip"
-
-
-def test_results_table_fails_on_a_missing_task(tmp_path, capsys):
-    results = tmp_path / "r_results.json"
-    results.write_text(json.dumps({"results": {"a": {"alias": "a", "acc,none": 0.5, "acc_stderr,none": 0.1}}}))
-    assert results_table.main([str(results), "--tasks", "a"]) == 0
-    assert "0.500" in capsys.readouterr().out
-    assert results_table.main([str(results), "--tasks", "a,b"]) == 1
-    assert results_table.main([str(tmp_path / "missing.json")]) == 1
 
 
 def test_visual_markers_go_in_front_unless_the_context_places_them():
