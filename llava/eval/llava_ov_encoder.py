@@ -152,7 +152,14 @@ class LlavaOVEncoder(lmms):
         """The visuals of one document. `MissingMediaError` when a file is missing or a video task gives none (a
         video question answered text-only would be scored as if the model had seen the video)."""
         doc = self.task_dict[task][split][doc_id]
-        visuals = normalize_visuals(doc_to_visual(doc))
+        try:
+            raw = doc_to_visual(doc)
+        except SystemExit as exit_:
+            # videomme's doc_to_visual calls sys.exit("video path:... does not exist") for a missing video: one
+            # document's media, not a reason to end the whole run.
+            raise MissingMediaError(f"{task} doc {doc_id}: the task's doc_to_visual exited: {exit_.code}",
+                                    kind="video") from None  # fmt: skip
+        visuals = normalize_visuals(raw)
         if visuals.videos:
             self._video_tasks.add(task)
         elif not visuals.images and (task in self._video_tasks or is_video_task(task) or doc_mentions_video(doc)):

@@ -61,10 +61,11 @@ def mvbench_expected() -> dict[str, dict[str, float]]:
 
 
 # ------------------------------------------------------------------------------------------------------ DocVQA
-DOC_FEATURES = Features({"questionId": Value("string"), "question": Value("string"), "question_types":
-                         Sequence(Value("string")), "image": Image(), "docId": Value("int64"), "ucsf_document_id":
-                         Value("string"), "ucsf_document_page_no": Value("string"), "answers": Sequence(Value("string")),
-                         "data_split": Value("string")})  # fmt: skip
+DOC_FEATURES = Features({
+    "questionId": Value("string"), "question": Value("string"), "question_types": Sequence(Value("string")),
+    "image": Image(), "docId": Value("int64"), "ucsf_document_id": Value("string"),
+    "ucsf_document_page_no": Value("string"), "answers": Sequence(Value("string")), "data_split": Value("string"),
+})  # fmt: skip
 DOCVQA_ANSWERS = [["A"], ["B", "b"], ["A", "a"]]  # ANLS of the answer "A": 1, 0, 1
 
 
@@ -84,6 +85,6 @@ STANDINS: dict[str, StandIn] = {
         build=build_videomme,
         expected={"videomme": {"videomme_perception_score": 100.0 * VIDEOMME_ANSWERS.count("A") / 4}},
     ),
-    "mvbench": StandIn(task="mvbench", build=build_mvbench, expected=mvbench_expected(), model_args="video_mode=uniform"),
+    "mvbench": StandIn(task="mvbench", build=build_mvbench, expected=mvbench_expected()),
     "docvqa_val": StandIn(task="docvqa_val", build=build_docvqa, expected={"docvqa_val": {"anls": 2 / 3}}),
 }

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -107,13 +108,15 @@ def write_hub_dataset(hf_home: Path, repo: str, config: str | None, splits: dict
         dataset.to_parquet(str(source / f"{split}.parquet"))
         data_files[split] = str(source / f"{split}.parquet")
     config_id = config or "default"
-    builder = Parquet(cache_dir=str(hf_home / "datasets"), dataset_name=f"{namespace}___{camelcase_to_snakecase(name)}",
-                      config_name=config_id, config_id=config_id, data_files=data_files, hash="0" * 16)  # fmt: skip
+    dataset_name = camelcase_to_snakecase(name)
+    builder = Parquet(cache_dir=str(hf_home / "standin_build"), dataset_name=dataset_name, config_name=config_id,
+                      config_id=config_id, data_files=data_files, hash="0" * 16)  # fmt: skip
     builder.download_and_prepare()
-    # The cached-dataset reader names the files after the dataset, the Parquet builder after its dataset_name.
-    for arrow in Path(builder.cache_dir).glob(f"{namespace}___*.arrow"):
-        arrow.rename(arrow.with_name(arrow.name.split("___", 1)[1]))
-    return Path(builder.cache_dir)
+    # Where `load_dataset(repo, config)` finds a dataset downloaded earlier (the namespace is not snake-cased).
+    target = hf_home / "datasets" / f"{namespace}___{dataset_name}" / config_id / "0.0.0" / ("0" * 16)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(builder.cache_dir, target)
+    return target
 
 
 @dataclass
