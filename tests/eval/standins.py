@@ -43,7 +43,7 @@ def build_known_answer_checkpoint(folder: Path, *, answer: str = ANSWER) -> Path
     import torch
 
     from llava.model import LlavaOVForConditionalGeneration
-    from llava.model.llava_ov.tiny import build_tiny_checkpoint
+    from llava.playground.tiny_checkpoint import build_tiny_checkpoint
 
     build_tiny_checkpoint(folder, text_overrides={"tie_word_embeddings": False})
     model = LlavaOVForConditionalGeneration.from_pretrained(folder, dtype=torch.float32)
