@@ -98,16 +98,20 @@ def build_tiny_checkpoint(
     files and ``preprocessor_config.json`` (pad-to-square at ``image_size``, the LLaVA-OV video/stage-1 pipeline).
 
     Geometry: ``image_size`` pixels square with ``patch_size`` pixel patches (112 / 14 = 8 x 8 patches per image or
-    mosaic). Encoder: the ``tiny`` preset (128 wide, 2 layers; the model keeps 1 for ``vision_feature_layer=-2``).
+    mosaic). Encoder: the ``tiny`` preset (128 wide, 2 layers; the model keeps 1 for ``vision_feature_layer=-2``),
+    initialised with std ``1 / sqrt(width)`` instead of the preset's 0.02: at 0.02 the attention logits of a 128-wide
+    layer are ~0.05, attention is uniform, and the features move by 1e-4 of their norm when the (t, h, w) of the
+    patches change, so the 3-D RoPE (the only way position enters) is invisible and receives almost no gradient
+    (issue 11: the default learned colour but not direction). At ``1 / sqrt(width)`` they move by ~5%.
     LM: :func:`tiny_text_config` with the vocabulary rounded up to a multiple of 64.
     """
     if image_size % patch_size:
         raise ValueError(f"image_size ({image_size}) must be a multiple of patch_size ({patch_size})")
     folder = Path(folder)
     tokenizer = build_tiny_tokenizer()
-    vision_config = onevision_encoder_tiny(
-        **{"image_size": image_size, "patch_size": patch_size, **(vision_overrides or {})}
-    )
+    vision_fields = {"image_size": image_size, "patch_size": patch_size, **(vision_overrides or {})}
+    width = vision_fields.get("hidden_size", onevision_encoder_tiny().hidden_size)
+    vision_config = onevision_encoder_tiny(**{"initializer_range": width**-0.5, **vision_fields})
     text_config = tiny_text_config(_round_up(len(tokenizer), 64), **(text_overrides or {}))
     with tempfile.TemporaryDirectory(prefix="llava_ov_tiny_") as scratch:
         vision_dir, text_dir = Path(scratch, "vision"), Path(scratch, "text")

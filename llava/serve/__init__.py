@@ -5,14 +5,16 @@ Both front ends drive one `ChatSession` (`llava.serve.session`): the processor r
 """
 
 from .checkpoint import DEFAULT_MODEL_PATH, resolve_model_path
-from .media import Media, UnsupportedMediaError, detect_media_kind, load_media
+from .media import DEFAULT_MAX_IMAGE_PIXELS, Media, MediaError, UnsupportedMediaError, detect_media_kind, load_media
 from .session import ChatEngine, ChatSession, TokenCount
 
 __all__ = [
+    "DEFAULT_MAX_IMAGE_PIXELS",
     "DEFAULT_MODEL_PATH",
     "ChatEngine",
     "ChatSession",
     "Media",
+    "MediaError",
     "TokenCount",
     "UnsupportedMediaError",
     "detect_media_kind",

@@ -31,27 +31,28 @@ def resolve_model_path(model_path: str | os.PathLike | None) -> Path:
     return folder
 
 
-def ensure_default_checkpoint(folder: Path = DEFAULT_MODEL_PATH) -> Path:
+def ensure_default_checkpoint(folder: Path = DEFAULT_MODEL_PATH, *, build_script: Path = BUILD_SCRIPT) -> Path:
     """Builds the playground checkpoint with the same script a newcomer runs (tiny model + playground data + SFT,
-    about 3 minutes on a CPU) unless its weights already exist. Returns the folder."""
+    about 3 minutes on a CPU; OUTPUT_DIR=`folder`) unless its weights already exist. Returns the folder."""
+    folder = Path(folder)
     if (folder / "model.safetensors").is_file():
         return folder
-    if not BUILD_SCRIPT.is_file():
+    if not build_script.is_file():
         raise FileNotFoundError(
-            f"no checkpoint at {folder} and no {BUILD_SCRIPT} to build it (run from a source checkout, "
+            f"no checkpoint at {folder} and no {build_script} to build it (run from a source checkout, "
             "or pass --model-path)"
         )
-    logger.warning("no checkpoint at %s: building it with %s (about 3 minutes on a CPU)", folder, BUILD_SCRIPT)
-    env = {**os.environ, "SKIP_PLAYGROUND_EVAL": "1"}
+    logger.warning("no checkpoint at %s: building it with %s (about 3 minutes on a CPU)", folder, build_script)
+    env = {**os.environ, "SKIP_PLAYGROUND_EVAL": "1", "OUTPUT_DIR": str(folder)}
     if sys.prefix != sys.base_prefix:
         # Train in the environment the demo runs in instead of letting the script create `.venv` beside it.
         env["VENV"] = sys.prefix
     try:
-        subprocess.run(["bash", str(BUILD_SCRIPT)], cwd=REPO_ROOT, env=env, check=True)
+        subprocess.run(["bash", str(build_script)], cwd=REPO_ROOT, env=env, check=True)
     except subprocess.CalledProcessError as error:
-        raise RuntimeError(f"{BUILD_SCRIPT} failed with exit status {error.returncode}") from error
+        raise RuntimeError(f"{build_script} failed with exit status {error.returncode}") from error
     if not (folder / "model.safetensors").is_file():
-        raise RuntimeError(f"{BUILD_SCRIPT} finished but wrote no {folder / 'model.safetensors'}")
+        raise RuntimeError(f"{build_script} finished but wrote no {folder / 'model.safetensors'}")
     return folder
 
 
@@ -61,6 +62,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64, help="longest answer in tokens")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy decoding")
     parser.add_argument("--seed", type=int, default=None, help="seed for sampling (reproducible answers)")
+    parser.add_argument(
+        "--allow-pickle", action="store_true",
+        help="also load pickle weights (pytorch_model.bin); refused by default, only for checkpoints you trust",
+    )  # fmt: skip
 
 
 def engine_from_arguments(args: argparse.Namespace) -> ChatEngine:
@@ -68,5 +73,6 @@ def engine_from_arguments(args: argparse.Namespace) -> ChatEngine:
     if args.seed is not None:
         torch.manual_seed(args.seed)
     return ChatEngine.from_pretrained(
-        resolve_model_path(args.model_path), max_new_tokens=args.max_new_tokens, temperature=args.temperature
-    )
+        resolve_model_path(args.model_path), max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+        allow_pickle=args.allow_pickle,
+    )  # fmt: skip

@@ -12,10 +12,11 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TextIO
 
 from .checkpoint import add_model_arguments, engine_from_arguments
-from .media import UnsupportedMediaError
+from .media import MediaError, add_media_arguments, set_image_pixel_limit
 from .session import ChatSession
 
 logger = logging.getLogger("llava.serve.cli")
@@ -33,6 +34,7 @@ HELP = """commands:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m llava.serve.cli", description=__doc__.split("\n\n")[0])
     add_model_arguments(parser)
+    add_media_arguments(parser)
     media = parser.add_mutually_exclusive_group()
     media.add_argument("--video", default=None, help="video file to chat about")
     media.add_argument("--image", default=None, help="image file to chat about")
@@ -51,11 +53,16 @@ class Terminal:
         self.out.flush()
 
     def load(self, path: str) -> None:
-        """Loads a file, telling the user what the model will see or why it cannot."""
+        """Loads a file, telling the user what the model will see or why it cannot (one line; the file loaded
+        before stays loaded)."""
         try:
             media = self.session.load(path)
-        except (FileNotFoundError, UnsupportedMediaError) as error:
+        except MediaError as error:
             self.say(f"error: {error}")
+            return
+        except Exception as error:  # noqa: BLE001 - an interactive session reports and goes on
+            logger.debug("loading %s failed", path, exc_info=True)
+            self.say(f"error: {path}: cannot be read ({type(error).__name__}: {error})".splitlines()[0])
             return
         figure = f"; selected patches drawn in {media.figure}" if media.kind == "video" and media.figure else ""
         self.say(f"loaded {media.kind} {media.path} ({media.num_visual_tokens} visual tokens{figure})")
@@ -67,8 +74,10 @@ class Terminal:
         if command in ("/quit", "/exit"):
             return False
         if command in ("/video", "/image"):
+            if len(argument) > 1 and argument[0] == argument[-1] and argument[0] in "'\"":
+                argument = argument[1:-1]  # a path pasted with quotes around it (spaces in it)
             if argument:
-                self.load(argument)
+                self.load(str(Path(argument).expanduser()))
             else:
                 self.say(f"usage: {command} PATH")
         elif command == "/reset":
@@ -89,8 +98,15 @@ class Terminal:
         try:
             for piece in self.session.ask(question):
                 self.say(piece, end="")
+        except KeyboardInterrupt:  # Ctrl-C stops this answer (kept as far as it got), not the session
+            self.say("\n[answer interrupted]")
+            return
         except ValueError as error:  # the processor rejects reserved tokens or stray <image>/<video> markers
             self.say(f"\nerror: {error}")
+            return
+        except Exception as error:  # noqa: BLE001 - a failed generation ends this answer, not the session
+            logger.debug("generation failed", exc_info=True)
+            self.say("\n" + f"error: the answer failed ({type(error).__name__}: {error})".splitlines()[0])
             return
         count = self.session.last_count
         self.say(f"\n[{count.describe()}]" if count else "")
@@ -111,15 +127,22 @@ class Terminal:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = parse_args(argv)
-    engine = engine_from_arguments(args)
-    terminal = Terminal(ChatSession(engine))
-    for path in (args.video, args.image):
-        if path:
-            terminal.load(path)
+    set_image_pixel_limit(args.max_image_pixels)
     try:
-        terminal.run()
-    except KeyboardInterrupt:
-        terminal.say("")
+        engine = engine_from_arguments(args)
+    except Exception as error:  # noqa: BLE001 - no checkpoint there, pickle weights refused, a bad config, ...
+        logger.debug("loading the model failed", exc_info=True)
+        logger.error("cannot load the model: %s", error)
+        return 2
+    with ChatSession(engine, max_image_pixels=args.max_image_pixels) as session:
+        terminal = Terminal(session)
+        for path in (args.video, args.image):
+            if path:
+                terminal.load(path)
+        try:
+            terminal.run()
+        except KeyboardInterrupt:
+            terminal.say("")
     return 0
 
 

@@ -1,14 +1,16 @@
 """The chat logic both front ends share: one `ChatEngine` per model (generation serialised by a lock) and one
 `ChatSession` per user (the loaded file and the turns so far).
 
-Every turn re-renders the whole conversation with the processor (`processor(conversations=conversation,
-images=..., videos=..., add_generation_prompt=True)`) and streams `model.generate` through a `TextIteratorStreamer`,
-so the prompt format has one owner: `LlavaOVProcessor`.
+Every turn re-renders the whole conversation with the processor (`processor(conversations=..., images=...,
+videos=..., add_generation_prompt=True)`) and streams `model.generate` through a `TextIteratorStreamer`, so the
+prompt format has one owner: `LlavaOVProcessor`.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStr
 from llava.model import LlavaOVForConditionalGeneration, LlavaOVProcessor
 from llava.model.llava_ov.chat_format import marker_prefix
 
-from .media import Media, load_media
+from .media import DEFAULT_MAX_IMAGE_PIXELS, Media, load_media
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +72,11 @@ class ChatEngine:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_pretrained(cls, model_path: str | Path, **kwargs: Any) -> ChatEngine:
-        """Loads a checkpoint folder (weights + processor files) on the GPU when there is one."""
+    def from_pretrained(cls, model_path: str | Path, *, allow_pickle: bool = False, **kwargs: Any) -> ChatEngine:
+        """Loads a checkpoint folder (weights + processor files) on the GPU when there is one; pickle weights
+        (`pytorch_model.bin`) only with `allow_pickle`."""
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        model = LlavaOVForConditionalGeneration.from_pretrained(model_path).to(device)
+        model = LlavaOVForConditionalGeneration.from_pretrained(model_path, allow_pickle=allow_pickle).to(device)
         processor = LlavaOVProcessor.from_pretrained(model_path)
         logger.info("loaded %s on %s", model_path, device)
         return cls(model, processor, **kwargs)
@@ -129,21 +132,59 @@ class ChatEngine:
 
 
 class ChatSession:
-    """One user's conversation: at most one file (its marker opens the first user turn) and the turns so far."""
+    """One user's conversation: at most one file (its marker opens the first user turn) and the turns so far.
 
-    def __init__(self, engine: ChatEngine, *, figure_dir: str | Path | None = None) -> None:
+    The session owns a temporary folder (created at the first load, under `figure_root` or the system's temporary
+    folder) for the pictures of what the model sees; `close()` (or leaving a `with` block) removes it.
+    """
+
+    def __init__(
+        self,
+        engine: ChatEngine,
+        *,
+        figure_root: str | Path | None = None,
+        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    ) -> None:
         self.engine = engine
-        self.figure_dir = figure_dir
+        self.figure_root = figure_root
+        self.max_image_pixels = max_image_pixels
+        self.figure_dir: Path | None = None
         self.media: Media | None = None
         self.turns: list[dict[str, str]] = []
         self.last_count: TokenCount | None = None
 
+    def __enter__(self) -> ChatSession:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Forgets the file and the turns and removes the session's temporary folder."""
+        self.unload()
+        if self.figure_dir is not None:
+            shutil.rmtree(self.figure_dir, ignore_errors=True)
+            self.figure_dir = None
+
+    def _figures(self) -> Path:
+        if self.figure_dir is None:
+            if self.figure_root is not None:
+                Path(self.figure_root).mkdir(parents=True, exist_ok=True)
+            self.figure_dir = Path(tempfile.mkdtemp(prefix="llava_serve_", dir=self.figure_root))
+        return self.figure_dir
+
     def load(self, path: str | Path) -> Media:
-        """Loads a video or an image and starts a new conversation about it (the old turns referred to the old
-        file). Raises `FileNotFoundError` / `UnsupportedMediaError` and keeps the current state then."""
-        media = load_media(path, self.engine.processor, figure_dir=self.figure_dir)
+        """Loads (decodes, selects, preprocesses) a video or an image and starts a new conversation about it (the
+        old turns referred to the old file). Raises `MediaError` and keeps the current file and turns then."""
+        media = load_media(
+            path, self.engine.processor, figure_dir=self._figures(), max_image_pixels=self.max_image_pixels
+        )
+        previous = self.media
         self.media = media
         self.reset()
+        if previous is not None and previous.figure is not None and previous.figure != media.figure:
+            if previous.figure.parent == self.figure_dir:  # ours (an image's figure is the user's own file)
+                previous.figure.unlink(missing_ok=True)
         return media
 
     def unload(self) -> None:

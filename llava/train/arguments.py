@@ -22,7 +22,15 @@ class ModelArguments:
     vision_tower: str | None = field(default=None, metadata={"help": "OneVision-Encoder folder (assembly)"})
     language_model: str | None = field(default=None, metadata={"help": "Qwen3 folder (assembly)"})
     pretrained_projector: str | None = field(
-        default=None, metadata={"help": "stage-1 projector: our projector.safetensors or upstream mm_projector.bin"}
+        default=None,
+        metadata={
+            "help": "stage-1 projector: our multi_modal_projector.safetensors (or the stage-1 output folder), or "
+            "upstream mm_projector.bin (a pickle: needs allow_pickle)"
+        },
+    )
+    allow_pickle: bool = field(
+        default=False,
+        metadata={"help": "also read pickle weights (pytorch_model.bin, mm_projector.bin); only for files you trust"},
     )
     vision_feature_layer: int = field(default=-2, metadata={"help": "encoder layer whose output feeds the LLM"})
     attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa, eager or flash_attention_2"})
@@ -35,6 +43,13 @@ class DataArguments:
     template: str = field(default="chatml", metadata={"help": "chatml (SFT) or plain (stage-1 captions)"})
     model_max_length: int = field(default=16384, metadata={"help": "longest sequence, visual tokens included"})
     packing: bool = field(default=False, metadata={"help": "pack the samples of a batch into one row (no padding)"})
+    max_tokens_per_batch: int | None = field(
+        default=None,
+        metadata={
+            "help": "token-budget batches (needs packing): each batch is one row filled to this many tokens with "
+            "cost-grouped samples, per rank; replaces per_device_train_batch_size"
+        },
+    )
     group_by_cost: bool = field(
         default=True, metadata={"help": "length-grouped sampling on real token cost (text + visual)"}
     )
@@ -58,6 +73,7 @@ class LlavaTrainingArguments(TrainingArguments):
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
     save_projector_only: bool = field(
-        default=False, metadata={"help": "stage 1: save only the projector (projector.safetensors + config)"}
+        default=False,
+        metadata={"help": "stage 1: also save the projector alone (multi_modal_projector.safetensors)"},
     )
     remove_unused_columns: bool = False  # our collator consumes lists of visual items the Trainer must not drop

@@ -1,5 +1,7 @@
 """LLaVA-OV checkpoints: assembly from an OV-Encoder folder + a Qwen3 folder (+ a stage-1 projector), upstream-layout
-conversion with identical logits, projector files, and the tiny builder. Everything is built locally (no hub)."""
+conversion with identical logits, projector files, the tiny builder, complete atomic folders from the command line
+(each opens with the processor's and the model's `from_pretrained`, and in the chat demo), and pickle weights read
+only with the explicit opt-in. Everything is built locally (no hub)."""
 
 from __future__ import annotations
 
@@ -11,17 +13,19 @@ import torch
 from safetensors.torch import save_file
 from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer, Qwen3ForCausalLM
 
-from llava.model import LlavaOVForConditionalGeneration, OneVisionEncoderModel
+from llava.model import LlavaOVForConditionalGeneration, LlavaOVProcessor, OneVisionEncoderModel
 from llava.model.llava_ov import conversion
 from llava.model.llava_ov.conversion import (
     assemble_from_pretrained,
     convert_upstream_state_dict,
     load_projector_state_dict,
     load_upstream_checkpoint,
+    read_state_dict,
     save_projector,
 )
 from llava.model.onevision_encoder.checkpoint import build_random_checkpoint
 from llava.model.onevision_encoder.presets import onevision_encoder_tiny
+from llava.model.safe_weights import PickleWeightsError, atomic_folder
 from llava.playground.tiny_checkpoint import SPECIAL_TOKENS, build_tiny_tokenizer, tiny_text_config
 
 HIDDEN = 64
@@ -51,7 +55,9 @@ def parts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def assembled(parts: dict[str, Path]) -> LlavaOVForConditionalGeneration:
-    return assemble_from_pretrained(parts["vision"], parts["text"], projector_path=parts["projector"])
+    return assemble_from_pretrained(
+        parts["vision"], parts["text"], projector_path=parts["projector"], allow_pickle=True
+    )
 
 
 def _visual_items() -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
@@ -201,7 +207,7 @@ def test_upstream_key_map_rejects_unknown_keys() -> None:
 
 
 def test_projector_files_round_trip(parts, assembled, tmp_path: Path) -> None:
-    upstream = load_projector_state_dict(parts["projector"])
+    upstream = load_projector_state_dict(parts["projector"], allow_pickle=True)
     assert sorted(upstream) == ["linear_1.bias", "linear_1.weight", "linear_2.bias", "linear_2.weight"]
     path = save_projector(assembled, tmp_path)
     ours = load_projector_state_dict(tmp_path)  # a folder holding our file
@@ -229,3 +235,73 @@ def test_tiny_checkpoint_folder_loads_offline(tmp_path: Path) -> None:
     assert tokenizer.convert_tokens_to_ids("<|im_end|>") in model.generation_config.eos_token_id
     processor = AutoImageProcessor.from_pretrained(folder)
     assert processor.resize_mode == "pad_to_square" and processor.size["height"] == 112
+
+
+def _opens_as_a_checkpoint(folder: Path, reference: LlavaOVForConditionalGeneration) -> None:
+    """What the demos, the evaluator and training do with a folder: the processor and the model from it, a prompt
+    with an image through both, the reference's logits."""
+    processor = LlavaOVProcessor.from_pretrained(folder)
+    model = LlavaOVForConditionalGeneration.from_pretrained(folder).eval()
+    assert processor.image_token_id == model.config.image_token_id
+    image = torch.randint(0, 256, (30, 44, 3), dtype=torch.uint8).numpy()
+    conversation = [{"from": "human", "value": "<image>\nWhat is it?"}]
+    batch = processor(conversations=conversation, images=[image], add_generation_prompt=True)
+    inputs = {key: batch[key] for key in ("input_ids", "attention_mask", "pixel_values", "patch_positions")}
+    with torch.no_grad():
+        torch.testing.assert_close(model(**inputs).logits, reference(**inputs).logits, rtol=0, atol=0)
+    leftovers = [p.name for p in folder.parent.iterdir() if p.name.startswith(f".{folder.name}.")]
+    assert leftovers == []  # the temporary folder was renamed into place
+
+
+def test_command_line_folders_are_complete_checkpoints(parts, assembled, tmp_path: Path) -> None:
+    out = tmp_path / "assembled"
+    with pytest.raises(PickleWeightsError, match="mm_projector.bin: pickle weights .* allow_pickle"):
+        conversion.main(["assemble", str(out), "--vision", str(parts["vision"]), "--text", str(parts["text"]),
+                         "--projector", str(parts["projector"])])  # fmt: skip
+    assert not out.exists() and list(tmp_path.iterdir()) == []  # nothing half-written
+    conversion.main(["assemble", str(out), "--vision", str(parts["vision"]), "--text", str(parts["text"]),
+                     "--projector", str(parts["projector"]), "--allow-pickle"])  # fmt: skip
+    _opens_as_a_checkpoint(out, assembled)
+
+    upstream = tmp_path / "upstream"
+    _write_upstream_folder(upstream, assembled, parts)
+    (tmp_path / "ours").mkdir()
+    (tmp_path / "ours" / "stale.txt").write_text("an older conversion")  # replaced as a whole
+    conversion.main(["upstream", str(upstream), str(tmp_path / "ours")])
+    assert not (tmp_path / "ours" / "stale.txt").exists()
+    _opens_as_a_checkpoint(tmp_path / "ours", assembled)
+    processor = LlavaOVProcessor.from_pretrained(tmp_path / "ours")
+    assert processor.image_aspect_ratio == "anyres"  # the upstream config's geometry
+    assert processor.image_grid_pinpoints == [[574, 1120], [1120, 1120]]
+
+
+def test_pickle_weights_need_the_opt_in(assembled, tmp_path: Path) -> None:
+    """A `pytorch_model.bin` folder is refused by every reader unless allow_pickle is given."""
+    folder = tmp_path / "pickled"
+    assembled.save_pretrained(folder)
+    state = read_state_dict(folder)
+    (folder / "model.safetensors").unlink()
+    torch.save(state, folder / "pytorch_model.bin")
+    with pytest.raises(PickleWeightsError, match="pytorch_model.bin: pickle weights are not loaded by default"):
+        LlavaOVForConditionalGeneration.from_pretrained(folder)
+    with pytest.raises(PickleWeightsError, match="allow_pickle=True"):
+        AutoModelForImageTextToText.from_pretrained(folder)
+    with pytest.raises(PickleWeightsError):
+        read_state_dict(folder)
+    loaded = LlavaOVForConditionalGeneration.from_pretrained(folder, allow_pickle=True)
+    for name, tensor in assembled.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name], tensor, rtol=0, atol=0)
+    assert set(read_state_dict(folder, allow_pickle=True)) == set(state)
+
+
+def test_atomic_folder_leaves_nothing_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "keep.txt").write_text("previous")
+    with pytest.raises(RuntimeError), atomic_folder(target) as scratch:
+        (scratch / "half.txt").write_text("half")
+        raise RuntimeError("interrupted")
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and (target / "keep.txt").read_text() == "previous"
+    with atomic_folder(target) as scratch:
+        (scratch / "new.txt").write_text("new")
+    assert [p.name for p in target.iterdir()] == ["new.txt"] and [p.name for p in tmp_path.iterdir()] == ["out"]

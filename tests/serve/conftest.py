@@ -12,6 +12,8 @@ from llava.data.synthetic import random_clip_spec, render_clip, render_shape_ima
 from llava.playground.tiny_checkpoint import build_tiny_checkpoint
 from llava.serve import ChatEngine
 
+from .bad_media import build_bad_media
+
 # Lines for the terminal summary (artifact paths), collected by the tests that write artifacts.
 ARTIFACTS: list[str] = []
 
@@ -48,6 +50,12 @@ def not_media(media_dir: Path) -> Path:
     path = media_dir / "notes.mp4"
     path.write_text("shopping list: eggs, milk\n")
     return path
+
+
+@pytest.fixture(scope="session")
+def bad_media(media_dir: Path) -> dict[str, Path]:
+    """Damaged and hostile files by name (tests/serve/bad_media.py), and "directory"."""
+    return build_bad_media(media_dir / "bad")
 
 
 @pytest.fixture(scope="session")

@@ -3,14 +3,13 @@ one generation at a time, and the default-checkpoint resolution."""
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from llava.serve import ChatEngine, ChatSession, TokenCount, UnsupportedMediaError, detect_media_kind
+from llava.serve import ChatEngine, ChatSession, MediaError, TokenCount, UnsupportedMediaError, detect_media_kind
 from llava.serve import checkpoint as serve_checkpoint
 
 
@@ -19,14 +18,17 @@ def test_detects_media_by_content(playground_video: Path, playground_image: Path
     assert detect_media_kind(playground_image) == "image"
     with pytest.raises(UnsupportedMediaError, match="notes.mp4 is not a video or an image"):
         detect_media_kind(not_media)
-    with pytest.raises(FileNotFoundError, match="missing.mp4"):
+    with pytest.raises(MediaError, match="missing.mp4: no such file"):
         detect_media_kind(not_media.parent / "missing.mp4")
+    with pytest.raises(MediaError, match="is a directory, not a file"):
+        detect_media_kind(not_media.parent)
 
 
 def test_video_turns_stream_and_count(engine: ChatEngine, playground_video: Path, tmp_path: Path) -> None:
-    session = ChatSession(engine, figure_dir=tmp_path)
+    session = ChatSession(engine, figure_root=tmp_path)
     media = session.load(playground_video)
     assert media.figure is not None and media.figure.is_file()  # cv_reader's pipeline figure
+    assert media.figure.parent.parent == tmp_path  # in the session's own folder
     # The tiny processor: num_video_frames mosaics of (video_square_size / video_patch_size)**2 patches.
     processor = engine.processor
     assert media.num_visual_tokens == processor.num_video_frames * processor.video_grid**2
@@ -52,6 +54,9 @@ def test_video_turns_stream_and_count(engine: ChatEngine, playground_video: Path
     session.unload()  # no file: a text-only conversation
     list(session.ask("Hello"))
     assert session.turns[0]["value"] == "Hello" and session.last_count.visual_tokens == 0
+
+    session.close()  # the session's folder goes with it
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_image_and_switching_files(engine: ChatEngine, playground_video: Path, playground_image: Path) -> None:
@@ -120,17 +125,34 @@ def test_model_path_must_be_a_checkpoint(tmp_path: Path) -> None:
         serve_checkpoint.resolve_model_path(tmp_path)
 
 
-def test_default_checkpoint_is_built_when_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The demo calls the same script a newcomer runs (stubbed here: the real one trains for minutes)."""
-    calls = []
+def test_default_checkpoint_is_built_when_missing(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """A missing checkpoint is built by running the build script for real (a stand-in for
+    scripts/sft_ov_encoder.sh, which trains for minutes: it copies the session's tiny checkpoint to $OUTPUT_DIR
+    and records that it ran); the folder it leaves then serves a chat."""
+    script = tmp_path / "build.sh"
+    runs = tmp_path / "runs.log"
+    script.write_text(
+        f'set -euo pipefail\necho "$SKIP_PLAYGROUND_EVAL" >> {runs}\ncp -r {tiny_checkpoint} "$OUTPUT_DIR"\n'
+    )
+    folder = tmp_path / "llava_ov_tiny_sft"
+    assert serve_checkpoint.ensure_default_checkpoint(folder, build_script=script) == folder
+    assert runs.read_text() == "1\n"  # the playground evaluation is skipped for the demo
+    engine = ChatEngine.from_pretrained(folder, max_new_tokens=4)
+    with ChatSession(engine) as session:
+        list(session.ask("Hello"))
+        assert session.last_count is not None and session.last_count.generated_tokens > 0
+    serve_checkpoint.ensure_default_checkpoint(folder, build_script=script)  # present now: not rebuilt
+    assert runs.read_text() == "1\n"
 
-    def fake_run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
-        calls.append((command, kwargs["cwd"], kwargs["env"].get("SKIP_PLAYGROUND_EVAL")))
-        (tmp_path / "model.safetensors").write_bytes(b"")
-        return subprocess.CompletedProcess(command, 0)
 
-    monkeypatch.setattr(serve_checkpoint.subprocess, "run", fake_run)
-    assert serve_checkpoint.ensure_default_checkpoint(tmp_path) == tmp_path
-    assert calls == [(["bash", str(serve_checkpoint.BUILD_SCRIPT)], serve_checkpoint.REPO_ROOT, "1")]
-    serve_checkpoint.ensure_default_checkpoint(tmp_path)  # present now: not rebuilt
-    assert len(calls) == 1
+def test_default_checkpoint_build_failures(tmp_path: Path) -> None:
+    failing = tmp_path / "failing.sh"
+    failing.write_text("exit 3\n")
+    with pytest.raises(RuntimeError, match="failing.sh failed with exit status 3"):
+        serve_checkpoint.ensure_default_checkpoint(tmp_path / "a", build_script=failing)
+    silent = tmp_path / "silent.sh"
+    silent.write_text("true\n")
+    with pytest.raises(RuntimeError, match="wrote no .*model.safetensors"):
+        serve_checkpoint.ensure_default_checkpoint(tmp_path / "b", build_script=silent)
+    with pytest.raises(FileNotFoundError, match="pass --model-path"):
+        serve_checkpoint.ensure_default_checkpoint(tmp_path / "c", build_script=tmp_path / "missing.sh")

@@ -1,12 +1,14 @@
 """The web page in a real headless Chromium (Debian's, driven by Playwright): upload a playground video, ask, an
 answer streams into the chat beside the patch figure and the token count; a screenshot is kept as an artifact; a
-file that is not a video or an image gets the error message."""
+file that is not a video or an image, and every damaged or hostile file, gets a visible error message while the
+previous video stays loaded; uploads and figures stay in the server's folder and go when the tab closes."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,12 +17,13 @@ import torch
 
 from llava.serve import ChatEngine
 
+from .bad_media import REFUSED
 from .conftest import ARTIFACTS
 
 gradio = pytest.importorskip("gradio", reason="the web demo needs gradio (pip install -e '.[demo]')")
 sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright (the [dev] extra)")
 
-from llava.serve.web import build_app, launch  # noqa: E402  (needs gradio, checked just above)
+from llava.serve.web import SESSIONS, UPLOADS, WebChat, build_app, launch, server_folder  # noqa: E402
 
 # gradio's queue calls pandas APIs that pandas 3 deprecates; not ours to fix.
 pytestmark = [
@@ -43,18 +46,28 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The page served in this process on 127.0.0.1 and a free port; sampling makes the untrained model say words."""
+def web_chat(tiny_checkpoint: Path) -> Iterator[WebChat]:
+    """The page served in this process on 127.0.0.1 and a free port (`web_chat.url`), in its own server folder;
+    sampling makes the untrained model say words. The folder is gone after the server stops."""
     torch.manual_seed(0)
     engine = ChatEngine.from_pretrained(tiny_checkpoint, max_new_tokens=8, temperature=1.0)
-    figure_dir = tmp_path_factory.mktemp("web_figures")
-    app = build_app(engine, figure_dir=figure_dir)
-    port = free_port()
-    launch(app, figure_dir=figure_dir, port=port, max_file_size="5mb", block=False)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        app.close()
+    with server_folder() as work_dir:
+        chat = WebChat(engine, work_dir=work_dir)
+        app = build_app(chat)
+        port = free_port()
+        launch(app, work_dir=work_dir, port=port, max_file_size="5mb", block=False)
+        chat.url = f"http://127.0.0.1:{port}/"
+        try:
+            yield chat
+        finally:
+            app.close()
+            chat.close_all()
+    assert not work_dir.exists()
+
+
+@pytest.fixture(scope="module")
+def server(web_chat: WebChat) -> str:
+    return web_chat.url
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +132,16 @@ def test_non_video_upload_shows_error(server: str, browser, not_media: Path, art
     page.close()
 
 
+def test_remove_file(server: str, browser, playground_video: Path) -> None:
+    page = open_page(browser, server)
+    page.locator("#media-upload input[type=file]").set_input_files(str(playground_video))
+    sync_api.expect(page.locator("#status")).to_contain_text(f"Loaded {playground_video.name}", timeout=TIMEOUT_MS)
+    page.locator("#remove-file").click()
+    sync_api.expect(page.locator("#status")).to_contain_text("No file", timeout=TIMEOUT_MS)
+    sync_api.expect(page.locator("#patches img")).to_have_count(0)
+    page.close()
+
+
 def test_upload_size_limit(server: str, browser, tmp_path: Path) -> None:
     """The server was launched with max_file_size="5mb": a bigger upload is refused before it reaches the model."""
     big = tmp_path / "big.mp4"
@@ -128,3 +151,56 @@ def test_upload_size_limit(server: str, browser, tmp_path: Path) -> None:
     sync_api.expect(page.get_by_text("exceed the maximum allowed size")).to_be_visible()
     sync_api.expect(page.locator("#status")).to_contain_text("Upload a video or an image")
     page.close()
+
+
+def wait_for(condition, *, seconds: float = 30.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return condition()
+
+
+def test_bad_uploads_show_errors(web_chat: WebChat, browser, playground_video: Path, bad_media: dict[str, Path],
+                                 artifacts_dir: Path) -> None:  # fmt: skip
+    page = open_page(browser, web_chat.url)
+    upload = page.locator("#media-upload input[type=file]")
+    upload.set_input_files(str(playground_video))
+    sync_api.expect(page.locator("#status")).to_contain_text(f"Loaded {playground_video.name}", timeout=TIMEOUT_MS)
+    for name, path in bad_media.items():
+        if name == "directory":  # a browser uploads files only (the terminal test covers folders)
+            continue
+        upload.set_input_files(str(path))
+        status = page.locator("#status")
+        sync_api.expect(status).to_contain_text(path.name, timeout=TIMEOUT_MS)
+        text = status.inner_text()
+        if name in REFUSED or not text.startswith("Loaded"):
+            assert text.startswith(f"Error: {path.name}"), text
+            assert f"Still chatting about {playground_video.name}" in text, text
+            sync_api.expect(page.locator("#patches img")).to_be_visible()  # the previous figure stays
+            sync_api.expect(page.locator("#tokens")).to_contain_text("video: 256 visual tokens")
+            screenshot = artifacts_dir / f"web_demo_bad_{path.stem}.png"
+            page.screenshot(path=str(screenshot), full_page=True)
+            ARTIFACTS.append(f"web demo screenshot ({name}): {screenshot}")
+        else:
+            upload.set_input_files(str(playground_video))
+            sync_api.expect(status).to_contain_text(f"Loaded {playground_video.name}", timeout=TIMEOUT_MS)
+    page.locator("#question textarea").fill("Does anything move?")
+    page.locator("#question textarea").press("Enter")  # the server still answers, about the video
+    sync_api.expect(page.locator("#tokens")).to_contain_text("answer", timeout=TIMEOUT_MS)
+    sync_api.expect(page.get_by_text("null")).to_have_count(0)  # never a blank {"error": null}
+    page.close()
+
+
+def test_closing_the_tab_removes_its_files(web_chat: WebChat, browser, playground_video: Path) -> None:
+    sessions, uploads = web_chat.work_dir / SESSIONS, web_chat.work_dir / UPLOADS
+    before = set(sessions.iterdir()) if sessions.exists() else set()
+    page = open_page(browser, web_chat.url)
+    page.locator("#media-upload input[type=file]").set_input_files(str(playground_video))
+    sync_api.expect(page.locator("#status")).to_contain_text(f"Loaded {playground_video.name}", timeout=TIMEOUT_MS)
+    mine = set(sessions.iterdir()) - before
+    assert len(mine) == 1 and any(mine.pop().glob("*.png"))  # this tab's figure folder
+    assert any(path.name == playground_video.name for path in uploads.rglob("*"))  # gradio's upload, in our folder
+    page.close(run_before_unload=True)
+    assert wait_for(lambda: set(sessions.iterdir()) <= before), list(sessions.iterdir())

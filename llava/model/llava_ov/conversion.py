@@ -15,8 +15,14 @@ Encoder weights the model does not build are dropped by name: layers past ``visi
 (``Qwen3ForCausalLM``: ``model.*`` + ``lm_head``) uses the upstream LM names already, and an OV-Encoder folder the
 bare encoder names, so assembly builds an upstream-layout state dict and reuses the same map.
 
-``python -m llava.model.llava_ov.conversion assemble --vision V --text T [--projector P] OUT``
-``python -m llava.model.llava_ov.conversion upstream UPSTREAM_FOLDER OUT [--vision-config ENCODER_FOLDER]``
+``python -m llava.model.llava_ov.conversion assemble --vision V --text T [--projector P] [--allow-pickle] OUT``
+``python -m llava.model.llava_ov.conversion upstream UPSTREAM_FOLDER OUT [--vision-config ENCODER_FOLDER]
+[--allow-pickle]``
+
+Both write a complete checkpoint folder (``save_checkpoint``: safetensors weights, config, generation config and
+the processor files: tokenizer, ``preprocessor_config.json``, ``processor_config.json``), atomically, so the demos,
+the evaluator and training open it with ``from_pretrained`` as is. Pickle inputs (``pytorch_model.bin``,
+``mm_projector.bin``) are read only with ``--allow-pickle`` (``llava.model.safe_weights``).
 """
 
 from __future__ import annotations
@@ -30,13 +36,15 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from transformers import AutoConfig, AutoTokenizer, Qwen3Config
 
-from ..onevision_encoder import OneVisionEncoderConfig
+from ..onevision_encoder import OneVisionEncoderConfig, OneVisionEncoderImageProcessor
 from ..onevision_encoder.checkpoint import UPSTREAM_CONFIG_FIELDS
+from ..safe_weights import atomic_folder, read_weights_file
 from .configuration_llava_ov import LlavaOVConfig
 from .modeling_llava_ov import LlavaOVForConditionalGeneration
+from .processing_llava_ov import IMAGE_ASPECT_RATIOS, LlavaOVProcessor
 from .projector import LlavaOVMultiModalProjector
 
 logger = logging.getLogger(__name__)
@@ -104,8 +112,9 @@ def convert_upstream_state_dict(
     return converted
 
 
-def read_state_dict(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """All tensors of a checkpoint folder: ``model.safetensors``, sharded safetensors, or ``pytorch_model.bin``."""
+def read_state_dict(folder: str | os.PathLike, *, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """All tensors of a checkpoint folder: ``model.safetensors``, sharded safetensors, or (``allow_pickle`` only)
+    ``pytorch_model.bin``; ``PickleWeightsError`` for a pickle-only folder without the opt-in."""
     folder = Path(folder)
     for index_name, single_name in (
         ("model.safetensors.index.json", "model.safetensors"),
@@ -120,16 +129,9 @@ def read_state_dict(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
             continue
         state: dict[str, torch.Tensor] = {}
         for file in files:
-            state.update(_read_weights_file(file))
+            state.update(read_weights_file(file, allow_pickle=allow_pickle))
         return state
     raise FileNotFoundError(f"{folder}: no model.safetensors(.index.json) or pytorch_model.bin(.index.json)")
-
-
-def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        return load_file(path)
-    # weights_only: a .bin file is a pickle; never execute code from a checkpoint.
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def resolve_image_token_id(tokenizer_path: str | os.PathLike) -> int:
@@ -197,11 +199,12 @@ def _build_model(
     return model.eval()
 
 
-def load_projector_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+def load_projector_state_dict(path: str | os.PathLike, *, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
     """A projector file -> ``{linear_1.weight, linear_1.bias, linear_2.weight, linear_2.bias}``.
 
     ``path``: upstream stage-1 ``mm_projector.bin`` (``model.mm_projector.{0,2}.*``), our ``save_projector`` file
-    (``model.multi_modal_projector.linear_{1,2}.*``), or a folder holding one of them.
+    (``model.multi_modal_projector.linear_{1,2}.*``), or a folder holding one of them. The upstream ``.bin`` is a
+    pickle: read only with ``allow_pickle``.
     """
     path = Path(path)
     if path.is_dir():
@@ -210,7 +213,7 @@ def load_projector_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor
         if path is None:
             raise FileNotFoundError(f"{candidates[0].parent}: no {PROJECTOR_FILE} or {UPSTREAM_PROJECTOR_FILE}")
     projector = {}
-    for key, tensor in _read_weights_file(path).items():
+    for key, tensor in read_weights_file(path, allow_pickle=allow_pickle).items():
         for source, target in PROJECTOR_KEY_MAP:
             if key.startswith(source):
                 key = target + key.removeprefix(source)
@@ -222,14 +225,23 @@ def load_projector_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor
     return projector
 
 
-def save_projector(model: LlavaOVForConditionalGeneration, folder: str | os.PathLike) -> Path:
-    """Writes only the projector (stage 1) as ``folder/multi_modal_projector.safetensors`` under full model keys."""
+def save_projector(
+    model: LlavaOVForConditionalGeneration,
+    folder: str | os.PathLike,
+    *,
+    state_dict: Mapping[str, torch.Tensor] | None = None,
+) -> Path:
+    """Writes the projector alone as ``folder/multi_modal_projector.safetensors`` under full model keys (the
+    stage-1 file that ``pretrained_projector`` / ``--projector`` read). ``state_dict``: the model's full state dict
+    when the caller gathered it (ZeRO-3 partitions the live parameters); default: read from ``model``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    state = {
-        f"model.multi_modal_projector.{key}": tensor.detach().contiguous().cpu()
-        for key, tensor in model.model.multi_modal_projector.state_dict().items()
-    }
+    prefix = "model.multi_modal_projector."
+    if state_dict is not None:
+        state = {key: tensor for key, tensor in state_dict.items() if key.startswith(prefix)}
+    else:
+        state = {prefix + key: tensor for key, tensor in model.model.multi_modal_projector.state_dict().items()}
+    state = {key: tensor.detach().contiguous().cpu() for key, tensor in state.items()}
     target = folder / PROJECTOR_FILE
     tmp = folder / f".{PROJECTOR_FILE}.tmp"  # write then rename: an interrupted save never leaves a half file
     save_file(state, tmp, metadata={"format": "pt"})
@@ -246,6 +258,7 @@ def assemble_from_pretrained(
     vision_feature_layer: int = -2,
     dtype: torch.dtype | None = None,
     attn_implementation: str | None = None,
+    allow_pickle: bool = False,
 ) -> LlavaOVForConditionalGeneration:
     """A full LLaVA-OV model from a local OV-Encoder folder and a local Qwen3 folder (no hub access).
 
@@ -253,6 +266,7 @@ def assemble_from_pretrained(
         ``vision_feature_layer`` are loaded). text_path: ``Qwen3ForCausalLM`` folder. projector_path: optional
         stage-1 projector (see :func:`load_projector_state_dict`); without it the projector is freshly initialised.
     tokenizer_path: where ``<|image_pad|>`` is looked up (default ``text_path``). dtype: default the LM's.
+    allow_pickle: read pickle weights (``pytorch_model.bin``, ``mm_projector.bin``) too.
     """
     text_config = AutoConfig.from_pretrained(text_path)
     if not isinstance(text_config, Qwen3Config):
@@ -264,15 +278,16 @@ def assemble_from_pretrained(
         vision_feature_layer=vision_feature_layer,
     )
     # Build the upstream layout, then convert it like a trained checkpoint: one key map for both paths.
-    state = {UPSTREAM_VISION_PREFIX + key: tensor for key, tensor in read_state_dict(vision_path).items()}
-    text_state = read_state_dict(text_path)
+    vision_state = read_state_dict(vision_path, allow_pickle=allow_pickle)
+    state = {UPSTREAM_VISION_PREFIX + key: tensor for key, tensor in vision_state.items()}
+    text_state = read_state_dict(text_path, allow_pickle=allow_pickle)
     foreign = [key for key in text_state if not key.startswith(("model.", "lm_head."))]
     if foreign:
         raise ValueError(f"{text_path}: not a Qwen3ForCausalLM state dict, keys {foreign[:5]}")
     state.update(text_state)
     state = convert_upstream_state_dict(state, num_vision_layers=config.num_vision_layers_used)
     if projector_path is not None:
-        projector = load_projector_state_dict(projector_path)
+        projector = load_projector_state_dict(projector_path, allow_pickle=allow_pickle)
     else:
         logger.info("no projector file: the projector starts from a fresh initialisation")
         projector = _initial_projector_state(config)
@@ -324,15 +339,17 @@ def load_upstream_checkpoint(
     image_token_id: int | None = None,
     dtype: torch.dtype | None = None,
     attn_implementation: str | None = None,
+    allow_pickle: bool = False,
 ) -> LlavaOVForConditionalGeneration:
     """Our model from an upstream-trained LLaVA-OV folder (``LlavaQwen3ForCausalLM`` weights + config).
 
     vision_config: the encoder's configuration or its folder; default: read off the weights (head_dim 64).
     image_token_id: default ``<|image_pad|>`` of the tokenizer at ``tokenizer_path`` (default ``folder``).
+    allow_pickle: read ``pytorch_model.bin`` weights too.
     """
     folder = Path(folder)
     upstream = json.loads((folder / "config.json").read_text())
-    state = read_state_dict(folder)
+    state = read_state_dict(folder, allow_pickle=allow_pickle)
     if vision_config is None:
         vision_config = infer_vision_config(state)
         logger.info("encoder configuration inferred from the weights: %s", vision_config.to_diff_dict())
@@ -343,6 +360,45 @@ def load_upstream_checkpoint(
     config = config_from_upstream(upstream, vision_config=vision_config, image_token_id=image_token_id)
     state = convert_upstream_state_dict(state, num_vision_layers=config.num_vision_layers_used)
     return _build_model(config, state, dtype=dtype, attn_implementation=attn_implementation)
+
+
+def build_processor(
+    tokenizer_path: str | os.PathLike,
+    *,
+    vision_path: str | os.PathLike | None = None,
+    upstream_config: Mapping | None = None,
+) -> LlavaOVProcessor:
+    """The processor of a converted checkpoint: the tokenizer at ``tokenizer_path``, the image processor of the
+    encoder folder ``vision_path`` (its ``preprocessor_config.json``; the upstream defaults without one), and the
+    image geometry an upstream ``config.json`` names (``image_aspect_ratio`` ``anyres*``/``pad``, list pinpoints);
+    everything else is the processor's defaults (the published LLaVA-OV geometry)."""
+    if vision_path is not None:
+        image_processor = OneVisionEncoderImageProcessor.from_pretrained(vision_path)
+    else:
+        image_processor = OneVisionEncoderImageProcessor()
+    geometry: dict = {}
+    aspect = str((upstream_config or {}).get("image_aspect_ratio") or "")
+    if aspect.startswith("anyres"):
+        geometry["image_aspect_ratio"] = "anyres"
+        pinpoints = (upstream_config or {}).get("image_grid_pinpoints")
+        if isinstance(pinpoints, list) and all(isinstance(p, list) and len(p) == 2 for p in pinpoints):
+            geometry["image_grid_pinpoints"] = pinpoints
+    elif aspect in IMAGE_ASPECT_RATIOS:
+        geometry["image_aspect_ratio"] = aspect
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    return LlavaOVProcessor(image_processor=image_processor, tokenizer=tokenizer, **geometry)
+
+
+def save_checkpoint(
+    model: LlavaOVForConditionalGeneration, processor: LlavaOVProcessor, folder: str | os.PathLike
+) -> Path:
+    """Writes a complete checkpoint folder (weights as safetensors, configs, processor files) atomically: into a
+    temporary sibling renamed into place once complete (an older folder there is replaced)."""
+    folder = Path(folder)
+    with atomic_folder(folder) as scratch:
+        model.save_pretrained(scratch)
+        processor.save_pretrained(scratch)
+    return folder
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -358,21 +414,31 @@ def main(argv: list[str] | None = None) -> Path:
     upstream.add_argument("folder")
     upstream.add_argument("out")
     upstream.add_argument("--vision-config", help="OV-Encoder folder whose config.json describes the tower")
+    for command in (assemble, upstream):
+        command.add_argument(
+            "--allow-pickle", action="store_true",
+            help="also read pickle weights (pytorch_model.bin, mm_projector.bin); only for files you trust",
+        )  # fmt: skip
     args = parser.parse_args(argv)
     if args.command == "assemble":
         model = assemble_from_pretrained(
-            args.vision, args.text, projector_path=args.projector, vision_feature_layer=args.vision_feature_layer
-        )
-        tokenizer_source = args.text
+            args.vision, args.text, projector_path=args.projector, vision_feature_layer=args.vision_feature_layer,
+            allow_pickle=args.allow_pickle,
+        )  # fmt: skip
+        processor = build_processor(args.text, vision_path=args.vision)
     else:
-        model = load_upstream_checkpoint(args.folder, vision_config=args.vision_config)
-        tokenizer_source = args.folder
-    model.save_pretrained(args.out)
-    AutoTokenizer.from_pretrained(tokenizer_source).save_pretrained(args.out)
-    logger.info("wrote %s", args.out)
-    return Path(args.out)
+        model = load_upstream_checkpoint(args.folder, vision_config=args.vision_config, allow_pickle=args.allow_pickle)
+        upstream_config = json.loads((Path(args.folder) / "config.json").read_text())
+        processor = build_processor(args.folder, vision_path=args.vision_config, upstream_config=upstream_config)
+    folder = save_checkpoint(model, processor, args.out)
+    logger.info("wrote %s", folder)
+    return folder
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    main()
+    try:
+        main()
+    except (OSError, ValueError) as error:  # a missing folder, pickle weights without --allow-pickle, bad keys
+        logger.error("%s", error)
+        raise SystemExit(1) from None

@@ -28,6 +28,7 @@ from transformers.utils.generic import can_return_tuple
 
 from ..onevision_encoder import OneVisionEncoderModel
 from ..onevision_encoder.weight_check import raise_on_unloaded_weights
+from ..safe_weights import SafetensorsOnlyMixin
 from .configuration_llava_ov import LlavaOVConfig, vision_tower_config
 from .projector import LlavaOVMultiModalProjector
 
@@ -112,7 +113,7 @@ def group_items_by_sample(
     return groups
 
 
-class LlavaOVPreTrainedModel(PreTrainedModel):
+class LlavaOVPreTrainedModel(SafetensorsOnlyMixin, PreTrainedModel):
     config_class = LlavaOVConfig
     config: LlavaOVConfig
     base_model_prefix = "model"

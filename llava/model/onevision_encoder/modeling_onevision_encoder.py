@@ -21,6 +21,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+from ..safe_weights import SafetensorsOnlyMixin
 from .configuration_onevision_encoder import OneVisionEncoderConfig
 from .positions import check_patch_positions, check_visible_indices, dense_positions, grid_positions
 from .rope import OneVisionEncoderRotaryEmbedding, apply_rotary
@@ -213,7 +214,7 @@ class OneVisionEncoderPoolingHead(nn.Module):
         return (attended + self.mlp(self.norm(attended)))[:, 0]
 
 
-class OneVisionEncoderPreTrainedModel(PreTrainedModel):
+class OneVisionEncoderPreTrainedModel(SafetensorsOnlyMixin, PreTrainedModel):
     config_class = OneVisionEncoderConfig
     config: OneVisionEncoderConfig
     base_model_prefix = "onevision_encoder"

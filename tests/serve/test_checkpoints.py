@@ -1,0 +1,89 @@
+"""Every checkpoint folder the project writes opens in the chat demo as is (processor and model `from_pretrained`,
+a question about an image answered): the SFT training output, the stage-1 output (whose projector file also feeds
+`conversion assemble --projector`), and the conversion command's folder. The conversion's upstream path and pickle
+refusal are covered in tests/model/test_llava_ov_conversion.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from llava.model import LlavaOVForConditionalGeneration, LlavaOVProcessor
+from llava.model.llava_ov import conversion
+from llava.model.safe_weights import PickleWeightsError
+from llava.serve import ChatEngine, ChatSession
+from llava.train.arguments import CONFIG_DIR
+from llava.train.train import main as train_main
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def playground(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    spec = importlib.util.spec_from_file_location("make_playground", REPO_ROOT / "playground" / "make_playground.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sizes = ["--train-videos", "4", "--eval-videos", "1", "--train-images", "4", "--eval-images", "1"]
+    return module.main(["--out", str(tmp_path_factory.mktemp("playground")), *sizes])
+
+
+def _train(config: str, checkpoint: Path, data: Path, out: Path) -> Path:
+    return train_main([
+        str(Path(CONFIG_DIR) / config), "--model_name_or_path", str(checkpoint), "--data_path", str(data),
+        "--output_dir", str(out), "--per_device_train_batch_size", "2", "--max_steps", "1", "--save_strategy", "no",
+        "--logging_steps", "1",
+    ])  # fmt: skip
+
+
+def _chat_about_an_image(folder: Path, image: Path) -> None:
+    """What a user of the demo does with the folder: load it, load an image, ask."""
+    assert isinstance(LlavaOVProcessor.from_pretrained(folder), LlavaOVProcessor)
+    engine = ChatEngine.from_pretrained(folder, max_new_tokens=3)
+    with ChatSession(engine) as session:
+        session.load(image)
+        list(session.ask("What colour is the shape?"))
+        assert session.last_count.visual_tokens > 0 and session.last_count.generated_tokens > 0
+
+
+def test_training_outputs_open_in_the_demo(
+    tiny_checkpoint: Path, playground: Path, playground_image: Path, tmp_path: Path
+) -> None:
+    sft = _train("sft_tiny.yaml", tiny_checkpoint, playground / "sft.yaml", tmp_path / "sft")
+    _chat_about_an_image(sft, playground_image)
+
+    stage1 = _train("pretrain_tiny.yaml", tiny_checkpoint, playground / "captions_stage1.json", tmp_path / "stage1")
+    _chat_about_an_image(stage1, playground_image)
+    projector = load_file(stage1 / conversion.PROJECTOR_FILE)
+    trained = LlavaOVForConditionalGeneration.from_pretrained(stage1).model.multi_modal_projector.state_dict()
+    for key, tensor in trained.items():
+        torch.testing.assert_close(projector[f"model.multi_modal_projector.{key}"], tensor, rtol=0, atol=0)
+
+
+def test_pickle_checkpoint_needs_allow_pickle_in_the_demo(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "pickled"
+    LlavaOVForConditionalGeneration.from_pretrained(tiny_checkpoint).save_pretrained(folder)
+    LlavaOVProcessor.from_pretrained(tiny_checkpoint).save_pretrained(folder)
+    torch.save(conversion.read_state_dict(folder), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(PickleWeightsError, match="--allow-pickle"):
+        ChatEngine.from_pretrained(folder)
+    for front_end in ("cli", "web"):  # one line and a failing exit status, no traceback
+        run = subprocess.run(
+            [sys.executable, "-m", f"llava.serve.{front_end}", "--model-path", str(folder)],
+            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )  # fmt: skip
+        assert run.returncode == 2, run.stderr
+        assert "cannot load the model" in run.stderr and "--allow-pickle" in run.stderr, run.stderr
+        assert "Traceback" not in run.stderr
+    engine = ChatEngine.from_pretrained(folder, allow_pickle=True, max_new_tokens=2)
+    with ChatSession(engine) as session:
+        list(session.ask("Hello"))
+        assert session.last_count.generated_tokens > 0
