@@ -11,16 +11,14 @@ interrupted conversion never leaves a folder that looks complete.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file
+
+from ..atomic_io import atomic_folder  # re-exported: the package's one atomic writer
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 SAFE_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
@@ -82,31 +80,6 @@ class SafetensorsOnlyMixin:
             check_weights_folder(local)  # a clear error for a local pickle-only folder, naming the opt-in
             kwargs.setdefault("use_safetensors", True)  # hub repositories: never fall back to the .bin file
         return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-
-
-@contextlib.contextmanager
-def atomic_folder(folder: str | os.PathLike) -> Iterator[Path]:
-    """Yields a fresh temporary folder beside `folder`; when the block ends without an error it replaces `folder`
-    (an older folder there is removed only once the new one is complete), otherwise it is removed. The result has
-    the permissions of a folder made with `mkdir` (the umask applies)."""
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        scratch.chmod(0o777 & ~umask)  # mkdtemp makes it 0700
-        yield scratch
-        old = None
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-            os.replace(folder, old)
-        os.replace(scratch, folder)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
 
 
 __all__ = [
