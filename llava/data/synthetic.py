@@ -95,11 +95,23 @@ def render_clip(spec: ClipSpec, *, width: int = 160, height: int = 128, frames: 
     return out
 
 
-def write_video(path: str | os.PathLike, frames: np.ndarray, *, fps: int = 12, codec: str = "libx264") -> Path:
+def write_video(
+    path: str | os.PathLike,
+    frames: np.ndarray,
+    *,
+    fps: int = 12,
+    codec: str = "libx264",
+    container_format: str | None = None,
+    container_options: dict[str, str] | None = None,
+) -> Path:
     """Encodes uint8 [T, H, W, 3] frames to ``path`` (H.264 with B-frames by default); atomic. The one PyAV clip
-    writer of the project: the playground, the tests and the benchmarks encode their clips with it."""
+    writer of the project: the playground, the tests and the benchmarks encode their clips with it.
+    `container_format` / `container_options` go to FFmpeg's muxer (e.g. "mpegts", {"movflags": "+faststart"})."""
     path = Path(path)
-    with atomic_path(path) as tmp, av.open(str(tmp), "w") as container:
+    with (
+        atomic_path(path) as tmp,
+        av.open(str(tmp), "w", format=container_format, options=container_options or {}) as container,
+    ):
         stream = container.add_stream(codec, rate=fps)
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = "yuv420p"

@@ -23,34 +23,20 @@ import numpy as np
 from llava.data.synthetic import random_clip_spec, render_clip, write_video
 
 
-def _encode(path: Path, frames: np.ndarray, *, fmt: str | None = None, options: dict[str, str] | None = None) -> Path:
-    with av.open(str(path), "w", format=fmt, options=options or {}) as container:
-        stream = container.add_stream("libx264", rate=12)
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"preset": "veryfast", "g": "12", "bf": "2"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
-
-
 def _clip(seed: int) -> np.ndarray:
     """A 24-frame 160x128 moving-shape playground clip."""
     return render_clip(random_clip_spec(np.random.default_rng(seed), static_fraction=0.0))
 
 
 def truncated_faststart_mp4(path: Path) -> Path:
-    _encode(path, _clip(1), options={"movflags": "+faststart"})
+    write_video(path, _clip(1), container_options={"movflags": "+faststart"})
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * 0.4)])
     return path
 
 
 def corrupt_payload_mp4(path: Path) -> Path:
-    _encode(path, _clip(2))  # the index (moov) follows the payload (mdat) without faststart
+    write_video(path, _clip(2))  # the index (moov) follows the payload (mdat) without faststart
     data = bytearray(path.read_bytes())
     start = data.find(b"mdat") + 4
     end = data.find(b"moov")
@@ -62,9 +48,9 @@ def corrupt_payload_mp4(path: Path) -> Path:
 
 def resolution_change_ts(path: Path) -> Path:
     first, second = path.with_suffix(".part1.ts"), path.with_suffix(".part2.ts")
-    _encode(first, _clip(3), fmt="mpegts")
+    write_video(first, _clip(3), container_format="mpegts")
     small = _clip(4)[:, ::2, ::2][:, :64, :96].copy()
-    _encode(second, small, fmt="mpegts")
+    write_video(second, small, container_format="mpegts")
     path.write_bytes(first.read_bytes() + second.read_bytes())
     first.unlink()
     second.unlink()
