@@ -26,10 +26,12 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 
+from llava.atomic_io import atomic_path
 from llava.data import LlavaOVDataset, load_manifest
 from llava.data.scan import exact_cost
 from llava.model import LlavaOVProcessor
-from llava.model.llava_ov.tiny import build_tiny_checkpoint
+from llava.model.llava_ov.chat_format import frame_lines
+from llava.playground.tiny_checkpoint import build_tiny_checkpoint
 
 try:
     import orjson
@@ -77,9 +79,8 @@ def build_manifest(root: Path, *, samples: int, distinct_media: int, seed: int =
     answers = [" ".join(rng.choice(_WORDS, size=int(rng.integers(3, 240)))) for _ in range(997)]
     questions = [" ".join(rng.choice(_WORDS, size=int(rng.integers(4, 16)))) + "?" for _ in range(101)]
     num_turns = rng.integers(1, 6, size=samples)
-    block = "\n".join(["<image>"] * 8)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("wb") as handle:
+    block = frame_lines(8)
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:
         for index in range(samples):
             turns = []
             for turn in range(int(num_turns[index])):
@@ -98,7 +99,6 @@ def build_manifest(root: Path, *, samples: int, distinct_media: int, seed: int =
                     "positions_thw": f"codec/{media:06d}/positions_thw.npy",
                 }
             handle.write(_dumps(sample) + b"\n")
-    os.replace(tmp, path)
     return path
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from llava.atomic_io import write_text
 from llava.data.synthetic import (
     COLOURS,
     DIRECTIONS,
@@ -46,12 +46,10 @@ SQUARE, PATCH, NUM_IMAGES = 128, 16, 4
 
 
 def _write_json(path: Path, data) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
     if path.suffix == ".jsonl":
-        tmp.write_text("".join(json.dumps(row) + "\n" for row in data))
+        write_text(path, "".join(json.dumps(row) + "\n" for row in data))
     else:
-        tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+        write_text(path, json.dumps(data, indent=1))
 
 
 # One static clip for every two moving ones: "does anything move?" is not answered by always saying yes (0.67).

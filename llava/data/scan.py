@@ -20,7 +20,6 @@ import json
 import logging
 import multiprocessing
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,8 @@ import numpy as np
 import PIL.Image
 from tqdm.auto import tqdm
 
-from llava.model.llava_ov.chat_format import IMAGE_MARKER, VIDEO_MARKER
+from llava.atomic_io import atomic_path
+from llava.model.llava_ov.chat_format import IMAGE_MARKER, VIDEO_MARKER, frame_lines
 from llava.model.llava_ov.processing_llava_ov import LlavaOVProcessor
 from llava.model.llava_ov.video_inputs import positions_grid
 
@@ -180,7 +180,7 @@ def _sample_cost(sample: dict[str, Any], source: str, media_root: Path, geometry
         frames = len(images)
         block = geometry.blocks.get(frames)
         if block is None:
-            block = geometry.blocks[frames] = "\n".join([IMAGE_MARKER] * frames)
+            block = geometry.blocks[frames] = frame_lines(frames) if frames else ""
         regular = (
             sample.get("video") is None
             and no_video_marker
@@ -337,26 +337,15 @@ def _save(path: Path, result: ScanResult) -> None:
         "estimate_error": result.estimate_error,
         "exact": {str(k): v for k, v in result.exact.items()},
     }
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            np.savez(
-                handle,
-                visual=result.visual,
-                chars=result.chars,
-                turns=result.turns,
-                bad=result.bad,
-                meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-            )
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(handle.name, 0o666 & ~umask)
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(
+            handle,
+            visual=result.visual,
+            chars=result.chars,
+            turns=result.turns,
+            bad=result.bad,
+            meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+        )
 
 
 def _load(path: Path) -> ScanResult | None:

@@ -61,7 +61,7 @@ def test_time_mirrored_clips_get_different_directions(trained, tmp_path):
                 square_size=processor.video_square_size, patch_size=processor.video_patch_size,
             )  # fmt: skip
             video = VideoFrames(frames=selection.mosaics(), positions_thw=np.asarray(selection.positions_thw))
-            batch = processor([question], videos=[[video]], add_generation_prompt=True)
+            batch = processor(conversations=[question], videos=[[video]], add_generation_prompt=True)
             with torch.inference_mode():
                 generated = model.generate(**batch, max_new_tokens=4, do_sample=False)
             answers[name] = first_word(processor.decode(generated[0, batch["input_ids"].shape[1] :]))

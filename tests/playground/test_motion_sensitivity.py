@@ -108,7 +108,7 @@ def test_model_output_changes_when_the_time_of_patch_positions_is_permuted(tiny,
     conversation = [{"from": "human", "value": "<video>\nWhich way does the object move?"}]
     logits = []
     for thw in (np.asarray(video.positions_thw), positions):
-        batch = processor([conversation], videos=[[VideoFrames(frames=video.frames, positions_thw=thw)]],
+        batch = processor(conversations=[conversation], videos=[[VideoFrames(frames=video.frames, positions_thw=thw)]],
                           add_generation_prompt=True)  # fmt: skip
         with torch.inference_mode():
             logits.append(model(**batch).logits[0, -1])
