@@ -1,11 +1,22 @@
-"""Benchmark of `cv_reader`: select + pack time per clip vs a plain PyAV decode of every frame of the same clip,
-and peak memory for a short vs a long 720p clip (measured in fresh subprocesses).
+"""Benchmark of `cv_reader` against a plain PyAV decode and the `lmms-video-utils` codec frontend, side by side in
+one run on the same clips.
 
-    python benchmarks/codec.py            # demo clips + synthetic 720p 10 s and 5 min (a few minutes on 2 cores)
-    python benchmarks/codec.py --quick    # 10 s vs 60 s synthetic clips, one repetition
+    python benchmarks/codec.py                                # full matrix (several minutes on 2 cores)
+    python benchmarks/codec.py --quick                        # short clips only, 60 s long clip, 1 repetition
+    python benchmarks/codec.py --lmms_site /tmp/bench-site    # add lmms-video-utils (see below)
 
-Prints a table and ends with one line of ratios measured side by side in this run. Times are wall-clock seconds
-on this machine (CPU); compare ratios, not absolute times, across machines.
+Clips (generated with PyAV/x264/x265 unless given with --clips): H.264 360p/720p/1080p short clips with B-frames,
+720p without B-frames, one HEVC clip, a long 720p clip, and the two demo clips of tests/fixtures when present.
+
+Arms, each in a fresh child process per clip and repetition (so peak RSS is that arm's alone):
+* `decode`: plain PyAV decode of every frame (library defaults), the floor any decoder-based frontend pays;
+* `ours`: `cv_reader.select_patches` + the 8 mosaics (no file writes);
+* `lmms`: `lmms_video_utils.fetch_codec_video(path, target_canvas=8)`. It is not a project dependency: install it
+  into a separate folder, `pip install --no-deps --target /tmp/bench-site lmms-video-utils` (it imports torch, which
+  the project venv has), and pass that folder with `--lmms_site`. Without the flag the arm is left out.
+
+Times exclude interpreter start and imports; "cpu" is user+system CPU seconds of the child during the work (steadier
+than wall time on a shared machine). The minimum over repetitions is reported. The last line holds the ratios.
 """
 
 from __future__ import annotations
@@ -24,31 +35,69 @@ import av
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "Compressed_Video_Reader"))
+DEMO = REPO / "tests" / "fixtures" / "codec_demo" / "videos"
 
-from cv_reader import select_patches  # noqa: E402
+_CHILD = """
+import json, resource, sys, time
+sys.path.insert(0, {pkg!r})
+arm, path, site = sys.argv[1], sys.argv[2], sys.argv[3]
+if arm == "ours":
+    from cv_reader import select_patches
+    def work():
+        select_patches(path).mosaics()
+elif arm == "lmms":
+    sys.path.insert(0, site)
+    from lmms_video_utils import fetch_codec_video
+    def work():
+        fetch_codec_video(path, target_canvas=8)
+else:
+    import av
+    def work():
+        with av.open(path) as container:
+            for _ in container.decode(video=0):
+                pass
+def cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+wall0, cpu0 = time.perf_counter(), cpu()
+work()
+wall, used = time.perf_counter() - wall0, cpu() - cpu0
+# VmHWM: peak RSS of this process image (ru_maxrss would carry the parent's peak across fork + exec).
+rss = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")][0]
+print(json.dumps({{"wall": wall, "cpu": used, "rss_mb": int(rss) / 1024.0}}))
+"""
 
 
-def make_clip(path: Path, seconds: float, width: int = 1280, height: int = 720, fps: int = 30) -> Path:
-    """Synthetic 720p H.264 clip (x264 veryfast, B-frames): a slowly panning smooth texture with grain and two
-    moving squares. Natural-ish content so that decoding costs about what real footage costs."""
+def make_clip(
+    path: Path, *, seconds: float, height: int, codec: str = "libx264", bframes: int = 3, fps: int = 30
+) -> Path:
+    """Synthetic clip: a slowly panning smooth texture with grain and two moving squares (natural-ish content, so
+    decoding costs about what real footage costs). 16:9 at `height`."""
+    width = (height * 16 // 9) // 2 * 2
     rng = np.random.default_rng(0)
-    n = int(seconds * fps)
-    pan_width = width + n // 2 + 16
+    count = int(seconds * fps)
+    pan_width = width + count // 2 + 16
     small = rng.integers(0, 255, (height // 8 + 2, pan_width // 8 + 2, 3), dtype=np.uint8).astype(np.float32)
     texture = np.repeat(np.repeat(small, 8, axis=0), 8, axis=1)[:height, :pan_width]
-    texture = (0.25 * texture + 0.25 * np.roll(texture, 4, 0) + 0.25 * np.roll(texture, 4, 1)
-               + 0.25 * np.roll(texture, (4, 4), (0, 1))).astype(np.uint8)
+    texture = (
+        0.25 * texture
+        + 0.25 * np.roll(texture, 4, 0)
+        + 0.25 * np.roll(texture, 4, 1)
+        + 0.25 * np.roll(texture, (4, 4), (0, 1))
+    ).astype(np.uint8)
     grain = rng.integers(-6, 7, (8, height, width, 3), dtype=np.int16)
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
+        stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "veryfast", "crf": "23", "x264-params": "bframes=3:keyint=250"}
-        for i in range(n):
+        if codec == "libx265":
+            stream.options = {"preset": "ultrafast", "x265-params": f"bframes={bframes}:keyint=250:log-level=error"}
+        else:
+            stream.options = {"preset": "veryfast", "crf": "23", "x264-params": f"bframes={bframes}:keyint=250"}
+        for i in range(count):
             x0 = i // 2
             frame = texture[:, x0 : x0 + width].astype(np.int16) + grain[i % 8]
-            for k, (size, speed) in enumerate(((96, 5), (64, 9))):
-                y = (120 + 200 * k + int(80 * np.sin(i / 15))) % (height - size)
+            for k, (size, speed) in enumerate(((height // 7, 5), (height // 11, 9))):
+                y = (height // 6 + height * k // 3 + int(height / 9 * np.sin(i / 15))) % (height - size)
                 x = (speed * i) % (width - size)
                 frame[y : y + size, x : x + size] = (255, 40 + 100 * k, 40)
             rgb = np.clip(frame, 0, 255).astype(np.uint8)
@@ -59,102 +108,102 @@ def make_clip(path: Path, seconds: float, width: int = 1280, height: int = 720, 
     return path
 
 
-def plain_decode(path: Path, to_rgb: bool) -> float:
-    """Seconds to decode every frame with PyAV defaults (optionally converting each to an RGB ndarray)."""
-    start = time.perf_counter()
-    with av.open(str(path)) as container:
-        for frame in container.decode(video=0):
-            if to_rgb:
-                frame.to_ndarray(format="rgb24")
-    return time.perf_counter() - start
-
-
-def ours(path: Path) -> tuple[float, dict]:
-    """Seconds for select_patches + the 8 mosaics (no file writes)."""
-    start = time.perf_counter()
-    sel = select_patches(path)
-    sel.mosaics()
-    return time.perf_counter() - start, sel.meta
-
-
-_CHILD = """
-import sys
-sys.path.insert(0, {pkg!r})
-mode, path = sys.argv[1], sys.argv[2]
-if mode == "ours":
-    from cv_reader import select_patches
-    select_patches(path).mosaics()
-else:
-    import av
-    with av.open(path) as c:
-        for f in c.decode(video=0):
-            f.to_ndarray(format="rgb24")
-# VmHWM: peak RSS of this process image (ru_maxrss would carry the parent's peak across fork + exec).
-print([line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")][0])
-"""
-
-
-def peak_rss_mb(path: Path, mode: str) -> float:
-    """Peak resident memory (MiB) of a fresh Python process running `mode` on `path`."""
+def run_arm(arm: str, path: Path, *, lmms_site: str) -> dict:
+    """Time, CPU and peak RSS of one arm on one clip, in a fresh child process."""
     code = _CHILD.format(pkg=str(REPO / "Compressed_Video_Reader"))
-    out = subprocess.run([sys.executable, "-c", code, mode, str(path)], capture_output=True, text=True, check=True)
-    return int(out.stdout.strip().splitlines()[-1]) / 1024.0
+    out = subprocess.run(
+        [sys.executable, "-c", code, arm, str(path), lmms_site], capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        return {"error": (out.stderr.strip().splitlines() or ["?"])[-1][:120]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def clip_matrix(folder: Path, *, quick: bool, long_seconds: float) -> list[tuple[str, Path]]:
+    """(label, path) of the generated clips."""
+    short = 4.0 if quick else 10.0
+    specs = [
+        ("h264 360p B", dict(seconds=short, height=360)),
+        ("h264 720p B", dict(seconds=short, height=720)),
+        ("h264 720p noB", dict(seconds=short, height=720, bframes=0)),
+        ("h264 1080p B", dict(seconds=short, height=1080)),
+        ("hevc 720p B", dict(seconds=short, height=720, codec="libx265")),
+        (f"h264 720p B {int(long_seconds)}s", dict(seconds=long_seconds, height=720)),
+    ]
+    clips = []
+    for label, spec in specs:
+        name = label.replace(" ", "_") + ".mp4"
+        clips.append((label, make_clip(folder / name, **spec)))
+    return clips
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="60 s long clip instead of 5 min, two repetitions")
-    parser.add_argument("--long_seconds", type=float, default=None)
-    parser.add_argument("--repeat", type=int, default=None, help="timing repetitions (min is reported)")
-    parser.add_argument("--clips", nargs="*", default=None, help="extra real clips to time")
+    parser.add_argument("--quick", action="store_true", help="4 s short clips, 60 s long clip, one repetition")
+    parser.add_argument("--long_seconds", type=float, default=None, help="long clip length (default 180 s)")
+    parser.add_argument("--repeat", type=int, default=None, help="repetitions per arm and clip (minimum kept)")
+    parser.add_argument("--clips", nargs="*", default=[], help="extra real clips")
+    parser.add_argument("--lmms_site", default="", help="folder holding lmms_video_utils (pip --target)")
     args = parser.parse_args(argv)
-    long_seconds = args.long_seconds or (60.0 if args.quick else 300.0)
-    repeat = args.repeat or (2 if args.quick else 3)
-
-    print(f"# machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs; python {platform.python_version()}, numpy {np.__version__}, "
-          f"av {av.__version__} (FFmpeg libavcodec {av.library_versions.get('libavcodec')})")
-    demo = REPO.parent / "shared" / "fixtures" / "codec_demo" / "videos"
-    clips = [Path(c) for c in (args.clips or [])] + sorted(demo.glob("*.mp4"))
+    long_seconds = args.long_seconds or (60.0 if args.quick else 180.0)
+    repeat = args.repeat or (1 if args.quick else 2)
+    arms = ["decode", "ours"] + (["lmms"] if args.lmms_site else [])
+    print(
+        f"# machine: {platform.platform()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; python "
+        f"{platform.python_version()}, numpy {np.__version__}, av {av.__version__}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        short = make_clip(Path(tmp) / "synthetic_720p_10s.mp4", 10.0)
-        long = make_clip(Path(tmp) / f"synthetic_720p_{int(long_seconds)}s.mp4", long_seconds)
-        print(f"# generated synthetic clips in {time.perf_counter() - t0:.1f} s")
+        clips = [(Path(c).name, Path(c)) for c in args.clips] + [(p.stem, p) for p in sorted(DEMO.glob("*.mp4"))]
+        clips += clip_matrix(Path(tmp), quick=args.quick, long_seconds=long_seconds)
+        print(
+            f"# {len(clips)} clips ready in {time.perf_counter() - t0:.0f} s; arms {', '.join(arms)}; min of {repeat}"
+        )
+        header = f"{'clip':24s} {'frames':>6s} {'size':>9s}"
+        for arm in arms:
+            header += f" {arm + ' s':>9s} {arm + ' cpu':>9s} {arm + ' MiB':>9s}"
+        print(header + f" {'ours/dec':>8s} {'cpu o/d':>8s}" + (f" {'lmms/dec':>8s}" if "lmms" in arms else ""))
         rows = []
-        print(f"{'clip':34s} {'frames':>6s} {'decode s':>9s} {'dec+rgb s':>9s} {'ours s':>8s} "
-              f"{'ours/dec':>8s} {'ours/rgb':>8s}")
-        for clip in [*clips, short]:
-            # Interleaved repetitions, minimum kept: the machine's background load moves absolute times a lot.
-            decs, rgbs, times = [], [], []
-            for _ in range(repeat):
-                decs.append(plain_decode(clip, False))
-                rgbs.append(plain_decode(clip, True))
-                times.append(ours(clip))
-            dec, rgb = min(decs), min(rgbs)
-            best = min(t for t, _ in times)
-            frames = times[0][1]["num_packets"]
-            rows.append((clip.name, frames, dec, rgb, best))
-            print(f"{clip.name[:34]:34s} {frames:6d} {dec:9.3f} {rgb:9.3f} {best:8.3f} {best / dec:8.2f} "
-                  f"{best / rgb:8.2f}")
-        long_dec = plain_decode(long, False)
-        long_ours, long_meta = ours(long)
-        print(f"{long.name[:34]:34s} {long_meta['num_packets']:6d} {long_dec:9.3f} {'-':>9s} {long_ours:8.3f} "
-              f"{long_ours / long_dec:8.2f} {'-':>8s}")
-        mem = {name: {mode: peak_rss_mb(path, mode) for mode in ("ours", "decode")}
-               for name, path in (("short", short), ("long", long))}
-        print(f"# peak RSS MiB (fresh process): ours 10 s {mem['short']['ours']:.0f}, ours {int(long_seconds)} s "
-              f"{mem['long']['ours']:.0f}; plain decode+rgb 10 s {mem['short']['decode']:.0f}, "
-              f"{int(long_seconds)} s {mem['long']['decode']:.0f}")
-    ratios_dec = [r[4] / r[2] for r in rows]
-    ratios_rgb = [r[4] / r[3] for r in rows]
-    summary = {
-        "ours_vs_decode_mean": round(float(np.mean(ratios_dec)), 2),
-        "ours_vs_decode_rgb_mean": round(float(np.mean(ratios_rgb)), 2),
-        "long_clip_ours_vs_decode": round(long_ours / long_dec, 2),
-        "peak_mem_long_vs_short": round(mem["long"]["ours"] / mem["short"]["ours"], 2),
-    }
-    print("RATIOS " + json.dumps(summary))
+        for label, path in clips:
+            with av.open(str(path)) as container:
+                stream = container.streams.video[0]
+                size, frames = f"{stream.codec_context.width}x{stream.codec_context.height}", stream.frames
+            best: dict[str, dict] = {}
+            for _ in range(repeat):  # interleaved: background load moves absolute times a lot
+                for arm in arms:
+                    result = run_arm(arm, path, lmms_site=args.lmms_site)
+                    if "error" in result or arm not in best or result["wall"] < best[arm]["wall"]:
+                        best[arm] = {**result, "cpu": min(result.get("cpu", 1e9), best.get(arm, {}).get("cpu", 1e9))}
+            line = f"{label[:24]:24s} {frames:6d} {size:>9s}"
+            for arm in arms:
+                r = best[arm]
+                line += (
+                    f" {'error':>9s} {'':>9s} {'':>9s}"
+                    if "error" in r
+                    else f" {r['wall']:9.3f} {r['cpu']:9.3f} {r['rss_mb']:9.0f}"
+                )
+            dec, ours = best["decode"], best["ours"]
+            ratio = ours["wall"] / dec["wall"] if "error" not in ours else float("nan")
+            cpu_ratio = ours["cpu"] / dec["cpu"] if "error" not in ours else float("nan")
+            line += f" {ratio:8.2f} {cpu_ratio:8.2f}"
+            lmms_ratio = None
+            if "lmms" in arms:
+                lmms_ratio = best["lmms"]["wall"] / dec["wall"] if "error" not in best["lmms"] else float("nan")
+                line += f" {lmms_ratio:8.2f}"
+            print(line, flush=True)
+            rows.append(
+                {
+                    "clip": label,
+                    "ours_vs_decode": round(ratio, 2),
+                    "ours_cpu_vs_decode": round(cpu_ratio, 2),
+                    **({"lmms_vs_decode": round(lmms_ratio, 2)} if lmms_ratio is not None else {}),
+                    "ours_rss_mb": round(ours.get("rss_mb", float("nan"))),
+                }
+            )
+            for arm in arms:
+                if "error" in best[arm]:
+                    print(f"#   {arm} failed on {label}: {best[arm]['error']}")
+    print("RATIOS " + json.dumps(rows))
     return 0
 
 

@@ -24,7 +24,7 @@ import transformers
 
 from llava.data import LlavaOVCollator, LlavaOVDataset, load_manifest
 from llava.model import LlavaOVForConditionalGeneration, LlavaOVProcessor
-from llava.model.llava_ov.tiny import build_tiny_checkpoint
+from llava.playground.tiny_checkpoint import build_tiny_checkpoint
 
 logger = logging.getLogger("benchmarks.train_packing")
 

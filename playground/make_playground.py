@@ -8,7 +8,8 @@
    ``positions_thw.npy`` + the training JSONL with the ``<video>`` rewritten into 4 ``<image>`` lines, exactly the
    upstream stage-2 layout at a small geometry so a tiny model trains in minutes;
 3. shape images with captions (image QA for SFT, plain captions for stage 1);
-4. ``sft.yaml`` (the mixture the default SFT trains on) and held-out evaluation files with known answers.
+4. ``sft.yaml`` (the mixture the default SFT trains on), ``sft_raw_videos.yaml`` (the same clips as raw videos, for
+   the codec-vs-uniform benchmark) and held-out evaluation files with known answers.
 
 Everything is written under ``--out`` and the run is resumable: finished files are kept.
 """
@@ -28,9 +29,10 @@ from tqdm import tqdm
 
 from llava.data.synthetic import (
     COLOURS,
+    DIRECTIONS,
     SHAPES,
+    ClipSpec,
     clip_questions,
-    random_clip_spec,
     render_clip,
     render_shape_image,
     write_video,
@@ -52,12 +54,33 @@ def _write_json(path: Path, data) -> None:
     os.replace(tmp, path)
 
 
+# One static clip for every two moving ones: "does anything move?" is not answered by always saying yes (0.67).
+MOTIONS = (None, *DIRECTIONS, None)
+
+
+def balanced_clip_specs(count: int, *, seed: int) -> list[ClipSpec]:
+    """``count`` clip specs whose answers are balanced: motions cycle through ``MOTIONS`` (each direction equally
+    often, a third static), colours cycle independently, then the order is shuffled. Random draws left the
+    held-out directions skewed (e.g. 17 down vs 7 left in 64 clips), which a majority-answer model exploits."""
+    rng = np.random.default_rng(seed)
+    colours = list(COLOURS)
+    specs = []
+    for i in range(count):
+        colour = colours[(i // len(MOTIONS)) % len(colours)]
+        others = [c for c in colours if c != colour]
+        distractor = others[rng.integers(len(others))] if rng.random() < 0.5 else None
+        shape = SHAPES[rng.integers(len(SHAPES))]
+        specs.append(ClipSpec(colour, MOTIONS[i % len(MOTIONS)], distractor, shape, int(rng.integers(1 << 31))))
+    return [specs[i] for i in rng.permutation(count)]
+
+
 def make_videos(out: Path, *, count: int, split: str, seed: int) -> list[dict]:
     """Renders ``count`` clips; returns raw samples (train: all questions in one conversation; eval: one each)."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed + 1000)
     samples = []
+    specs = balanced_clip_specs(count, seed=seed)
     for i in tqdm(range(count), desc=f"{split} videos", unit="clip"):
-        spec = random_clip_spec(rng)
+        spec = specs[i]
         video = out / "videos" / f"{split}_{i:04d}.mp4"
         if not video.is_file():
             write_video(video, render_clip(spec))
@@ -150,6 +173,9 @@ def main(argv: list[str] | None = None) -> Path:
         ]
     }
     (out / "sft.yaml").write_text(json.dumps(mixture, indent=1))  # JSON is valid YAML
+    # The same clips as raw videos (decoded at training time by the processor's video_mode: codec or uniform).
+    mixture["datasets"][0]["json_path"] = "raw_video_train.json"
+    (out / "sft_raw_videos.yaml").write_text(json.dumps(mixture, indent=1))
     logger.info("playground data in %s", out)
     return out
 

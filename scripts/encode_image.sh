@@ -9,4 +9,4 @@ EXTRAS="" source "$REPO_ROOT/scripts/setup_env.sh"
 args=(--resize_mode "${RESIZE_MODE:-clip}")
 [ -n "${MODEL_PATH:-}" ] && args+=(--model_path "$MODEL_PATH")
 [ -n "${IMAGE:-}" ] && args+=(--images "$IMAGE")
-exec python -m llava.tools.encode_image "${args[@]}" "$@"
+exec python -m llava.model.onevision_encoder.encode_image "${args[@]}" "$@"

@@ -31,9 +31,14 @@ if [ ! -f "$stamp" ]; then
     "$VENV/bin/python" -m pip install -q -e "$target"
     if [ -n "$lean_lmms_eval" ]; then
         "$VENV/bin/python" -m pip install -q --no-deps lmms-eval==0.7.3
+        # lmms-eval's own imports, then what the 16 benchmarks' task code imports (llava/eval/README.md, the
+        # `eval` extra): opencv (videomme, tomato), decord (longvideobench; x86_64 wheels only), pandas + nltk
+        # (nextqa), openai (mmvu's judge). Neither pulls torchvision nor touches av. filelock < 4: lmms-eval 0.7.3
+        # imports `filelock._api` at every evaluation (gone in filelock 4).
         "$VENV/bin/python" -m pip install -q datasets evaluate aiohttp numexpr sacrebleu scikit-learn nltk \
             sentencepiece zstandard pyyaml sympy loguru tenacity protobuf python-dotenv jsonlines pytablewriter \
-            openpyxl accelerate
+            openpyxl accelerate "filelock<4" opencv-python-headless pandas openai \
+            "decord; platform_machine == 'x86_64'"
     fi
     EXTRAS="$extras_requested"
     if "$VENV/bin/python" -m pip show -q torchvision >/dev/null 2>&1; then

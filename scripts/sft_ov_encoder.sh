@@ -26,7 +26,7 @@ args=()
 if [ -z "${MODEL_PATH:-}${VISION_TOWER:-}${LLM:-}" ]; then
     CONFIG="${CONFIG:-llava/train/configs/sft_tiny.yaml}"
     if [ ! -f checkpoints/llava_ov_tiny/model.safetensors ]; then
-        python -m llava.model.llava_ov.tiny checkpoints/llava_ov_tiny
+        python -m llava.playground.tiny_checkpoint checkpoints/llava_ov_tiny
     fi
     if [ ! -f playground/data/sft.yaml ]; then
         python playground/make_playground.py --out playground/data
@@ -75,5 +75,5 @@ from llava.train.train import parse_arguments
 print(parse_arguments(sys.argv[1:])[2].output_dir)
 PY
 )"
-    python -m llava.tools.eval_playground --model_path "$out" --data playground/data
+    python -m llava.playground.evaluate --model_path "$out" --data playground/data
 fi

@@ -16,11 +16,48 @@ from .errors import VideoReadError
 logger = logging.getLogger(__name__)
 
 # Decoders that export AVMotionVector side data with `flags2=+export_mvs` (spec 11). HEVC, VP8/9, AV1 export none.
-MV_CODECS = frozenset({"h264", "mpeg1video", "mpeg2video", "mpeg4", "msmpeg4v1", "msmpeg4v2", "msmpeg4v3", "h263",
-                       "h263p", "h263i", "flv1", "h261", "rv10", "rv20", "rv30", "rv40", "vc1", "wmv3", "svq1"})
+MV_CODECS = frozenset(
+    {
+        "h264",
+        "mpeg1video",
+        "mpeg2video",
+        "mpeg4",
+        "msmpeg4v1",
+        "msmpeg4v2",
+        "msmpeg4v3",
+        "h263",
+        "h263p",
+        "h263i",
+        "flv1",
+        "h261",
+        "rv10",
+        "rv20",
+        "rv30",
+        "rv40",
+        "vc1",
+        "wmv3",
+        "svq1",
+    }
+)
 # Pixel formats whose plane 0 is 8-bit luma, read without conversion.
-_LUMA8_FORMATS = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv440p",
-                            "yuvj440p", "yuv411p", "yuv410p", "nv12", "nv21", "nv16", "gray"})
+_LUMA8_FORMATS = frozenset(
+    {
+        "yuv420p",
+        "yuvj420p",
+        "yuv422p",
+        "yuvj422p",
+        "yuv444p",
+        "yuvj444p",
+        "yuv440p",
+        "yuvj440p",
+        "yuv411p",
+        "yuv410p",
+        "nv12",
+        "nv21",
+        "nv16",
+        "gray",
+    }
+)
 
 PICT_I, PICT_P, PICT_B = 1, 2, 3  # AVPictureType values as PyAV reports them
 
@@ -36,6 +73,8 @@ class VideoInfo:
         width, height: coded size in pixels (before rotation).
         pix_fmt: decoder pixel format name, or None if unknown before decoding.
         exports_motion_vectors: whether the codec can export motion vectors through FFmpeg.
+        display_pts: the packets' pts in display order (sorted), so that a packet's display index is known before
+            it is decoded; None when some packet has no pts or two share one (then frames are counted as they come).
     """
 
     path: str
@@ -45,35 +84,38 @@ class VideoInfo:
     height: int
     pix_fmt: str | None
     exports_motion_vectors: bool
+    display_pts: tuple[int, ...] | None = None
 
 
 def open_video(path: str | Path) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
     """Open `path` and return its container and first video stream, or raise `VideoReadError` saying why."""
     path = Path(path)
     if not path.exists():
-        raise VideoReadError(path, "missing", "no such file")
+        raise VideoReadError(path, "missing", detail="no such file")
     if path.is_dir():
-        raise VideoReadError(path, "not_a_video", "is a directory")
+        raise VideoReadError(path, "not_a_video", detail="is a directory")
     if path.stat().st_size == 0:
-        raise VideoReadError(path, "empty", "zero-byte file")
+        raise VideoReadError(path, "empty", detail="zero-byte file")
     try:
         container = av.open(str(path), mode="r")
     except (av.FFmpegError, OSError, UnicodeDecodeError) as err:
-        raise VideoReadError(path, "not_a_video", f"cannot open: not a video, or truncated/corrupt; {err}") from err
+        raise VideoReadError(
+            path, "not_a_video", detail=f"cannot open: not a video, or truncated/corrupt; {err}"
+        ) from err
     if not container.streams.video:
-        kinds = sorted({s.type for s in container.streams}) or ["none"]
+        kinds = sorted({other.type for other in container.streams}) or ["none"]
         container.close()
-        raise VideoReadError(path, "no_video_stream", f"streams: {', '.join(kinds)}")
+        raise VideoReadError(path, "no_video_stream", detail=f"streams: {', '.join(kinds)}")
     stream = container.streams.video[0]
     try:
         codec_context = stream.codec_context
         name = codec_context.name if codec_context is not None else None
     except (av.FFmpegError, ValueError) as err:
         container.close()
-        raise VideoReadError(path, "unsupported_codec", f"{type(err).__name__}: {err}") from err
+        raise VideoReadError(path, "unsupported_codec", detail=f"{type(err).__name__}: {err}") from err
     if not name or name == "none":
         container.close()
-        raise VideoReadError(path, "unsupported_codec", "FFmpeg has no decoder for this video stream")
+        raise VideoReadError(path, "unsupported_codec", detail="FFmpeg has no decoder for this video stream")
     return container, stream
 
 
@@ -82,45 +124,79 @@ def probe_video(path: str | Path) -> VideoInfo:
     container, stream = open_video(path)
     try:
         count = 0
+        pts: list[int | None] = []
         try:
             for packet in container.demux(stream):
                 if packet.size > 0:
                     count += 1
+                    pts.append(packet.pts)
         except av.FFmpegError as err:  # truncated files: keep the packets read so far
             logger.warning("%s: demux stopped after %d packets (%s)", path, count, err)
         ctx = stream.codec_context
         if count == 0:
-            raise VideoReadError(path, "no_frames", "the video stream holds no packets")
+            raise VideoReadError(path, "no_frames", detail="the video stream holds no packets")
         pix_fmt = ctx.pix_fmt if ctx.pix_fmt else None
-        return VideoInfo(path=str(path), num_frames=count, codec=ctx.name, width=ctx.width, height=ctx.height,
-                         pix_fmt=pix_fmt, exports_motion_vectors=ctx.name in MV_CODECS)
+        usable = None not in pts and len(set(pts)) == len(pts)
+        return VideoInfo(
+            path=str(path),
+            num_frames=count,
+            codec=ctx.name,
+            width=ctx.width,
+            height=ctx.height,
+            pix_fmt=pix_fmt,
+            exports_motion_vectors=ctx.name in MV_CODECS,
+            display_pts=tuple(sorted(pts)) if usable else None,
+        )
     finally:
         container.close()
 
 
 def iter_frames(path: str | Path, *, export_mvs: bool) -> Iterator[av.VideoFrame]:
-    """Decode every frame of the first video stream in display order.
+    """Decode every frame of the first video stream in display order (see `iter_indexed_frames`)."""
+    for _, frame in iter_indexed_frames(path, export_mvs=export_mvs):
+        yield frame
+
+
+def iter_indexed_frames(
+    path: str | Path,
+    *,
+    export_mvs: bool,
+    keep: frozenset[int] | None = None,
+    display_pts: tuple[int, ...] | None = None,
+) -> Iterator[tuple[int, av.VideoFrame]]:
+    """Decode the first video stream in display order, yielding `(display index, frame)`.
+
+    With `keep` and `display_pts` (`VideoInfo.display_pts`), packets whose display index is not in `keep` are
+    decoded with `skip_frame = NONREF`: a non-reference frame nobody asked for (most B-frames) is not decoded at
+    all, while reference frames always are (later frames predict from them). Without them every frame is decoded
+    and counted as it comes.
 
     Slice threading only: frame threading occasionally corrupts exported motion vectors (spec 11).
     A decode error after at least one frame ends the stream with a warning (truncated file); before any frame it
     raises `VideoReadError`.
     """
     container, stream = open_video(path)
+    rank = {pts: index for index, pts in enumerate(display_pts)} if keep is not None and display_pts else None
     try:
         stream.thread_type = "SLICE"
+        context = stream.codec_context
         if export_mvs:
-            stream.codec_context.options = {"flags2": "+export_mvs"}
-        produced = 0
+            context.options = {"flags2": "+export_mvs"}
+        produced, index = 0, -1
         try:
-            for frame in container.decode(stream):
-                produced += 1
-                yield frame
+            for packet in container.demux(stream):
+                if rank is not None and packet.size:
+                    context.skip_frame = "DEFAULT" if rank.get(packet.pts, -1) in keep else "NONREF"
+                for frame in packet.decode():
+                    produced += 1
+                    index = rank.get(frame.pts, index + 1) if rank is not None else index + 1
+                    yield index, frame
         except av.FFmpegError as err:
             if produced == 0:
-                raise VideoReadError(path, "decode_error", f"{type(err).__name__}: {err}") from err
+                raise VideoReadError(path, "decode_error", detail=f"{type(err).__name__}: {err}") from err
             logger.warning("%s: decoding stopped after %d frames (%s)", path, produced, err)
         if produced == 0:
-            raise VideoReadError(path, "no_frames", "no frame could be decoded")
+            raise VideoReadError(path, "no_frames", detail="no frame could be decoded")
     finally:
         container.close()
 
@@ -135,8 +211,9 @@ def luma_plane(frame: av.VideoFrame) -> np.ndarray:
     return frame.to_ndarray(format="gray")
 
 
-def rgb_resized(frame: av.VideoFrame, height: int, width: int,
-                reformatter: VideoReformatter | None = None) -> np.ndarray:
+def rgb_resized(
+    frame: av.VideoFrame, *, height: int, width: int, reformatter: VideoReformatter | None = None
+) -> np.ndarray:
     """uint8 [height, width, 3] RGB of the frame scaled with swscale area averaging (coded orientation;
     anti-aliased). Pass a long-lived `reformatter` to reuse its scaler context (about 4x faster per frame)."""
     reformatter = reformatter or VideoReformatter()

@@ -14,7 +14,7 @@ class VideoReadError(ValueError):
             ``"unsupported_codec"``, ``"no_frames"``, ``"decode_error"``).
     """
 
-    def __init__(self, path: str | Path, reason: str, detail: str = "") -> None:
+    def __init__(self, path: str | Path, reason: str, *, detail: str = "") -> None:
         self.path = str(path)
         self.reason = reason
         self.detail = detail

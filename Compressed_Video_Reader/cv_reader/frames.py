@@ -15,8 +15,9 @@ from .geometry import Letterbox, letterbox
 logger = logging.getLogger(__name__)
 
 
-def letterboxed_content(frame: av.VideoFrame, box: Letterbox, rotation: int,
-                        reformatter: VideoReformatter | None = None) -> np.ndarray:
+def letterboxed_content(
+    frame: av.VideoFrame, box: Letterbox, *, rotation: int, reformatter: VideoReformatter | None = None
+) -> np.ndarray:
     """uint8 [Hn, Wn, 3] RGB content rectangle of the letterboxed frame (display orientation).
 
     Scaled by swscale with area averaging (anti-aliased; upstream used OpenCV bilinear on BGR, spec 5), then turned
@@ -24,14 +25,15 @@ def letterboxed_content(frame: av.VideoFrame, box: Letterbox, rotation: int,
     """
     rotated = rotation in (90, 270)
     h, w = (box.Wn, box.Hn) if rotated else (box.Hn, box.Wn)
-    rgb = rgb_resized(frame, h, w, reformatter)
+    rgb = rgb_resized(frame, height=h, width=w, reformatter=reformatter)
     if rotation:
         rgb = np.ascontiguousarray(np.rot90(rgb, rotation // 90))
     return rgb
 
 
-def read_letterboxed_frames(video_path: str | Path, frame_ids: np.ndarray, square_size: int = 576
-                            ) -> tuple[np.ndarray, np.ndarray]:
+def read_letterboxed_frames(
+    video_path: str | Path, frame_ids: np.ndarray, *, square_size: int = 576
+) -> tuple[np.ndarray, np.ndarray]:
     """Decode only the pixels of `frame_ids` (one pass, stops after the last one), letterboxed as in spec 5.
 
     Returns:
@@ -51,18 +53,22 @@ def read_letterboxed_frames(video_path: str | Path, frame_ids: np.ndarray, squar
         if box is None:
             rotation = frame_rotation(frame)
             h0, w0 = (frame.width, frame.height) if rotation in (90, 270) else (frame.height, frame.width)
-            box = letterbox(h0, w0, square_size)
+            box = letterbox(h0, w0, out_size=square_size)
         last = index
         if index in row:
-            content = letterboxed_content(frame, box, rotation, reformatter)
+            content = letterboxed_content(frame, box, rotation=rotation, reformatter=reformatter)
             frames[row[index], box.pad_top : box.pad_top + box.Hn, box.pad_left : box.pad_left + box.Wn] = content
             done.add(index)
             if index >= distinct[-1]:
                 break
     missing = [i for i in distinct if i not in done]
     if missing:
-        logger.warning("%s: frames %s not decoded (last decoded %d); reusing the last decoded sampled frame",
-                       video_path, missing[:8], last)
+        logger.warning(
+            "%s: frames %s not decoded (last decoded %d); reusing the last decoded sampled frame",
+            video_path,
+            missing[:8],
+            last,
+        )
         fallback = max(done) if done else None
         for i in missing:
             if fallback is not None:

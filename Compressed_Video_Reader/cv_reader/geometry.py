@@ -29,11 +29,13 @@ class Letterbox:
     def to_dict(self) -> dict:
         """The upstream `pad_info` dict (spec section 7)."""
         d = asdict(self)
-        return {k: d[k] for k in ("scale", "Hn", "Wn", "pad_top", "pad_left", "pad_bottom", "pad_right", "out_size",
-                                  "H0", "W0")}
+        return {
+            k: d[k]
+            for k in ("scale", "Hn", "Wn", "pad_top", "pad_left", "pad_bottom", "pad_right", "out_size", "H0", "W0")
+        }
 
 
-def letterbox(height: int, width: int, out_size: int) -> Letterbox:
+def letterbox(height: int, width: int, *, out_size: int) -> Letterbox:
     """Letterbox geometry of a `height` x `width` frame on an `out_size` square (spec section 5)."""
     if height <= 0 or width <= 0:
         raise ValueError(f"frame size must be positive, got {height}x{width}")
@@ -42,8 +44,18 @@ def letterbox(height: int, width: int, out_size: int) -> Letterbox:
     wn = max(1, round(width * scale))
     pad_top = (out_size - hn) // 2
     pad_left = (out_size - wn) // 2
-    return Letterbox(H0=height, W0=width, out_size=out_size, scale=scale, Hn=hn, Wn=wn, pad_top=pad_top,
-                     pad_left=pad_left, pad_bottom=out_size - hn - pad_top, pad_right=out_size - wn - pad_left)
+    return Letterbox(
+        H0=height,
+        W0=width,
+        out_size=out_size,
+        scale=scale,
+        Hn=hn,
+        Wn=wn,
+        pad_top=pad_top,
+        pad_left=pad_left,
+        pad_bottom=out_size - hn - pad_top,
+        pad_right=out_size - wn - pad_left,
+    )
 
 
 def valid_cell_ranges(box: Letterbox, patch_size: int) -> tuple[int, int, int, int]:
@@ -64,7 +76,7 @@ def valid_cell_mask(box: Letterbox, patch_size: int) -> np.ndarray:
     return mask
 
 
-def _area_cell_matrix(n_src: int, src_step: float, offset: float, grid: int, patch_size: int) -> np.ndarray:
+def _area_cell_matrix(n_src: int, src_step: float, *, offset: float, grid: int, patch_size: int) -> np.ndarray:
     """[grid, n_src] overlap lengths (canvas px) between canvas cells and source samples.
 
     Source sample i covers canvas `[offset + i*src_step, offset + (i+1)*src_step)`; cell r covers
@@ -78,8 +90,9 @@ def _area_cell_matrix(n_src: int, src_step: float, offset: float, grid: int, pat
     return np.clip(np.minimum(hi[None, :], cell_hi) - np.maximum(lo[None, :], cell_lo), 0.0, None)
 
 
-def _clip_to_content(mat: np.ndarray, lo: int, hi: int, patch_size: int) -> np.ndarray:
+def _clip_to_content(mat: np.ndarray, span: tuple[int, int], *, patch_size: int) -> np.ndarray:
     """Scale each cell row so it never integrates more than its overlap with the content span `[lo, hi)`."""
+    lo, hi = span
     cell_lo = np.arange(mat.shape[0]) * patch_size
     overlap = np.clip(np.minimum(cell_lo + patch_size, hi) - np.maximum(cell_lo, lo), 0, None)
     total = mat.sum(axis=1)
@@ -102,7 +115,7 @@ def _bilinear_matrix(n_src: int, n_dst: int) -> np.ndarray:
     return mat
 
 
-def _bilinear_cell_matrix(n_src: int, n_content: int, pad: int, grid: int, patch_size: int) -> np.ndarray:
+def _bilinear_cell_matrix(n_src: int, n_content: int, *, pad: int, grid: int, patch_size: int) -> np.ndarray:
     """[grid, n_src]: bilinear resize to `n_content` canvas px at offset `pad`, then 16-px cell sums."""
     resize = _bilinear_matrix(n_src, n_content)
     rows = pad + np.arange(n_content)
@@ -112,8 +125,9 @@ def _bilinear_cell_matrix(n_src: int, n_content: int, pad: int, grid: int, patch
     return cells @ resize
 
 
-def cell_sum_matrices(box: Letterbox, src_height: int, src_width: int, step_px: float, patch_size: int,
-                      mode: str = "area") -> tuple[np.ndarray, np.ndarray]:
+def cell_sum_matrices(
+    box: Letterbox, src_shape: tuple[int, int], *, step_px: float, patch_size: int, mode: str = "area"
+) -> tuple[np.ndarray, np.ndarray]:
     """Matrices `(A_h [grid, src_height], A_w [grid, src_width])` with `cells = A_h @ F @ A_w.T`.
 
     `F` is an energy map in [0, 1] (display orientation) whose sample (i, j) covers the frame pixels
@@ -125,15 +139,20 @@ def cell_sum_matrices(box: Letterbox, src_height: int, src_width: int, step_px: 
             upstream parity, spec section 5).
     """
     grid = box.out_size // patch_size
+    src_height, src_width = src_shape
     if mode == "area":
         # Samples past the frame edge (block grids that overhang odd sizes) are clipped to the content rectangle.
-        a_h = _area_cell_matrix(src_height, step_px * box.Hn / box.H0, box.pad_top, grid, patch_size)
-        a_w = _area_cell_matrix(src_width, step_px * box.Wn / box.W0, box.pad_left, grid, patch_size)
-        a_h = _clip_to_content(a_h, box.pad_top, box.pad_top + box.Hn, patch_size)
-        a_w = _clip_to_content(a_w, box.pad_left, box.pad_left + box.Wn, patch_size)
+        a_h = _area_cell_matrix(
+            src_height, step_px * box.Hn / box.H0, offset=box.pad_top, grid=grid, patch_size=patch_size
+        )
+        a_w = _area_cell_matrix(
+            src_width, step_px * box.Wn / box.W0, offset=box.pad_left, grid=grid, patch_size=patch_size
+        )
+        a_h = _clip_to_content(a_h, (box.pad_top, box.pad_top + box.Hn), patch_size=patch_size)
+        a_w = _clip_to_content(a_w, (box.pad_left, box.pad_left + box.Wn), patch_size=patch_size)
     elif mode == "bilinear":
-        a_h = _bilinear_cell_matrix(src_height, box.Hn, box.pad_top, grid, patch_size)
-        a_w = _bilinear_cell_matrix(src_width, box.Wn, box.pad_left, grid, patch_size)
+        a_h = _bilinear_cell_matrix(src_height, box.Hn, pad=box.pad_top, grid=grid, patch_size=patch_size)
+        a_w = _bilinear_cell_matrix(src_width, box.Wn, pad=box.pad_left, grid=grid, patch_size=patch_size)
     else:
         raise ValueError(f"resize mode must be 'area' or 'bilinear', got {mode!r}")
     return a_h.astype(np.float32), a_w.astype(np.float32)

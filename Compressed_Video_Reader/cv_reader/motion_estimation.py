@@ -10,8 +10,9 @@ from .residual import box_downsample
 ME_LONG_SIDE = 192  # match on luma downscaled to about this long side: cheap, and +-search covers fast motion
 
 
-def estimate_motion(cur: np.ndarray, ref: np.ndarray, *, block: int = 4, search: int = 5,
-                    zero_bias: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+def estimate_motion(
+    cur: np.ndarray, ref: np.ndarray, *, block: int = 4, search: int = 5, zero_bias: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
     """Full-search block matching of `cur` against `ref` (same-size float luma [H, W]).
 
     Args:
@@ -31,8 +32,10 @@ def estimate_motion(cur: np.ndarray, ref: np.ndarray, *, block: int = 4, search:
     best = np.full((hb, wb), np.inf, dtype=np.float32)
     motion = np.zeros((hb, wb, 2), dtype=np.float32)
     # Visit shifts by increasing length so that equal costs keep the shortest vector.
-    shifts = sorted(((dy, dx) for dy in range(-search, search + 1) for dx in range(-search, search + 1)),
-                    key=lambda s: (s[0] ** 2 + s[1] ** 2, s))
+    shifts = sorted(
+        ((dy, dx) for dy in range(-search, search + 1) for dx in range(-search, search + 1)),
+        key=lambda shift: (shift[0] ** 2 + shift[1] ** 2, shift),
+    )
     for dy, dx in shifts:
         shifted = padded[search + dy : search + dy + hb * block, search + dx : search + dx + wb * block]
         sad = np.abs(cur - shifted).reshape(hb, block, wb, block).mean(axis=(1, 3))
@@ -48,12 +51,18 @@ def estimate_motion(cur: np.ndarray, ref: np.ndarray, *, block: int = 4, search:
 def frame_motion(cur_full: np.ndarray, ref_full: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """Block motion between two luma planes [H, W] (uint8 or float, any common resolution).
 
+    The matching downscale brings the long side to about `ME_LONG_SIDE` but keeps at least two 4-px blocks across
+    the short side (a 4096x64 frame downscaled by its long side alone would be 2 px high: no block at all); frames
+    smaller than one block match with a single block of their own size.
+
     Returns:
         `(motion, residual, step)`: motion float32 [h, w, 2] in input pixels (multiples of the matching downscale),
         residual float32 [h, w] (grey levels), and `step` = input pixels per output cell.
     """
-    factor = max(1, int(np.ceil(max(cur_full.shape) / ME_LONG_SIDE)))
+    short = min(cur_full.shape)
+    factor = max(1, min(int(np.ceil(max(cur_full.shape) / ME_LONG_SIDE)), short // 8))
     cur = box_downsample(cur_full, factor)
     ref = box_downsample(ref_full, factor)
-    motion, residual = estimate_motion(cur, ref)
-    return motion * factor, residual, 4 * factor
+    block = max(1, min(4, *cur.shape))
+    motion, residual = estimate_motion(cur, ref, block=block, search=max(1, min(5, 2 * block)))
+    return motion * factor, residual, block * factor

@@ -7,9 +7,17 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def pack_mosaics(frames: Sequence[np.ndarray] | np.ndarray, frame_of_t: np.ndarray, positions_thw: np.ndarray, *,
-                 num_images: int, patch_size: int, square_size: int | None = None, pad_top: int = 0,
-                 pad_left: int = 0) -> list[np.ndarray]:
+def pack_mosaics(
+    frames: Sequence[np.ndarray] | np.ndarray,
+    frame_of_t: np.ndarray,
+    *,
+    positions_thw: np.ndarray,
+    num_images: int,
+    patch_size: int,
+    square_size: int | None = None,
+    pad_top: int = 0,
+    pad_left: int = 0,
+) -> list[np.ndarray]:
     """Copy each kept cell into row-major mosaics.
 
     Args:
@@ -34,21 +42,15 @@ def pack_mosaics(frames: Sequence[np.ndarray] | np.ndarray, frame_of_t: np.ndarr
     k = positions_thw.shape[0]
     if k > num_images * cells:
         raise ValueError(f"{k} positions do not fit in {num_images} images of {cells} cells")
-    offsets = np.arange(patch_size)
-    ys = positions_thw[:, 1, None] * patch_size + offsets - pad_top  # (K, p) rows in the frame array
-    xs = positions_thw[:, 2, None] * patch_size + offsets - pad_left
     out = np.zeros((num_images * cells, patch_size, patch_size, 3), dtype=np.uint8)
     src = np.asarray(frame_of_t)[positions_thw[:, 0]]
+    side = grid * patch_size
     for f in np.unique(src):
         rows = np.flatnonzero(src == f)
-        image = frames[f]
-        h, w = image.shape[:2]
-        y, x = ys[rows], xs[rows]
-        block = image[np.clip(y, 0, h - 1)[:, :, None], np.clip(x, 0, w - 1)[:, None, :]]  # (n, p, p, 3)
-        outside = ~(((y >= 0) & (y < h))[:, :, None] & ((x >= 0) & (x < w))[:, None, :])
-        if outside.any():
-            block[outside] = 0
-        out[rows] = block
+        canvas = letterbox_canvas(frames[f], size, pad_top=pad_top, pad_left=pad_left)[:side, :side]
+        # Cells as a view [G, p, G, p, 3]: one gather of whole cells instead of per-pixel index arithmetic.
+        cell_view = canvas.reshape(grid, patch_size, grid, patch_size, 3)
+        out[rows] = cell_view[positions_thw[rows, 1], :, positions_thw[rows, 2]]
     out = out.reshape(num_images, grid, grid, patch_size, patch_size, 3).transpose(0, 1, 3, 2, 4, 5)
     mosaic = out.reshape(num_images, grid * patch_size, grid * patch_size, 3)
     if grid * patch_size != size:  # square not a multiple of the patch: keep the canvas size
@@ -58,8 +60,11 @@ def pack_mosaics(frames: Sequence[np.ndarray] | np.ndarray, frame_of_t: np.ndarr
     return [np.ascontiguousarray(m) for m in mosaic]
 
 
-def letterbox_canvas(content: np.ndarray, square_size: int, pad_top: int, pad_left: int) -> np.ndarray:
-    """uint8 [S, S, 3] black canvas with `content` [Hn, Wn, 3] placed at (pad_top, pad_left)."""
+def letterbox_canvas(content: np.ndarray, square_size: int, *, pad_top: int = 0, pad_left: int = 0) -> np.ndarray:
+    """uint8 [S, S, 3] black canvas with `content` [Hn, Wn, 3] placed at (pad_top, pad_left) (content that is
+    already a whole canvas is returned as it is)."""
+    if content.shape[:2] == (square_size, square_size) and pad_top == 0 and pad_left == 0:
+        return content
     canvas = np.zeros((square_size, square_size, 3), dtype=np.uint8)
     canvas[pad_top : pad_top + content.shape[0], pad_left : pad_left + content.shape[1]] = content
     return canvas

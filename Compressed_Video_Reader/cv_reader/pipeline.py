@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +20,21 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from .decode import PICT_I, PICT_P, frame_rotation, iter_frames, luma_plane, motion_records, probe_video
+from .decode import (
+    PICT_I,
+    PICT_P,
+    VideoInfo,
+    frame_rotation,
+    iter_indexed_frames,
+    luma_plane,
+    motion_records,
+    probe_video,
+)
+from .errors import VideoReadError
 from .frames import letterboxed_content
 from .geometry import Letterbox, letterbox, valid_cell_mask, valid_cell_ranges
 from .motion_estimation import frame_motion
-from .motion_vectors import motion_field
+from .motion_vectors import field_block, motion_field
 from .packing import letterbox_canvas, pack_mosaics
 from .residual import box_downsample, highpass_residual, mc_residual
 from .saliency import EnergyConfig, cell_scores, compensate_motion, fuse_cells, normalise
@@ -36,7 +47,7 @@ BUSY_FIELD = 0.3  # share of non-zero vectors above which a field is treated lik
 MAX_PENDING = 4  # sampled frames queued for the energy thread before decoding waits
 
 
-def sample_frame_ids(num_decoded: int, num_frames: int = 64, start: int = 0) -> np.ndarray:
+def sample_frame_ids(num_decoded: int, num_frames: int = 64, *, start: int = 0) -> np.ndarray:
     """int32 [num_frames] = floor(linspace(start, N-1, num_frames)) (spec 3; duplicates when N < num_frames)."""
     if num_decoded <= 0:
         raise ValueError(f"need at least one frame, got {num_decoded}")
@@ -74,17 +85,26 @@ class CodecSelection:
         if self.frames is None or self.frame_of_t is None:
             raise ValueError("this selection was computed with keep_pixels=False: no pixels to pack")
         pad = self.meta["pad_info"]
-        return pack_mosaics(self.frames, self.frame_of_t, self.positions_thw, num_images=self.meta["num_images"],
-                            patch_size=self.meta["patch_size"], square_size=self.meta["square_size"],
-                            pad_top=pad["pad_top"], pad_left=pad["pad_left"])
+        return pack_mosaics(
+            self.frames,
+            self.frame_of_t,
+            positions_thw=self.positions_thw,
+            num_images=self.meta["num_images"],
+            patch_size=self.meta["patch_size"],
+            square_size=self.meta["square_size"],
+            pad_top=pad["pad_top"],
+            pad_left=pad["pad_left"],
+        )
 
     def sampled_frames(self) -> np.ndarray:
         """uint8 [T, S, S, 3] letterboxed RGB canvas of each sampled frame (for visualisation)."""
         if self.frames is None or self.frame_of_t is None:
             raise ValueError("this selection was computed with keep_pixels=False")
         pad = self.meta["pad_info"]
-        canvases = [letterbox_canvas(f, self.meta["square_size"], pad["pad_top"], pad["pad_left"])
-                    for f in self.frames]
+        canvases = [
+            letterbox_canvas(f, self.meta["square_size"], pad_top=pad["pad_top"], pad_left=pad["pad_left"])
+            for f in self.frames
+        ]
         return np.stack([canvases[i] for i in self.frame_of_t])
 
 
@@ -100,6 +120,7 @@ class _Sample:
     prev_frame: np.ndarray | None
     pict_type: int
     mv_field: np.ndarray | None = None
+    mv_block: int = 4
     has: np.ndarray | None = None
     next_refs: list[np.ndarray] = field(default_factory=list)
 
@@ -107,8 +128,17 @@ class _Sample:
 class _Session:
     """State of one streaming pass; see `select_patches`."""
 
-    def __init__(self, video: str, num_frames: int, square_size: int, patch_size: int, cfg: EnergyConfig,
-                 motion_source: str, keep_pixels: bool) -> None:
+    def __init__(
+        self,
+        video: str,
+        *,
+        num_frames: int,
+        square_size: int,
+        patch_size: int,
+        cfg: EnergyConfig,
+        motion_source: str,
+        keep_pixels: bool,
+    ) -> None:
         self.video = video
         self.num_frames = num_frames
         self.square = square_size
@@ -129,12 +159,12 @@ class _Session:
         self.reformatter = VideoReformatter()
         self.timing = defaultdict(float)
 
-    def setup(self, frame: av.VideoFrame, distinct: list[int], work_factor: int | None) -> None:
+    def setup(self, frame: av.VideoFrame, *, distinct: list[int], work_factor: int | None) -> None:
         """Geometry from the first decoded frame (display size after rotation)."""
         self.coded = (frame.height, frame.width)
         self.rotation = frame_rotation(frame)
         h0, w0 = (frame.width, frame.height) if self.rotation in (90, 270) else (frame.height, frame.width)
-        self.box = letterbox(h0, w0, self.square)
+        self.box = letterbox(h0, w0, out_size=self.square)
         # Work resolution: at least ~4 work pixels per canvas cell side, and a divisor of the 4-px motion block
         # (factor 4 instead of 2 on the demo clips changed the agreement by 0.002 and halved the residual cost).
         cell_px = max(h0, w0) * self.patch / self.square
@@ -153,65 +183,117 @@ class _Session:
         if not self.keep_pixels:
             return
         t0 = time.perf_counter()
-        self.frames[self.frame_row[index]] = letterboxed_content(frame, self.box, self.rotation, self.reformatter)
+        self.frames[self.frame_row[index]] = letterboxed_content(
+            frame, self.box, rotation=self.rotation, reformatter=self.reformatter
+        )
         self.timing["pixels_s"] += time.perf_counter() - t0
 
     def finish(self, sample: _Sample) -> None:
-        """Route a sample once its later references are in (runs on the energy thread): codec vectors when they
-        cover the frame, else block matching against the next frame (the previous one at the end of the video)."""
+        """Energy of one sample (runs on the energy thread). An unexpected failure of the analysis (a geometry or
+        stream no test covered) is reported as `VideoReadError` naming the video and the frame, never as a bare
+        numpy IndexError."""
+        try:
+            self._route(sample)
+        except VideoReadError:
+            raise
+        except Exception as err:
+            logger.debug("%s: analysis of frame %d failed", self.video, sample.index, exc_info=True)
+            raise VideoReadError(
+                self.video,
+                "analysis_error",
+                detail=f"frame {sample.index} ({self.coded[1]}x{self.coded[0]}): {type(err).__name__}: {err}",
+            ) from err
+
+    def _route(self, sample: _Sample) -> None:
+        """Codec vectors when they cover the frame, else block matching against the next frame (the previous one
+        at the end of the video)."""
         if sample.records is not None and len(sample.records):
-            sample.mv_field, sample.has = motion_field(sample.records, *self.coded)
+            sample.mv_block = field_block(sample.records)
+            sample.mv_field, sample.has = motion_field(
+                sample.records, height=self.coded[0], width=self.coded[1], block=sample.mv_block
+            )
             intra = 1.0 - float(np.mean(sample.has[..., 0] | sample.has[..., 1]))
             if intra <= INTRA_HEAVY:
                 self.finish_codec(sample)
                 return
         # I-frame, scene cut coded intra, or codec without vectors (spec 13: upstream scores these with zero motion).
         if self.use_codec and not self.cfg.intra_frame_motion:
-            t0 = time.perf_counter()  # upstream: Mn = 0, residual = intra texture only (spec 4 consequences)
+            started = time.perf_counter()  # upstream: Mn = 0, residual = intra texture only (spec 4 consequences)
             residual = highpass_residual(sample.luma, max(1.5 / self.factor, 0.5))
-            self._finish(sample, np.zeros((1, 1), np.float32), max(self.coded), residual, self.factor,
-                         "intra_highpass", t0)
+            self._finish(
+                sample,
+                magnitude=np.zeros((1, 1), np.float32),
+                magnitude_step=max(self.coded),
+                residual=residual,
+                residual_step=self.factor,
+                label="intra_highpass",
+                started=started,
+            )
             return
         if sample.next_refs:
-            self.finish_pixel(sample, sample.next_refs[0], "pixel_next")
+            self.finish_pixel(sample, sample.next_refs[0], label="pixel_next")
         else:
-            self.finish_pixel(sample, sample.prev_frame, "pixel_prev")
+            self.finish_pixel(sample, sample.prev_frame, label="pixel_prev")
 
     def finish_codec(self, sample: _Sample) -> None:
         """Energy from codec motion vectors + motion-compensated residual (spec 4 and 11)."""
-        t0 = time.perf_counter()
-        fld, has = sample.mv_field, sample.has
+        started = time.perf_counter()
+        vectors, has = sample.mv_field, sample.has
         # Integer-pixel dead zone (spec 2.3: the upstream reader exports truncated `src - dst`): it keeps sub-pixel
         # jitter out of the per-frame p95 normalisation (quarter-pel magnitudes lowered the agreement with upstream
         # from 0.81 to 0.74 and 0.73 to 0.37 on the demo clips). See EnergyConfig.mv_truncate.
         cfg = self.cfg
         valid = (has[..., 0] | has[..., 1]) if cfg.median_over_coded else np.ones(has.shape[:2], dtype=bool)
-        mag = compensate_motion(fld[..., 0:2], valid, cfg.mv_compensate, cfg.mv_truncate, cfg.camera_modes)
+        magnitude = compensate_motion(
+            vectors[..., 0:2], valid, mode=cfg.mv_compensate, truncate=cfg.mv_truncate, extra_modes=cfg.camera_modes
+        )
         only_l1 = has[..., 1] & ~has[..., 0]
         if cfg.l1_weight > 0 and only_l1.any():
             # B-frame blocks predicted from the future only (upstream counts them as still, spec 13.3).
-            mag_l1 = compensate_motion(fld[..., 2:4], has[..., 1], cfg.mv_compensate, cfg.mv_truncate)
-            mag = np.where(only_l1, cfg.l1_weight * mag_l1, mag)
-        # Under camera motion, truncated vectors disagree with the camera estimate by +-1 px over the whole
-        # background; a higher normaliser floor keeps that jitter below real object motion.
-        # "Moving" also when most blocks carry a non-zero vector around a zero median (B-frames whose vectors do not
-        # follow the pan, seen on synthetic pans).
-        mv_floor = cfg.mv_floor
-        if cfg.mv_floor_moving_camera > cfg.mv_floor:
-            camera = np.trunc(fld[..., 0:2][valid]) if valid.any() else np.zeros((1, 2))
-            busy = float(np.mean(np.any(camera != 0, axis=1)))
-            if busy > BUSY_FIELD or bool(np.any(np.median(camera, axis=0) != 0)):
-                mv_floor = cfg.mv_floor_moving_camera
-        residual = mc_residual(sample.luma, fld, has, self.factor, sample.prev_refs, sample.next_refs,
-                               intra=self.cfg.intra_residual)
-        self._finish(sample, mag, 4, residual, self.factor, "codec_mv_bi" if has[..., 1].any() else "codec_mv", t0,
-                     mv_floor=mv_floor)
+            magnitude_l1 = compensate_motion(
+                vectors[..., 2:4], has[..., 1], mode=cfg.mv_compensate, truncate=cfg.mv_truncate
+            )
+            magnitude = np.where(only_l1, cfg.l1_weight * magnitude_l1, magnitude)
+        residual = mc_residual(
+            sample.luma,
+            vectors,
+            has=has,
+            factor=self.factor,
+            prev=sample.prev_refs,
+            nxt=sample.next_refs,
+            mv_block=sample.mv_block,
+            intra=cfg.intra_residual,
+        )
+        self._finish(
+            sample,
+            magnitude=magnitude,
+            magnitude_step=sample.mv_block,
+            residual=residual,
+            residual_step=self.factor,
+            label="codec_mv_bi" if has[..., 1].any() else "codec_mv",
+            started=started,
+            mv_floor=self._codec_mv_floor(vectors, valid),
+        )
 
-    def finish_pixel(self, sample: _Sample, ref: np.ndarray | None, label: str) -> None:
+    def _codec_mv_floor(self, vectors: np.ndarray, valid: np.ndarray) -> float:
+        """Motion normaliser floor of a codec-vector frame. Under camera motion, truncated vectors disagree with the
+        camera estimate by +-1 px over the whole background; a higher floor keeps that jitter below real object
+        motion. "Moving" also when most blocks carry a non-zero vector around a zero median (B-frames whose vectors
+        do not follow the pan, seen on synthetic pans)."""
+        cfg = self.cfg
+        if cfg.mv_floor_moving_camera <= cfg.mv_floor:
+            return cfg.mv_floor
+        camera = np.trunc(vectors[..., 0:2][valid]) if valid.any() else np.zeros((1, 2))
+        busy = float(np.mean(np.any(camera != 0, axis=1)))
+        if busy > BUSY_FIELD or bool(np.any(np.median(camera, axis=0) != 0)):
+            return cfg.mv_floor_moving_camera
+        return cfg.mv_floor
+
+    def finish_pixel(self, sample: _Sample, ref: np.ndarray | None, *, label: str) -> None:
         """Energy from block matching against a neighbouring decoded frame (no codec vectors)."""
-        t0 = time.perf_counter()
+        started = time.perf_counter()
         if ref is None:  # a single-frame video: nothing moves
-            mag = np.zeros((1, 1), np.float32)
+            magnitude = np.zeros((1, 1), np.float32)
             residual = np.zeros((1, 1), np.float32)
             step = max(self.coded)
             label = "single_frame"
@@ -220,27 +302,63 @@ class _Session:
             motion, residual, step = frame_motion(sample.luma, ref)
             quantum = float(step) / 4 * self.factor  # block matching moves in whole pixels of the matching grid
             step *= self.factor
-            mag = compensate_motion(motion * self.factor, np.ones(motion.shape[:2], bool), self.cfg.mv_compensate,
-                                    "none")
+            magnitude = compensate_motion(
+                motion * self.factor, np.ones(motion.shape[:2], bool), mode=self.cfg.mv_compensate, truncate="none"
+            )
         # One quantum of jitter is not motion (same reasoning as the integer-pixel codec vectors).
-        self._finish(sample, mag, step, residual, step, label, t0, mv_floor=max(self.cfg.mv_floor, 2 * quantum))
+        self._finish(
+            sample,
+            magnitude=magnitude,
+            magnitude_step=step,
+            residual=residual,
+            residual_step=step,
+            label=label,
+            started=started,
+            mv_floor=max(self.cfg.mv_floor, 2 * quantum),
+        )
 
-    def _finish(self, sample: _Sample, mag: np.ndarray, mag_step: int, residual: np.ndarray, res_step: int,
-                label: str, t0: float, mv_floor: float | None = None) -> None:
-        cfg, box = self.cfg, self.box
-        mn = normalise(mag, cfg.mv_pct, cfg.mv_floor if mv_floor is None else mv_floor)
-        rn = normalise(residual, cfg.res_pct, cfg.res_floor)
-        cells = fuse_cells(cell_scores(mn, mag_step, box, self.patch, cfg.resize, self.rotation),
-                           cell_scores(rn, res_step, box, self.patch, cfg.resize, self.rotation), cfg)
-        self.scores[sample.index] = cells
+    def _finish(
+        self,
+        sample: _Sample,
+        *,
+        magnitude: np.ndarray,
+        magnitude_step: int,
+        residual: np.ndarray,
+        residual_step: int,
+        label: str,
+        started: float,
+        mv_floor: float | None = None,
+    ) -> None:
+        """Normalise both maps, sum them per canvas cell and fuse: the scores of the sample's frame."""
+        cfg = self.cfg
+        geometry = {"box": self.box, "patch_size": self.patch, "mode": cfg.resize, "rotation": self.rotation}
+        motion_norm = normalise(magnitude, pct=cfg.mv_pct, floor=cfg.mv_floor if mv_floor is None else mv_floor)
+        residual_norm = normalise(residual, pct=cfg.res_pct, floor=cfg.res_floor)
+        self.scores[sample.index] = fuse_cells(
+            cell_scores(motion_norm, magnitude_step, **geometry),
+            cell_scores(residual_norm, residual_step, **geometry),
+            cfg=cfg,
+        )
         self.paths[sample.index] = label
-        self.timing["energy_s"] += time.perf_counter() - t0
+        self.timing["energy_s"] += time.perf_counter() - started
 
 
-def select_patches(video_path: str | Path, *, num_frames: int = 64, num_images: int = 8, square_size: int = 576,
-                   patch_size: int = 16, keep_first_full_frame: bool = True, budget: int | None = None,
-                   sample_start_offset: int = 0, energy: EnergyConfig | None = None, motion_source: str = "auto",
-                   keep_pixels: bool = True, work_factor: int | None = None) -> CodecSelection:
+def select_patches(
+    video_path: str | Path,
+    *,
+    num_frames: int = 64,
+    num_images: int = 8,
+    square_size: int = 576,
+    patch_size: int = 16,
+    keep_first_full_frame: bool = True,
+    budget: int | None = None,
+    sample_start_offset: int = 0,
+    energy: EnergyConfig | None = None,
+    motion_source: str = "auto",
+    keep_pixels: bool = True,
+    work_factor: int | None = None,
+    padding_policy: str = "zero",
+) -> CodecSelection:
     """Select the patches of a video where something happens, in one decode pass.
 
     Args:
@@ -257,201 +375,347 @@ def select_patches(video_path: str | Path, *, num_frames: int = 64, num_images: 
             "codec" (error if the codec exports none) or "pixel" (block matching everywhere).
         keep_pixels: keep the letterboxed RGB of sampled frames for `mosaics()`.
         work_factor: luma downscale (1, 2 or 4) for the residual proxy; default from the canvas cell size.
+        padding_policy: "zero" (letterbox padding cells rank after every content cell, upstream default) or
+            "exclude" (never picked; VideoReadError when the content cells cannot fill the budget).
 
     Raises:
         VideoReadError: the file is missing, empty, not a video, has no video stream or no decodable frame.
     """
     t_start = time.perf_counter()
-    cfg = energy or EnergyConfig()
-    if square_size % patch_size:
-        raise ValueError(f"square_size {square_size} is not a multiple of patch_size {patch_size}")
-    grid = square_size // patch_size
-    k_total = budget if budget is not None else num_images * grid * grid
-    if k_total > num_images * grid * grid:
-        raise ValueError(f"budget {k_total} exceeds the {num_images} mosaics of {grid * grid} cells")
-    if motion_source not in ("auto", "codec", "pixel"):
-        raise ValueError(f"motion_source must be auto, codec or pixel, got {motion_source!r}")
-
+    k_total = _check_arguments(
+        num_images=num_images,
+        square_size=square_size,
+        patch_size=patch_size,
+        budget=budget,
+        motion_source=motion_source,
+        padding_policy=padding_policy,
+    )
     info = probe_video(video_path)
     if motion_source == "codec" and not info.exports_motion_vectors:
         raise ValueError(f"{video_path}: codec {info.codec} exports no motion vectors (use motion_source='auto')")
     use_codec = motion_source != "pixel" and info.exports_motion_vectors
     if not use_codec and motion_source == "auto":
         logger.info("%s: codec %s exports no motion vectors, using block-matching motion", video_path, info.codec)
-    frame_ids = sample_frame_ids(info.num_frames, num_frames, sample_start_offset)
+    frame_ids = sample_frame_ids(info.num_frames, num_frames, start=sample_start_offset)
     slots: dict[int, list[int]] = defaultdict(list)
     for t, idx in enumerate(frame_ids.tolist()):
         slots[idx].append(t)
-    last_wanted = int(frame_ids.max())
+    session = _Session(
+        str(video_path),
+        num_frames=num_frames,
+        square_size=square_size,
+        patch_size=patch_size,
+        cfg=energy or EnergyConfig(),
+        motion_source=motion_source,
+        keep_pixels=keep_pixels,
+    )
+    session.use_codec = use_codec
+    num_decoded, pix_fmt = _decode_pass(session, info=info, slots=slots, work_factor=work_factor)
+    missing = sorted(set(slots) - set(session.scores))
+    if missing:
+        logger.warning(
+            "%s: %d packets but only %d decoded frames; sampled frames %s reuse the last decoded one",
+            video_path,
+            info.num_frames,
+            num_decoded,
+            missing[:8],
+        )
+    run = _Run(
+        info=info,
+        frame_ids=frame_ids,
+        slots=slots,
+        missing=missing,
+        num_decoded=num_decoded,
+        pix_fmt=pix_fmt,
+        use_codec=use_codec,
+        t_start=t_start,
+    )
+    return _assemble(
+        session,
+        run,
+        k_total=k_total,
+        num_images=num_images,
+        keep_first_full_frame=keep_first_full_frame,
+        exclude_padding=padding_policy == "exclude",
+    )
 
-    s = _Session(str(video_path), num_frames, square_size, patch_size, cfg, motion_source, keep_pixels)
-    s.use_codec = use_codec
+
+def _check_arguments(
+    *, num_images: int, square_size: int, patch_size: int, budget: int | None, motion_source: str, padding_policy: str
+) -> int:
+    """Validate the arguments of `select_patches`; returns K."""
+    if square_size % patch_size:
+        raise ValueError(f"square_size {square_size} is not a multiple of patch_size {patch_size}")
+    grid = square_size // patch_size
+    k_total = budget if budget is not None else num_images * grid * grid
+    if k_total > num_images * grid * grid:
+        raise ValueError(f"budget {k_total} exceeds the {num_images} mosaics of {grid * grid} cells")
+    if padding_policy not in ("zero", "exclude"):
+        raise ValueError(f"padding_policy must be zero or exclude, got {padding_policy!r}")
+    if motion_source not in ("auto", "codec", "pixel"):
+        raise ValueError(f"motion_source must be auto, codec or pixel, got {motion_source!r}")
+    return k_total
+
+
+def needed_frames(sampled: list[int]) -> frozenset[int]:
+    """Display indices that must be decoded: each sampled frame and its neighbours (the previous frame is a list-0
+    candidate, the next one the list-1 candidate and the block-matching partner). Other non-reference frames
+    are skipped by the decoder."""
+    return frozenset(i + d for i in sampled for d in (-1, 0, 1) if i + d >= 0)
+
+
+@dataclass
+class _Run:
+    """Facts of one decode pass that the assembly of the result needs."""
+
+    info: VideoInfo
+    frame_ids: np.ndarray
+    slots: dict[int, list[int]]
+    missing: list[int]
+    num_decoded: int
+    pix_fmt: str | None
+    use_codec: bool
+    t_start: float
+
+
+class _Router:
+    """Routes each decoded frame: luma for the samples waiting on it, a new sample when it is sampled, and the
+    list-0 references (last anchor, previous frame) for the next ones. Samples go to `submit` once their later
+    references are in: B-frames after the next anchor, other frames after the next frame."""
+
+    def __init__(self, session: _Session, *, slots: dict[int, list[int]], submit: Callable[[_Sample], None]) -> None:
+        self.session, self.slots, self.submit = session, slots, submit
+        self.anchor: tuple[av.VideoFrame, np.ndarray | None] | None = None
+        self.prev: tuple[av.VideoFrame, np.ndarray | None] | None = None
+        self.wait_anchor: list[_Sample] = []
+        self.wait_frame: list[_Sample] = []
+
+    def pending(self) -> list[_Sample]:
+        return self.wait_frame + self.wait_anchor
+
+    def _luma_of(self, ref: tuple[av.VideoFrame, np.ndarray | None] | None) -> np.ndarray | None:
+        if ref is None:
+            return None
+        return ref[1] if ref[1] is not None else self.session.work_luma(ref[0])
+
+    def add(self, index: int, frame: av.VideoFrame) -> None:
+        session = self.session
+        ptype = int(frame.pict_type)
+        is_anchor = ptype in (PICT_I, PICT_P) or not session.use_codec
+        # Luma only where a sample uses it: its own frame, the next frame of waiting samples, the next anchor of
+        # waiting B-frames (the frames in between are not read).
+        needed = (
+            index in self.slots
+            or self.wait_frame
+            or (self.wait_anchor and (is_anchor or any(not sample.next_refs for sample in self.wait_anchor)))
+        )
+        luma = session.work_luma(frame) if needed else None
+        for sample in self.wait_frame:
+            sample.next_refs.append(luma)
+            self.submit(sample)
+        self.wait_frame = []
+        for sample in self.wait_anchor:
+            # List-1 candidates: the next frame (B-pyramid references) and the next anchor (I/P).
+            if not sample.next_refs or is_anchor:
+                sample.next_refs.append(luma)
+            if is_anchor:
+                self.submit(sample)
+        if is_anchor:
+            self.wait_anchor = []
+        if index in self.slots:
+            self._sample(index, frame, luma=luma, ptype=ptype)
+        if is_anchor:
+            self.anchor = (frame, luma)
+        self.prev = (frame, luma)
+
+    def _sample(self, index: int, frame: av.VideoFrame, *, luma: np.ndarray, ptype: int) -> None:
+        records = motion_records(frame) if self.session.use_codec else None
+        anchor_luma, prev_luma = self._luma_of(self.anchor), self._luma_of(self.prev)
+        if self.anchor is not None:
+            self.anchor = (self.anchor[0], anchor_luma)
+        if self.prev is not None:
+            self.prev = (self.prev[0], prev_luma)
+        # List-0 candidates: the previous anchor and the previous frame (B-pyramid / multi-reference).
+        prev_refs = [r for r in (anchor_luma, prev_luma) if r is not None]
+        if len(prev_refs) == 2 and self.anchor[0] is self.prev[0]:
+            prev_refs = prev_refs[:1]
+        sample = _Sample(
+            index=index,
+            ts=self.slots[index],
+            luma=luma,
+            records=records,
+            prev_refs=prev_refs,
+            prev_frame=prev_luma,
+            pict_type=ptype,
+        )
+        self.session.keep_canvas(index, frame)
+        if records is not None and np.any(records["source"] > 0):
+            self.wait_anchor.append(sample)  # B-frame: needs the next frames up to the next anchor
+        else:
+            # P-frames, I-frames and codecs without vectors wait for the next frame: the block-matching fallback of
+            # intra-heavy frames (scene cuts) compares with it (same shot after a cut).
+            self.wait_frame.append(sample)
+
+
+def _decode_pass(
+    session: _Session, *, info: VideoInfo, slots: dict[int, list[int]], work_factor: int | None
+) -> tuple[int, str | None]:
+    """The one decode pass: fills `session.scores` (and pixels); returns (frames decoded, pixel format).
+
+    Energies of finished samples are computed on one helper thread while this thread keeps decoding (numpy and
+    FFmpeg release the GIL). Decoding itself stays on this thread with slice threading (spec 11: frame threading
+    corrupts motion vectors); non-reference frames that no sample needs are not decoded at all.
+    """
     t_decode0 = time.perf_counter()
-    anchor_frame: av.VideoFrame | None = None
-    anchor_luma: np.ndarray | None = None
-    prev_frame: av.VideoFrame | None = None
-    prev_luma: np.ndarray | None = None
-    wait_anchor: list[_Sample] = []
-    wait_frame: list[_Sample] = []
-    pix_fmt = None
-    index = -1
-    # Energies of finished samples are computed on one helper thread while the main thread keeps decoding (numpy
-    # and FFmpeg release the GIL): on 2 cores this hides most of the per-sample cost. Decoding itself stays on
-    # this thread with slice threading (spec 11: frame threading corrupts motion vectors).
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cv_reader_energy")
     jobs: list[Future] = []
 
     def submit(sample: _Sample) -> None:
         # Back-pressure: at most MAX_PENDING samples queued, so memory does not depend on thread scheduling.
-        jobs.append(worker.submit(s.finish, sample))
+        jobs.append(worker.submit(session.finish, sample))
         pending = [j for j in jobs[-2 * MAX_PENDING :] if not j.done()]
         if len(pending) > MAX_PENDING:
             pending[0].result()
 
+    router = _Router(session, slots=slots, submit=submit)
+    last_wanted, pix_fmt, num_decoded = max(slots), None, 0
+    frames = iter_indexed_frames(
+        session.video, export_mvs=session.use_codec, keep=needed_frames(sorted(slots)), display_pts=info.display_pts
+    )
     try:
-        for index, frame in enumerate(iter_frames(video_path, export_mvs=use_codec)):
-            if s.box is None:
-                s.setup(frame, sorted(slots), work_factor)
+        for index, frame in frames:
+            if session.box is None:
+                session.setup(frame, distinct=sorted(slots), work_factor=work_factor)
                 pix_fmt = frame.format.name
-            if (frame.height, frame.width) != s.coded:
-                raise ValueError(f"{video_path}: frame {index} is {frame.width}x{frame.height}, the stream started at "
-                                 f"{s.coded[1]}x{s.coded[0]} (resolution changes are not supported)")
-            ptype = int(frame.pict_type)
-            is_anchor = ptype in (PICT_I, PICT_P) or not use_codec
-            luma = None
-            if wait_frame or wait_anchor or index in slots:
-                luma = s.work_luma(frame)
-            for sample in wait_frame:
-                sample.next_refs.append(luma)
-                submit(sample)
-            wait_frame = []
-            for sample in wait_anchor:
-                # List-1 candidates: the next frame (B-pyramid references) and the next anchor (I/P).
-                if not sample.next_refs or is_anchor:
-                    sample.next_refs.append(luma)
-                if is_anchor:
-                    submit(sample)
-            if is_anchor:
-                wait_anchor = []
-            if index in slots:
-                records = motion_records(frame) if use_codec else None
-                if anchor_frame is not None and anchor_luma is None:
-                    anchor_luma = s.work_luma(anchor_frame)
-                if prev_frame is not None and prev_luma is None:
-                    prev_luma = s.work_luma(prev_frame)
-                # List-0 candidates: the previous anchor and the previous frame (B-pyramid / multi-reference).
-                prev_refs = [r for r in (anchor_luma, prev_luma) if r is not None]
-                if len(prev_refs) == 2 and anchor_frame is prev_frame:
-                    prev_refs = prev_refs[:1]
-                sample = _Sample(index=index, ts=slots[index], luma=luma, records=records, prev_refs=prev_refs,
-                                 prev_frame=prev_luma, pict_type=ptype)
-                s.keep_canvas(index, frame)
-                if records is not None and np.any(records["source"] > 0):
-                    wait_anchor.append(sample)  # B-frame: needs the next frames up to the next anchor
-                else:
-                    # P-frames, I-frames and codecs without vectors wait for the next frame: the block-matching
-                    # fallback of intra-heavy frames (scene cuts) compares with it (same shot after a cut).
-                    wait_frame.append(sample)
-            if is_anchor:
-                anchor_frame, anchor_luma = frame, luma
-            prev_frame, prev_luma = frame, luma
-            if index >= last_wanted and not wait_frame and not wait_anchor:
+            if (frame.height, frame.width) != session.coded:
+                raise VideoReadError(
+                    session.video,
+                    "resolution_change",
+                    detail=f"frame {index} is {frame.width}x{frame.height}, the stream started at "
+                    f"{session.coded[1]}x{session.coded[0]}; re-encode to one size",
+                )
+            router.add(index, frame)
+            num_decoded = index + 1
+            if index >= last_wanted and not router.pending():
                 break  # every sampled frame is done: the rest of the file is not needed
-        num_decoded = index + 1
-        s.timing["decode_loop_s"] = time.perf_counter() - t_decode0
-        for sample in wait_frame + wait_anchor:  # end of the video: finish with what was seen
+        session.timing["decode_loop_s"] = time.perf_counter() - t_decode0
+        for sample in router.pending():  # end of the video: finish with what was seen
             submit(sample)
         worker.shutdown(wait=True)
         for job in jobs:
             job.result()  # re-raise any error of the energy thread here
     finally:
+        frames.close()
         worker.shutdown(wait=True, cancel_futures=True)
-    s.timing["energy_wait_s"] = time.perf_counter() - t_decode0 - s.timing["decode_loop_s"]
-
-    missing = sorted(set(slots) - set(s.scores))
-    if missing:
-        logger.warning("%s: %d packets but only %d decoded frames; sampled frames %s reuse the last decoded one",
-                       video_path, info.num_frames, num_decoded, missing[:8])
-    return _assemble(s, info, frame_ids, slots, missing, k_total, num_images, keep_first_full_frame,
-                     num_decoded, pix_fmt, use_codec, t_start)
+    session.timing["energy_wait_s"] = time.perf_counter() - t_decode0 - session.timing["decode_loop_s"]
+    return num_decoded, pix_fmt
 
 
-def _assemble(s: _Session, info, frame_ids: np.ndarray, slots: dict[int, list[int]], missing: list[int],
-              k_total: int, num_images: int, keep_first_full_frame: bool, num_decoded: int, pix_fmt: str | None,
-              use_codec: bool, t_start: float) -> CodecSelection:
+def _assemble(
+    session: _Session, run: _Run, *, k_total: int, num_images: int, keep_first_full_frame: bool, exclude_padding: bool
+) -> CodecSelection:
+    info, frame_ids, slots, missing = run.info, run.frame_ids, run.slots, run.missing
+    num_decoded, pix_fmt, use_codec, t_start = run.num_decoded, run.pix_fmt, run.use_codec, run.t_start
     t0 = time.perf_counter()
-    grid = s.grid
-    decoded_sorted = sorted(s.scores)
-    scores = np.zeros((s.num_frames, grid, grid), dtype=np.float32)
+    grid = session.grid
+    decoded_sorted = sorted(session.scores)
+    scores = np.zeros((session.num_frames, grid, grid), dtype=np.float32)
     paths = []
     distinct = sorted(slots)
     frame_row = {}
     for idx in distinct:
-        src = idx if idx in s.scores else (decoded_sorted[-1] if decoded_sorted else None)
+        src = idx if idx in session.scores else (decoded_sorted[-1] if decoded_sorted else None)
         for t in slots[idx]:
             if src is not None:
-                scores[t] = s.scores[src]
+                scores[t] = session.scores[src]
         frame_row[idx] = src
-        paths.append(s.paths.get(src, "missing"))
-    duplicate_t = np.zeros(s.num_frames, dtype=bool)
+        paths.append(session.paths.get(src, "missing"))
+    duplicate_t = np.zeros(session.num_frames, dtype=bool)
     seen = set()
     for t, idx in enumerate(frame_ids.tolist()):
         duplicate_t[t] = idx in seen or idx in missing
         seen.add(idx)
-    valid = valid_cell_mask(s.box, s.patch)
-    sel: Selection = select_topk(scores, k_total, valid_mask=valid, keep_first_full_frame=keep_first_full_frame,
-                                 duplicate_t=duplicate_t)
-    s.timing["select_s"] = time.perf_counter() - t0
+    valid = valid_cell_mask(session.box, session.patch)
+    try:
+        selected: Selection = select_topk(
+            scores,
+            k_total,
+            valid_mask=valid,
+            keep_first_full_frame=keep_first_full_frame,
+            duplicate_t=duplicate_t,
+            exclude_padding=exclude_padding,
+        )
+    except ValueError as err:
+        raise VideoReadError(session.video, "too_few_cells", detail=str(err)) from err
+    session.timing["select_s"] = time.perf_counter() - t0
 
     frames = frame_of_t = None
-    if s.keep_pixels:
-        blank = np.zeros((s.box.Hn, s.box.Wn, 3), dtype=np.uint8)
-        frames = [f if f is not None else blank for f in s.frames]
+    if session.keep_pixels:
+        blank = np.zeros((session.box.Hn, session.box.Wn, 3), dtype=np.uint8)
+        frames = [f if f is not None else blank for f in session.frames]
         # Missing frames (fewer decoded than demuxed) show the last decoded sampled frame.
-        frame_of_t = np.array([s.frame_row[frame_row[i]] if frame_row[i] is not None else 0
-                               for i in frame_ids.tolist()], dtype=np.int64)
+        frame_of_t = np.array(
+            [session.frame_row[frame_row[i]] if frame_row[i] is not None else 0 for i in frame_ids.tolist()],
+            dtype=np.int64,
+        )
 
-    box = s.box
-    h_start, h_end, w_start, w_end = valid_cell_ranges(box, s.patch)
+    box = session.box
+    h_start, h_end, w_start, w_end = valid_cell_ranges(box, session.patch)
     s_valid = int(valid.sum())
     path_counts: dict[str, int] = defaultdict(int)
     for p in paths:
         path_counts[p] += 1
     meta = {
-        "video": s.video,
+        "video": session.video,
         "codec": info.codec,
         "pix_fmt": pix_fmt,
         "num_packets": info.num_frames,
         "num_decoded_frames_read": num_decoded,
-        "coded_size": [s.coded[0], s.coded[1]],
-        "rotation": s.rotation,
+        "coded_size": [session.coded[0], session.coded[1]],
+        "rotation": session.rotation,
         "H0": box.H0,
         "W0": box.W0,
-        "T": s.num_frames,
+        "T": session.num_frames,
         "num_images": num_images,
-        "square_size": s.square,
-        "patch_size": s.patch,
+        "square_size": session.square,
+        "patch_size": session.patch,
         "grid": grid,
         "pad_info": box.to_dict(),
         "S_total": grid * grid,
         "S_valid": s_valid,
-        "valid_ranges": {"S_valid": s_valid, "hb_total": grid, "wb_total": grid, "valid_h_start": h_start,
-                         "valid_h_end": h_end, "valid_w_start": w_start, "valid_w_end": w_end},
+        "valid_ranges": {
+            "S_valid": s_valid,
+            "hb_total": grid,
+            "wb_total": grid,
+            "valid_h_start": h_start,
+            "valid_h_end": h_end,
+            "valid_w_start": w_start,
+            "valid_w_end": w_end,
+        },
         "K": k_total,
         "keep_first_full_frame": keep_first_full_frame,
         "signal": "codec_mv+mc_residual" if use_codec else "block_matching+mc_residual",
-        "motion_source": s.motion_source,
+        "motion_source": session.motion_source,
         "frame_signal_counts": dict(path_counts),
         "frame_signal": paths,
-        "energy": {k: getattr(s.cfg, k) for k in s.cfg.__dataclass_fields__},
-        "work_factor": s.factor,
+        "energy": {k: getattr(session.cfg, k) for k in session.cfg.__dataclass_fields__},
+        "work_factor": session.factor,
         "num_distinct_frames": len(distinct),
         "duplicate_t": int(duplicate_t.sum()),
         "missing_frames": missing,
-        "padding_picked": sel.num_padding_picked,
-        "duplicate_picked": sel.num_duplicate_frame_picked,
-        "timings": {**{k: round(v, 4) for k, v in s.timing.items()},
-                    "total_s": round(time.perf_counter() - t_start, 4)},
+        "padding_picked": selected.num_padding_picked,
+        "duplicate_picked": selected.num_duplicate_frame_picked,
+        "timings": {
+            **{k: round(v, 4) for k, v in session.timing.items()},
+            "total_s": round(time.perf_counter() - t_start, 4),
+        },
     }
-    return CodecSelection(visidx_thw=sel.visidx_thw, positions_thw=sel.positions_thw, frame_ids=frame_ids,
-                          scores=scores, meta=meta, frames=frames, frame_of_t=frame_of_t)
+    return CodecSelection(
+        visidx_thw=selected.visidx_thw,
+        positions_thw=selected.positions_thw,
+        frame_ids=frame_ids,
+        scores=scores,
+        meta=meta,
+        frames=frames,
+        frame_of_t=frame_of_t,
+    )

@@ -45,7 +45,7 @@ def highpass_residual(luma: np.ndarray, sigma: float) -> np.ndarray:
     return np.abs(luma - gaussian_blur(luma, sigma))
 
 
-def upsample_blocks(field: np.ndarray, block: int, height: int, width: int) -> np.ndarray:
+def upsample_blocks(field: np.ndarray, block: int, *, height: int, width: int) -> np.ndarray:
     """Nearest-upsample a per-block array [h_b, w_b, ...] by `block` pixels to exactly [height, width, ...]
     (edge-replicated where the block grid does not reach the border)."""
     out = np.repeat(np.repeat(field, block, axis=0), block, axis=1)[:height, :width]
@@ -56,7 +56,7 @@ def upsample_blocks(field: np.ndarray, block: int, height: int, width: int) -> n
     return out
 
 
-def warp_bilinear(ref: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+def warp_bilinear(ref: np.ndarray, *, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
     """Sample `ref` [H, W] at `(y + dy, x + dx)` with bilinear interpolation, coordinates clamped to the frame
     (as the codec's unrestricted motion vectors replicate edges). `dx, dy` [H, W] in work pixels."""
     h, w = ref.shape
@@ -76,16 +76,26 @@ def warp_bilinear(ref: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray
     return top
 
 
-def mc_residual(cur: np.ndarray, field: np.ndarray, has: np.ndarray, factor: int,
-                prev: list[np.ndarray], nxt: list[np.ndarray], *, intra_sigma: float = 1.5,
-                intra: str = "difference") -> np.ndarray:
+def mc_residual(
+    cur: np.ndarray,
+    field: np.ndarray,
+    *,
+    has: np.ndarray,
+    factor: int,
+    prev: list[np.ndarray],
+    nxt: list[np.ndarray],
+    mv_block: int = 4,
+    intra_sigma: float = 1.5,
+    intra: str = "difference",
+) -> np.ndarray:
     """Motion-compensated residual proxy `|Y_t - prediction|` (spec 11), float32 [Hw, Ww] in grey levels.
 
     Args:
         cur: work-resolution luma [Hw, Ww] of the frame.
-        field: float32 [H//4, W//4, 4] (L0_x, L0_y, L1_x, L1_y) in full-resolution pixels (`motion_field`).
-        has: bool [H//4, W//4, 2], which directions carry a vector.
-        factor: work resolution factor f (1, 2 or 4): one 4x4 MV block is 4/f work pixels.
+        field: float32 [H//b, W//b, 4] (L0_x, L0_y, L1_x, L1_y) in full-resolution pixels (`motion_field`), one
+            row per `mv_block` = b pixels (4 or 8).
+        has: bool [H//b, W//b, 2], which directions carry a vector.
+        factor: work resolution factor f (1, 2 or 4): one b x b MV block is b/f work pixels.
         prev, nxt: candidate references (work luma) for list 0 / list 1, e.g. the previous anchor and the previous
             frame. `source` in the exported vectors is a direction, not a reference index (spec 2.3), and with
             B-pyramids or several references the frame a vector points into is unknown: each candidate is tried and
@@ -98,15 +108,15 @@ def mc_residual(cur: np.ndarray, field: np.ndarray, has: np.ndarray, factor: int
     inter frames are mostly new or fast-moving content), else the high-pass texture proxy.
     """
     hw, ww = cur.shape
-    block = 4 // factor
-    vec = upsample_blocks(field, block, hw, ww) / factor
-    use = upsample_blocks(has, block, hw, ww)
+    block = mv_block // factor
+    vec = upsample_blocks(field, block, height=hw, width=ww) / factor
+    use = upsample_blocks(has, block, height=hw, width=ww)
     error = np.full(cur.shape, np.inf, dtype=np.float32)
     for refs, mask, (cx, cy) in ((prev, use[..., 0], (0, 1)), (nxt, use[..., 1], (2, 3))):
         if not refs or not mask.any():
             continue
         for ref in refs:
-            err = np.abs(cur - warp_bilinear(ref, vec[..., cx], vec[..., cy]))
+            err = np.abs(cur - warp_bilinear(ref, dx=vec[..., cx], dy=vec[..., cy]))
             np.minimum(error, np.where(mask, err, np.inf), out=error)
     no_pred = ~np.isfinite(error)
     if no_pred.any():

@@ -64,13 +64,29 @@ class EnergyConfig:
     def upstream(cls) -> EnergyConfig:
         """The upstream recipe as far as stock FFmpeg allows (spec 4): 0.5/0.5, floors 1e-6 px-equivalent and 1.0,
         list 0 only, bilinear letterbox, high-pass proxy for intra blocks."""
-        return cls(mv_floor=4e-6, res_floor=1.0, w_mv=1.0, w_res=1.0, l1_weight=0.0, resize="bilinear",
-                   intra_residual="highpass", mv_truncate="before",
-                   mv_floor_moving_camera=0.0, intra_frame_motion=False)
+        return cls(
+            mv_floor=4e-6,
+            res_floor=1.0,
+            w_mv=1.0,
+            w_res=1.0,
+            l1_weight=0.0,
+            resize="bilinear",
+            intra_residual="highpass",
+            mv_truncate="before",
+            mv_floor_moving_camera=0.0,
+            intra_frame_motion=False,
+        )
 
 
-def compensate_motion(motion: np.ndarray, valid: np.ndarray, mode: str, truncate: str = "none",
-                      extra_modes: int = 0, mode_share: float = 0.35) -> np.ndarray:
+def compensate_motion(
+    motion: np.ndarray,
+    valid: np.ndarray,
+    *,
+    mode: str,
+    truncate: str = "none",
+    extra_modes: int = 0,
+    mode_share: float = 0.35,
+) -> np.ndarray:
     """Magnitude [h, w] of `motion` [h, w, 2] (pixels) after removing the global (camera) motion.
 
     Args:
@@ -115,9 +131,11 @@ def compensate_motion(motion: np.ndarray, valid: np.ndarray, mode: str, truncate
 PERCENTILE_SAMPLES = 16384  # percentiles of larger maps are taken on a regular subsample (same value to ~1 %)
 
 
-def normalise(energy: np.ndarray, pct: float, floor: float) -> np.ndarray:
+def normalise(energy: np.ndarray, *, pct: float, floor: float) -> np.ndarray:
     """`clip(x / max(percentile(x, pct), floor), 0, 1)` (spec 4, numpy linear percentile)."""
     flat = energy.reshape(-1)
+    if flat.size == 0:  # a frame too small for one block: nothing to normalise
+        return np.zeros(energy.shape, np.float32)
     if flat.size > 2 * PERCENTILE_SAMPLES:
         flat = flat[:: flat.size // PERCENTILE_SAMPLES]
     scale = max(float(np.percentile(flat, pct)), floor)
@@ -136,8 +154,8 @@ class _SparseRows:
         slot = np.arange(cols.size) - np.maximum.accumulate(np.where(first, np.arange(cols.size), 0))
         self.slots = []
         for k in range(int(slot.max()) + 1 if slot.size else 0):
-            sel = slot == k
-            c, r = cols[sel], cells[sel]
+            in_slot = slot == k
+            c, r = cols[in_slot], cells[in_slot]
             targets, starts = np.unique(r, return_index=True)  # r is non-decreasing in c
             self.slots.append((c, mat[r, c].astype(np.float32)[:, None], starts, targets))
 
@@ -150,9 +168,10 @@ class _SparseRows:
 
 
 @lru_cache(maxsize=64)
-def _matrices(box: Letterbox, shape: tuple[int, int], step_px: float, patch_size: int,
-              mode: str) -> tuple[_SparseRows, _SparseRows]:
-    a_h, a_w = cell_sum_matrices(box, shape[0], shape[1], step_px, patch_size, mode)
+def _matrices(
+    box: Letterbox, shape: tuple[int, int], *, step_px: float, patch_size: int, mode: str
+) -> tuple[_SparseRows, _SparseRows]:
+    a_h, a_w = cell_sum_matrices(box, shape, step_px=step_px, patch_size=patch_size, mode=mode)
     return _SparseRows(a_h), _SparseRows(a_w)
 
 
@@ -162,8 +181,9 @@ def rotate_map(energy: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(energy, k)) if k else energy
 
 
-def cell_scores(energy: np.ndarray, step_px: float, box: Letterbox, patch_size: int, mode: str = "area",
-                rotation: int = 0) -> np.ndarray:
+def cell_scores(
+    energy: np.ndarray, step_px: float, *, box: Letterbox, patch_size: int, mode: str = "area", rotation: int = 0
+) -> np.ndarray:
     """float32 [G, G] sums of the letterboxed `energy` map over each canvas cell (canvas-pixel units).
 
     Args:
@@ -171,11 +191,11 @@ def cell_scores(energy: np.ndarray, step_px: float, box: Letterbox, patch_size: 
         rotation: display rotation in degrees (counter-clockwise), applied before the letterbox.
     """
     energy = rotate_map(energy, rotation)
-    a_h, a_w = _matrices(box, energy.shape, float(step_px), patch_size, mode)
+    a_h, a_w = _matrices(box, energy.shape, step_px=float(step_px), patch_size=patch_size, mode=mode)
     rows = a_h.left_multiply(energy.astype(np.float32, copy=False))  # [G, w]
     return np.ascontiguousarray(a_w.left_multiply(rows.T).T)  # [G, G]
 
 
-def fuse_cells(motion_cells: np.ndarray, residual_cells: np.ndarray, cfg: EnergyConfig) -> np.ndarray:
+def fuse_cells(motion_cells: np.ndarray, residual_cells: np.ndarray, *, cfg: EnergyConfig) -> np.ndarray:
     """Weighted fusion of the motion and residual cell sums (spec 4 `weighted`; linear, so it commutes with sums)."""
     return ((cfg.w_mv * motion_cells + cfg.w_res * residual_cells) / (cfg.w_mv + cfg.w_res)).astype(np.float32)

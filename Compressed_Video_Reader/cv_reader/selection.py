@@ -35,8 +35,15 @@ def positions_from_visidx(visidx_thw: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(visidx_thw[order]).astype(np.int32)
 
 
-def select_topk(scores: np.ndarray, budget: int, *, valid_mask: np.ndarray | None = None,
-                keep_first_full_frame: bool = True, duplicate_t: np.ndarray | None = None) -> Selection:
+def select_topk(
+    scores: np.ndarray,
+    budget: int,
+    *,
+    valid_mask: np.ndarray | None = None,
+    keep_first_full_frame: bool = True,
+    duplicate_t: np.ndarray | None = None,
+    exclude_padding: bool = False,
+) -> Selection:
     """Pick `budget` cells of a [T, G, G] score volume.
 
     Args:
@@ -46,6 +53,8 @@ def select_topk(scores: np.ndarray, budget: int, *, valid_mask: np.ndarray | Non
         keep_first_full_frame: take all G*G cells of t=0 first, in raster order (spec 6, production mode).
         duplicate_t: bool [T], True where frame t repeats an earlier t (fewer than T decoded frames); those cells
             rank after every distinct cell, so the budget is spent on distinct frames first.
+        exclude_padding: padding cells are never picked (upstream `--padding_policy exclude`); ValueError when the
+            content cells cannot fill the budget.
 
     Returns:
         A `Selection`; ties are broken deterministically by the flat index (spec 6 recommends `(-score, flat)`).
@@ -72,7 +81,14 @@ def select_topk(scores: np.ndarray, budget: int, *, valid_mask: np.ndarray | Non
     flat_index = np.arange(t_len * cells)
     mandatory = flat_index[:cells] if keep_first_full_frame else flat_index[:0]
     remaining = budget - mandatory.size
-    candidates = flat_index[mandatory.size:]
+    candidates = flat_index[mandatory.size :]
+    if exclude_padding:
+        candidates = candidates[valid.reshape(-1)[candidates % cells]]
+        if candidates.size < remaining:
+            raise ValueError(
+                f"padding excluded: {candidates.size} content cells after t=0 cannot fill the "
+                f"{remaining} cells of the budget"
+            )
     if remaining > 0:
         # lexsort: last key is primary. Stable and deterministic.
         order = np.lexsort((candidates, -flat_scores[candidates], flat_tier[candidates]))
@@ -87,7 +103,7 @@ def select_topk(scores: np.ndarray, budget: int, *, valid_mask: np.ndarray | Non
     return Selection(
         visidx_thw=visidx,
         positions_thw=positions_from_visidx(visidx),
-        num_padding_picked=int(np.sum(~valid[h[mandatory.size:], w[mandatory.size:]] & ~dup[t[mandatory.size:]])),
+        num_padding_picked=int(np.sum(~valid[h[mandatory.size :], w[mandatory.size :]] & ~dup[t[mandatory.size :]])),
         num_duplicate_frame_picked=int(np.sum(picked_tier == 2)),
     )
 

@@ -3,11 +3,13 @@ over the frames (the rest greyed) and the packed mosaics, as a PNG (and an anima
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .assets import atomic_write_bytes
 from .pipeline import CodecSelection
 
 THUMB = 160  # thumbnail side in pixels
@@ -25,15 +27,15 @@ def heat_colormap(values: np.ndarray) -> np.ndarray:
     return (stops[lo[..., 0]] * (1 - frac) + stops[lo[..., 0] + 1] * frac).astype(np.uint8)
 
 
-def kept_mask(sel: CodecSelection) -> np.ndarray:
+def kept_mask(selection: CodecSelection) -> np.ndarray:
     """bool [T, G, G]: True where a cell is kept."""
-    grid = sel.meta["grid"]
-    mask = np.zeros((sel.meta["T"], grid, grid), dtype=bool)
-    mask[sel.visidx_thw[:, 0], sel.visidx_thw[:, 1], sel.visidx_thw[:, 2]] = True
+    grid = selection.meta["grid"]
+    mask = np.zeros((selection.meta["T"], grid, grid), dtype=bool)
+    mask[selection.visidx_thw[:, 0], selection.visidx_thw[:, 1], selection.visidx_thw[:, 2]] = True
     return mask
 
 
-def overlay_kept(frame: np.ndarray, keep: np.ndarray, patch_size: int) -> np.ndarray:
+def overlay_kept(frame: np.ndarray, keep: np.ndarray, *, patch_size: int) -> np.ndarray:
     """Frame [S, S, 3] with dropped cells greyed out (kept cells unchanged)."""
     cell = np.kron(keep, np.ones((patch_size, patch_size), dtype=bool))
     out = frame.copy()
@@ -44,7 +46,7 @@ def overlay_kept(frame: np.ndarray, keep: np.ndarray, patch_size: int) -> np.nda
     return out
 
 
-def overlay_heat(frame: np.ndarray, scores: np.ndarray, patch_size: int, vmax: float) -> np.ndarray:
+def overlay_heat(frame: np.ndarray, scores: np.ndarray, *, patch_size: int, vmax: float) -> np.ndarray:
     """Frame blended with the per-cell score heat map (scores / vmax)."""
     heat = heat_colormap(np.kron(scores / max(vmax, 1e-6), np.ones((patch_size, patch_size))))
     size = heat.shape[0]
@@ -53,30 +55,42 @@ def overlay_heat(frame: np.ndarray, scores: np.ndarray, patch_size: int, vmax: f
     return out.astype(np.uint8)
 
 
+def _save_image(path: Path, image: Image.Image, **options) -> None:
+    """Encode in memory, then the package's one atomic writer (temp + rename, umask permissions)."""
+    buffer = io.BytesIO()
+    image.save(buffer, **options)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def _thumb(image: np.ndarray) -> Image.Image:
     return Image.fromarray(image).resize((THUMB, THUMB), Image.BILINEAR)
 
 
-def render_pipeline_figure(sel: CodecSelection, out_png: str | Path, *, gif: bool = False,
-                           num_columns: int = 8) -> list[Path]:
+def render_pipeline_figure(
+    selection: CodecSelection, out_png: str | Path, *, gif: bool = False, num_columns: int = 8
+) -> list[Path]:
     """Write the figure to `out_png` (and `<stem>.gif` with one frame per t if `gif`). Returns the written paths."""
-    frames = sel.sampled_frames()  # (T, S, S, 3)
+    frames = selection.sampled_frames()  # (T, S, S, 3)
     t_len = frames.shape[0]
-    patch = sel.meta["patch_size"]
-    keep = kept_mask(sel)
-    vmax = float(np.percentile(sel.scores[1:], 99)) if t_len > 1 else float(sel.scores.max())
+    patch = selection.meta["patch_size"]
+    keep = kept_mask(selection)
+    vmax = float(np.percentile(selection.scores[1:], 99)) if t_len > 1 else float(selection.scores.max())
     dense_t = np.linspace(0, t_len - 1, 2 * num_columns).astype(int)
     uniform_t = np.linspace(0, t_len - 1, num_columns).astype(int)  # 0, 9, ..., 63 for T = 64
-    mosaics = sel.mosaics()
+    mosaics = selection.mosaics()
     stride = max(1, t_len // (2 * num_columns))
     uniform_text = ", ".join(map(str, uniform_t))
     rows = [
         (f"original frames (every {stride}-th of the {t_len} sampled)", [frames[t] for t in dense_t[::2]]),
         (f"uniform {num_columns}-frame sampling (t = {uniform_text})", [frames[t] for t in uniform_t]),
-        ("saliency heat map (fused motion + residual energy per cell)",
-         [overlay_heat(frames[t], sel.scores[t], patch, vmax) for t in uniform_t]),
-        (f"kept patches (others greyed); K = {sel.visidx_thw.shape[0]}",
-         [overlay_kept(frames[t], keep[t], patch) for t in uniform_t]),
+        (
+            "saliency heat map (fused motion + residual energy per cell)",
+            [overlay_heat(frames[t], selection.scores[t], patch_size=patch, vmax=vmax) for t in uniform_t],
+        ),
+        (
+            f"kept patches (others greyed); K = {selection.visidx_thw.shape[0]}",
+            [overlay_kept(frames[t], keep[t], patch_size=patch) for t in uniform_t],
+        ),
         ("packed mosaics (image 0 = frame t=0 in full)", mosaics[:num_columns]),
     ]
     width = num_columns * THUMB + (num_columns + 1) * GAP
@@ -91,16 +105,20 @@ def render_pipeline_figure(sel: CodecSelection, out_png: str | Path, *, gif: boo
             canvas.paste(_thumb(image), (GAP + col * (THUMB + GAP), y))
         y += THUMB + GAP
     out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(out_png)
+    _save_image(out_png, canvas, format="PNG")
     written = [out_png]
     if gif:
         gif_path = out_png.with_suffix(".gif")
         steps = []
         for t in range(t_len):
-            pair = np.concatenate([overlay_heat(frames[t], sel.scores[t], patch, vmax),
-                                   overlay_kept(frames[t], keep[t], patch)], axis=1)
+            pair = np.concatenate(
+                [
+                    overlay_heat(frames[t], selection.scores[t], patch_size=patch, vmax=vmax),
+                    overlay_kept(frames[t], keep[t], patch_size=patch),
+                ],
+                axis=1,
+            )
             steps.append(Image.fromarray(pair).resize((2 * 2 * THUMB, 2 * THUMB), Image.BILINEAR))
-        steps[0].save(gif_path, save_all=True, append_images=steps[1:], duration=120, loop=0)
+        _save_image(gif_path, steps[0], format="GIF", save_all=True, append_images=steps[1:], duration=120, loop=0)
         written.append(gif_path)
     return written

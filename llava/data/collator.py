@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import torch
 
-from llava.model.llava_ov.processing_llava_ov import IGNORE_INDEX
+from llava.model.llava_ov.batching import IGNORE_INDEX, pad_samples
 
 logger = logging.getLogger(__name__)
 
@@ -58,17 +58,12 @@ class LlavaOVCollator:
         return length if not multiple else -(-length // multiple) * multiple
 
     def _pad(self, samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        length = self._padded_length(max(len(sample["input_ids"]) for sample in samples))
-        input_ids = torch.full((len(samples), length), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(samples), length), dtype=torch.long)
-        labels = torch.full((len(samples), length), IGNORE_INDEX, dtype=torch.long)
-        for row, sample in enumerate(samples):
-            size = len(sample["input_ids"])
-            span = slice(length - size, length) if self.padding_side == "left" else slice(0, size)
-            input_ids[row, span] = sample["input_ids"]
-            attention_mask[row, span] = 1
-            labels[row, span] = sample["labels"]
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        return pad_samples(
+            samples,
+            pad_token_id=self.pad_token_id,
+            padding_side=self.padding_side,
+            pad_to_multiple_of=self.pad_to_multiple_of,
+        )
 
     def _pack(self, samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         budget = self.max_tokens_per_row

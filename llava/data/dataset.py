@@ -4,23 +4,27 @@ counted, and the per-sample token cost used by the length-grouped sampler."""
 from __future__ import annotations
 
 import logging
+import math
+from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 from torch.utils.data import Dataset
 
 from llava.model.llava_ov.processing_llava_ov import LlavaOVProcessor
+from llava.model.llava_ov.video_inputs import VideoFrames, positions_grid
 
-from .manifests import Manifest
+from .manifests import Manifest, SubsetManifest
+from .media import check_positions, load_positions_file
 from .samples import SampleInputs, sample_inputs, text_for_cost, visual_token_cost
+from .scan import SAMPLE_ERRORS, ScanResult, describe_bad, scan_manifest
 
 logger = logging.getLogger(__name__)
 
 # Failures a bad sample can cause: malformed data (ValueError), missing/unreadable media (OSError, incl.
 # FileNotFoundError and PIL's UnidentifiedImageError), undecodable video (PyAV's FFmpegError; cv_reader's
-# VideoReadError is a ValueError). Anything else is a bug and propagates.
-_SAMPLE_ERRORS = (ValueError, OSError, KeyError, IndexError, av.error.FFmpegError)
+# VideoReadError is a ValueError), decompression bombs. Anything else is a bug and propagates.
+_SAMPLE_ERRORS = SAMPLE_ERRORS
 
 
 class LlavaOVDataset(Dataset):
@@ -53,7 +57,10 @@ class LlavaOVDataset(Dataset):
         self.skip_bad_samples = skip_bad_samples
         self.max_consecutive_skips = max_consecutive_skips
         self.num_skipped = 0  # per process: each DataLoader worker counts (and logs) its own
+        self.num_excluded = 0  # bad samples left out by `prepare` before training
+        self.scan: ScanResult | None = None
         self._costs: np.ndarray | None = None
+        self._max_token_chars: int | None = None
 
     def __len__(self) -> int:
         return len(self.manifest)
@@ -67,6 +74,8 @@ class LlavaOVDataset(Dataset):
         source = self.manifest.source(index)
         try:
             inputs = self.inputs(index)
+            inputs.videos = [self._checked_video(video, source) for video in inputs.videos]
+            self._check_length_bound(inputs, source)
             out = self.processor.process_conversation(inputs.conversation, images=inputs.images, videos=inputs.videos)
         except _SAMPLE_ERRORS as error:
             message = str(error)
@@ -78,6 +87,35 @@ class LlavaOVDataset(Dataset):
         out["id"] = inputs.sample_id
         out["source"] = source
         return out
+
+    def _checked_video(self, video: VideoFrames | str, source: str) -> VideoFrames | str:
+        """Codec positions read without pickle and validated against their grid here, so a bad file is a bad sample
+        named by file:line (skippable) and never reaches the model."""
+        if not isinstance(video, VideoFrames) or not isinstance(video.positions_thw, (str, Path)):
+            return video
+        path = video.positions_thw
+        positions = load_positions_file(path)
+        grid = positions_grid(len(positions), num_frames=len(video.frames))
+        check_positions(
+            positions, grid=grid, temporal_size=self.processor.video_temporal_size, where=f"positions_thw {path}"
+        )
+        return VideoFrames(frames=video.frames, positions_thw=positions)
+
+    def _check_length_bound(self, inputs: SampleInputs, source: str) -> None:
+        """Rejects a sample that cannot fit `max_length` before tokenising it: a token covers at most the longest
+        vocabulary entry's characters, so chars / that + visual tokens is a lower bound (a 10 MB line is refused in
+        milliseconds instead of being tokenised for half a minute)."""
+        if self.max_length is None:
+            return
+        if self._max_token_chars is None:
+            self._max_token_chars = max(1, max(len(token) for token in self.processor.tokenizer.get_vocab()))
+        text = text_for_cost(inputs, self.processor)
+        bound = math.ceil(len(text) / self._max_token_chars) + visual_token_cost(inputs, self.processor)
+        if bound > self.max_length:
+            raise ValueError(
+                f"{source}: at least {bound} tokens ({len(text)} characters of text) exceed "
+                f"max_length={self.max_length}"
+            )
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not self.skip_bad_samples:
@@ -92,35 +130,57 @@ class LlavaOVDataset(Dataset):
         raise ValueError(f"{self.max_consecutive_skips + 1} consecutive bad samples from index {index}: stopping")
 
     def token_cost(self, index: int) -> int:
-        """Tokens of sample `index` as the LLM sees them: text tokens + visual tokens (media headers only)."""
+        """Exact tokens of sample `index` as the LLM sees them: text tokens + visual tokens (media headers only)."""
         inputs = self.inputs(index)
         text_tokens = len(
             self.processor.tokenizer(text_for_cost(inputs, self.processor), add_special_tokens=False)["input_ids"]
         )
         return text_tokens + visual_token_cost(inputs, self.processor)
 
-    def token_costs(self, *, batch_size: int = 1024) -> np.ndarray:
-        """`token_cost` of every sample, int64 [len(self)], computed once (text tokenised in batches) and cached.
-        A sample that cannot be read costs 0 here; it fails (or is skipped) when loaded."""
-        if self._costs is not None:
-            return self._costs
-        costs = np.zeros(len(self), dtype=np.int64)
-        for start in range(0, len(self), batch_size):
-            texts, positions = [], []
-            for index in range(start, min(start + batch_size, len(self))):
-                try:
-                    inputs = self.inputs(index)
-                    costs[index] = visual_token_cost(inputs, self.processor)
-                    texts.append(text_for_cost(inputs, self.processor))
-                    positions.append(index)
-                except _SAMPLE_ERRORS as error:
-                    logger.warning("token cost of %s unknown: %s", self.manifest.source(index), error)
-            if texts:
-                encoded = self.processor.tokenizer(texts, add_special_tokens=False)["input_ids"]
-                for index, ids in zip(positions, encoded, strict=True):
-                    costs[index] += len(ids)
-        self._costs = costs
-        return costs
+    def prepare(
+        self,
+        *,
+        num_workers: int | None = None,
+        cache_dir: str | Path | None = None,
+        use_cache: bool = True,
+        progress: bool = True,
+    ) -> ScanResult:
+        """The start-up pass (`llava.data.scan`): every sample validated and costed once, in parallel, cached on disk.
+
+        Bad samples: with `skip_bad_samples` they are left out of the dataset here (counted in `num_excluded`,
+        logged before training); without it the first ones raise a `ValueError` naming their file:line, so a bad
+        manifest stops the run before step 0. Idempotent: a second call returns the first result.
+        """
+        if self.scan is not None:
+            return self.scan
+        result = scan_manifest(
+            self.manifest, self.processor, max_length=self.max_length, num_workers=num_workers,
+            cache_dir=cache_dir, use_cache=use_cache, progress=progress,
+        )  # fmt: skip
+        costs = result.costs()
+        if len(result.bad):
+            if not self.skip_bad_samples:
+                raise ValueError(f"{describe_bad(result)} (set skip_bad_samples: true to leave them out)")
+            keep = np.ones(len(self.manifest), dtype=bool)
+            keep[result.bad] = False
+            self.manifest = SubsetManifest(self.manifest, np.flatnonzero(keep))
+            costs = costs[keep]
+            self.num_excluded = len(result.bad)
+            logger.warning("left out %s", describe_bad(result))
+        self.scan, self._costs = result, costs
+        return result
+
+    def estimated_costs(self) -> np.ndarray:
+        """Estimated token cost per sample, int64 [len(self)] (text estimate + exact visual tokens; see
+        `llava.data.scan`), from `prepare()` (run on first use)."""
+        if self._costs is None:
+            self.prepare()
+        assert self._costs is not None
+        return self._costs
+
+    def token_costs(self) -> np.ndarray:
+        """Alias of `estimated_costs` (the samplers' input)."""
+        return self.estimated_costs()
 
 
 __all__ = ["LlavaOVDataset"]

@@ -11,20 +11,23 @@ Sample kinds, decided by explicit keys (never by "exactly 8 images"):
 
 from __future__ import annotations
 
-import copy
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import PIL.Image
-
-from llava.model.llava_ov.chat_format import IMAGE_MARKER, VIDEO_MARKER
+from llava.model.llava_ov.chat_format import (
+    IMAGE_MARKER,
+    VIDEO_MARKER,
+    collapse_frame_lines,
+    marker_prefix,
+    strip_markers,
+)
 from llava.model.llava_ov.processing_llava_ov import LlavaOVProcessor
 from llava.model.llava_ov.video_inputs import VideoFrames, positions_grid
 
 from .manifests import ManifestRecord
+from .media import image_size, positions_rows
 
 # Upstream `preprocess_multimodal` strips this tag from LLaVA-OneVision captions.
 _NOISY_CAPTION_TAG = "QA_GT_caption_based_noisy"
@@ -51,17 +54,22 @@ def sample_inputs(record: ManifestRecord) -> SampleInputs:
     Raises:
         ValueError naming `record.source` when markers and media disagree.
     """
-    sample, source = record.sample, record.source
-    conversation = [_normalise_turn(turn) for turn in copy.deepcopy(sample["conversations"])]
+    return inputs_from_sample(record.sample, source=record.source, media_root=record.media_root)
+
+
+def inputs_from_sample(sample: dict[str, Any], *, source: str, media_root: Path) -> SampleInputs:
+    """`sample_inputs` on a parsed sample (the start-up scan parses records itself)."""
+    # Turns are copied one level deep: only their string values are replaced below, never mutated in place.
+    conversation = [_normalise_turn(dict(turn)) for turn in sample["conversations"]]
     images = sample.get("image", sample.get("images"))
     images = [images] if isinstance(images, str) else list(images or [])
-    paths = [resolve_media(path, record.media_root) for path in images]
+    paths = [resolve_media(path, media_root) for path in images]
     sample_id = None if sample.get("id") is None else str(sample["id"])
 
     if sample.get("positions_thw") is not None:
         if sample.get("video") is not None:
             raise ValueError(f"{source}: a sample has either 'positions_thw' (codec mosaics) or 'video', not both")
-        video = VideoFrames(frames=paths, positions_thw=resolve_media(sample["positions_thw"], record.media_root))
+        video = VideoFrames(frames=paths, positions_thw=resolve_media(sample["positions_thw"], media_root))
         _collapse_frame_markers(conversation, num_frames=len(paths), source=source)
         return SampleInputs(conversation=conversation, videos=[video], sample_id=sample_id)
     if sample.get("video") is not None:
@@ -69,7 +77,7 @@ def sample_inputs(record: ManifestRecord) -> SampleInputs:
             raise ValueError(f"{source}: a raw-video sample cannot also have images (got {len(paths)})")
         _video_marker(conversation, source=source)
         return SampleInputs(
-            conversation=conversation, videos=[resolve_media(sample["video"], record.media_root)], sample_id=sample_id
+            conversation=conversation, videos=[resolve_media(sample["video"], media_root)], sample_id=sample_id
         )
     _image_markers(conversation, num_images=len(paths), source=source)
     return SampleInputs(conversation=conversation, images=paths, sample_id=sample_id)
@@ -107,7 +115,7 @@ def _image_markers(conversation: list[dict[str, Any]], *, num_images: int, sourc
     if _count(conversation, VIDEO_MARKER):
         raise ValueError(f"{source}: {VIDEO_MARKER} marker in a sample without a video")
     if found == 0 and num_images:
-        _prepend(conversation, f"{IMAGE_MARKER}\n" * num_images, source=source)
+        _prepend(conversation, marker_prefix(num_images=num_images), source=source)
         return
     if found != num_images:
         raise ValueError(f"{source}: {found} {IMAGE_MARKER} markers for {num_images} images")
@@ -130,24 +138,25 @@ def _video_marker(conversation: list[dict[str, Any]], *, source: str) -> None:
                 turn[_text_key(turn)] = turn[_text_key(turn)].replace(IMAGE_MARKER, VIDEO_MARKER)
         return
     if videos == 0 and images == 0:
-        _prepend(conversation, f"{VIDEO_MARKER}\n", source=source)
+        _prepend(conversation, marker_prefix(num_videos=1), source=source)
         return
     raise ValueError(f"{source}: a video sample needs one {VIDEO_MARKER} (or {IMAGE_MARKER}), got {videos} + {images}")
 
 
 def _collapse_frame_markers(conversation: list[dict[str, Any]], *, num_frames: int, source: str) -> None:
-    """The codec JSONL writes a video as `num_frames` "\\n"-joined `<image>` markers: make that one `<video>`."""
+    """The codec JSONL writes a video as `num_frames` `<image>` lines (`chat_format.frame_lines`): make that one
+    `<video>` (`chat_format.collapse_frame_lines`)."""
     if _count(conversation, VIDEO_MARKER) == 1 and _count(conversation, IMAGE_MARKER) == 0:
         return
-    block = "\n".join([IMAGE_MARKER] * num_frames)
     if _count(conversation, IMAGE_MARKER) == 0 and _count(conversation, VIDEO_MARKER) == 0:
-        _prepend(conversation, f"{VIDEO_MARKER}\n", source=source)
+        _prepend(conversation, marker_prefix(num_videos=1), source=source)
         return
     if _count(conversation, IMAGE_MARKER) == num_frames:
         for turn in conversation:
             text = turn[_text_key(turn)]
-            if isinstance(text, str) and block in text:
-                turn[_text_key(turn)] = text.replace(block, VIDEO_MARKER, 1)
+            collapsed = collapse_frame_lines(text, num_frames=num_frames) if isinstance(text, str) else None
+            if collapsed is not None:
+                turn[_text_key(turn)] = collapsed
                 return
     raise ValueError(
         f"{source}: a codec video with {num_frames} mosaics needs {num_frames} consecutive '<image>' lines "
@@ -156,17 +165,21 @@ def _collapse_frame_markers(conversation: list[dict[str, Any]], *, num_frames: i
 
 
 def visual_token_cost(inputs: SampleInputs, processor: LlavaOVProcessor) -> int:
-    """Visual tokens of a sample from file headers only: image sizes (PIL reads the header, no decode), codec
-    positions shape (memory-mapped `.npy` header), raw videos at the processor's geometry."""
+    """Visual tokens of a sample from file headers only: image sizes (header only, and no file opened when the
+    processor's geometry makes every image the same size), codec positions shape (the `.npy` header), raw videos at
+    the processor's geometry."""
     total = 0
+    fixed = fixed_image_tokens(processor)
     for path in inputs.images:
-        with PIL.Image.open(path) as image:
-            width, height = image.size
+        if fixed is not None:
+            total += fixed
+            continue
+        width, height = image_size(path)
         total += processor.count_image_tokens(width=width, height=height)
     for video in inputs.videos:
         if isinstance(video, VideoFrames) and video.positions_thw is not None:
             positions = video.positions_thw
-            rows = np.load(positions, mmap_mode="r").shape[0] if isinstance(positions, (str, Path)) else len(positions)
+            rows = positions_rows(positions) if isinstance(positions, (str, Path)) else len(positions)
             grid = positions_grid(int(rows), num_frames=len(video.frames))
             total += processor.count_video_tokens(num_frames=len(video.frames), grid=grid)
         elif isinstance(video, VideoFrames):
@@ -176,10 +189,24 @@ def visual_token_cost(inputs: SampleInputs, processor: LlavaOVProcessor) -> int:
     return total
 
 
+def fixed_image_tokens(processor: LlavaOVProcessor) -> int | None:
+    """Tokens of every image when the geometry does not depend on the image size ("square"/"pad"), else None."""
+    if processor.image_aspect_ratio in ("anyres", "native"):
+        return None
+    return processor.count_image_tokens(width=processor.image_size, height=processor.image_size)
+
+
 def text_for_cost(inputs: SampleInputs, processor: LlavaOVProcessor) -> str:
     """The rendered prompt with its visual markers removed (tokenise it to count text tokens)."""
-    text = processor.render_prompt(inputs.conversation)
-    return text.replace(IMAGE_MARKER, "").replace(VIDEO_MARKER, "")
+    return strip_markers(processor.render_prompt(inputs.conversation))
 
 
-__all__ = ["SampleInputs", "resolve_media", "sample_inputs", "text_for_cost", "visual_token_cost"]
+__all__ = [
+    "SampleInputs",
+    "fixed_image_tokens",
+    "inputs_from_sample",
+    "resolve_media",
+    "sample_inputs",
+    "text_for_cost",
+    "visual_token_cost",
+]

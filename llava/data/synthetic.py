@@ -8,13 +8,14 @@ exactly: which way does the object move, what colour is the moving one, does any
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import av
 import numpy as np
 from PIL import Image, ImageDraw
+
+from llava.atomic_io import atomic_path
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 190, 60), "blue": (40, 80, 230), "yellow": (240, 210, 40)}
 DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
@@ -95,27 +96,20 @@ def render_clip(spec: ClipSpec, *, width: int = 160, height: int = 128, frames: 
 
 
 def write_video(path: str | os.PathLike, frames: np.ndarray, *, fps: int = 12, codec: str = "libx264") -> Path:
-    """Encodes uint8 [T, H, W, 3] frames to ``path`` (H.264 with B-frames by default); atomic."""
+    """Encodes uint8 [T, H, W, 3] frames to ``path`` (H.264 with B-frames by default); atomic. The one PyAV clip
+    writer of the project: the playground, the tests and the benchmarks encode their clips with it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        with av.open(tmp, "w") as container:
-            stream = container.add_stream(codec, rate=fps)
-            stream.height, stream.width = frames.shape[1:3]
-            stream.pix_fmt = "yuv420p"
-            if codec == "libx264":
-                stream.options = {"preset": "veryfast", "g": str(2 * fps), "bf": "2"}
-            for frame in frames:
-                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                    container.mux(packet)
-            for packet in stream.encode():
+    with atomic_path(path) as tmp, av.open(str(tmp), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "yuv420p"
+        if codec == "libx264":
+            stream.options = {"preset": "veryfast", "g": str(2 * fps), "bf": "2"}
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        for packet in stream.encode():
+            container.mux(packet)
     return path
 
 

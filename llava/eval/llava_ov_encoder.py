@@ -13,25 +13,24 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
-import PIL.Image
 import torch
 from lmms_eval.api.instance import GenerationResult, Instance
 from lmms_eval.api.model import lmms
 
 from llava.model import LlavaOVForConditionalGeneration, LlavaOVProcessor
-from llava.model.llava_ov.chat_format import CHAT_TEMPLATES, IMAGE_MARKER, VIDEO_MARKER
+from llava.model.llava_ov.chat_format import CHAT_TEMPLATES, IMAGE_MARKER, marker_prefix
 
 from .video_sources import VideoSources
+from .visuals import MissingMediaError, Visuals, doc_mentions_video, is_video_task, normalize_visuals
 
 logger = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # gen_kwargs keys HF `generate` understands; lmms-eval tasks carry others (e.g. image_aspect_ratio): dropped.
 _GENERATE_KEYS = ("temperature", "top_p", "top_k", "num_beams", "repetition_penalty")
-_VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".flv", ".mpg", ".mpeg", ".wmv", ".3gp")
+ON_MISSING_VIDEO = ("error", "skip")
 
 
 def truncate_at_stop(text: str, until: Sequence[str]) -> str:
@@ -45,20 +44,10 @@ def truncate_at_stop(text: str, until: Sequence[str]) -> str:
     return text[:cut]
 
 
-def split_visuals(visuals: Sequence[Any]) -> tuple[list[Any], list[str]]:
-    """lmms-eval visuals -> (images, video paths). Videos are file-path strings (or dicts with `path`/`url`);
-    images are PIL images (or image paths)."""
-    images, videos = [], []
-    for visual in visuals:
-        if isinstance(visual, dict):
-            visual = visual.get("path") or visual.get("url") or visual.get("video")
-        if isinstance(visual, (str, Path)) and str(visual).lower().endswith(_VIDEO_SUFFIXES):
-            videos.append(str(visual))
-        elif isinstance(visual, (str, Path, PIL.Image.Image)):
-            images.append(visual)
-        else:
-            raise ValueError(f"unsupported visual of type {type(visual).__name__} (audio is not supported)")
-    return images, videos
+def split_visuals(visuals: Any) -> tuple[list[Any], list[str]]:
+    """lmms-eval visuals of any shape -> (images, video paths), without checking that the files exist."""
+    found = normalize_visuals(visuals, check_files=False)
+    return found.images, found.videos
 
 
 class LlavaOVEncoder(lmms):
@@ -74,6 +63,9 @@ class LlavaOVEncoder(lmms):
         offline_root: precompute output folder(s); several separated by `;` or `os.pathsep` (`--model_args` already
             splits on commas). A root that does not exist is an error (upstream skipped it silently).
         on_missing: `codec` (log a warning and select now) | `error` for `codec_offline` misses.
+        on_missing_video: a document whose video (or image) file does not exist, or a video task that gives no
+            visual: `skip` (default; logged with the file's name, counted, the document scored as failed: empty
+            answer, infinite loss) | `error` (stop the run with the file's name).
         max_new_tokens: overrides the task's `max_new_tokens` when given (default: the task's, else 1024).
         batch_size: requests per forward pass.
         allow_pickle: also load `pytorch_model.bin` weights (a pickle; refused by default).
@@ -91,6 +83,7 @@ class LlavaOVEncoder(lmms):
         video_mode: str = "codec",
         offline_root: str | None = None,
         on_missing: str = "codec",
+        on_missing_video: str = "skip",
         max_new_tokens: int | None = None,
         batch_size: int | str = 1,
         max_batch_size: int | None = None,
@@ -102,6 +95,11 @@ class LlavaOVEncoder(lmms):
             # Unknown args are not fatal (upstream asserted kwargs == {}), but never silently ignored either.
             logger.warning("llava_ov_encoder: ignoring unknown model_args %s", sorted(kwargs))
         _ensure_log_handler()
+        if on_missing_video not in ON_MISSING_VIDEO:
+            raise ValueError(f"on_missing_video must be one of {ON_MISSING_VIDEO}, got {on_missing_video!r}")
+        self.on_missing_video = on_missing_video
+        self.missing_media: list[str] = []  # "task doc N: what" of every document scored as failed
+        self._video_tasks: set[str] = set()  # tasks that gave a video for some document in this run
         self._rank, self._world_size, device, accelerator = _distributed_setup(device)
         if accelerator is not None:
             self.accelerator = accelerator  # the evaluator gathers across processes through it
@@ -141,19 +139,56 @@ class LlavaOVEncoder(lmms):
                     self._device, dtype, video_mode, self.batch_size_per_gpu, self._rank,
                     self._world_size)  # fmt: skip
 
-    # ------------------------------------------------------------------------------------------ inputs
-    def _docs_visuals(self, doc_to_visual: Callable, doc_id: int, task: str, split: str) -> list[Any]:
-        visuals = doc_to_visual(self.task_dict[task][split][doc_id])
-        return [] if visuals is None else [v for v in visuals if v is not None]
+    # ------------------------------------------------------------------------------ lmms-eval properties
+    @property
+    def device(self) -> torch.device:
+        """The device of this process (lmms-eval's multi-process evaluator puts its gather tensors there)."""
+        return self._device
 
-    def _sample(self, context: str, visuals: Sequence[Any]) -> tuple[list[dict], list[Any], list[Any]]:
+    @property
+    def batch_size(self) -> int:
+        return self.batch_size_per_gpu
+
+    # ------------------------------------------------------------------------------------------ inputs
+    def _docs_visuals(self, doc_to_visual: Callable, doc_id: int, task: str, split: str) -> Visuals:
+        """The visuals of one document. `MissingMediaError` when a file is missing or a video task gives none (a
+        video question answered text-only would be scored as if the model had seen the video)."""
+        doc = self.task_dict[task][split][doc_id]
+        try:
+            raw = doc_to_visual(doc)
+        except SystemExit as exit_:
+            # videomme's doc_to_visual calls sys.exit("video path:... does not exist") for a missing video: one
+            # document's media, not a reason to end the whole run.
+            raise MissingMediaError(f"{task} doc {doc_id}: the task's doc_to_visual exited: {exit_.code}",
+                                    kind="video") from None  # fmt: skip
+        visuals = normalize_visuals(raw)
+        if visuals.videos:
+            self._video_tasks.add(task)
+        elif not visuals.images and (task in self._video_tasks or is_video_task(task) or doc_mentions_video(doc)):
+            raise MissingMediaError(f"{task} doc {doc_id}: the task gave no visual (its video file is missing?)",
+                                    kind="video")  # fmt: skip
+        return visuals
+
+    def _missing(self, error: MissingMediaError, *, task: str, doc_id: int) -> None:
+        """A document whose media is missing: stop (`on_missing_video=error`) or log, count and score it failed."""
+        if self.on_missing_video == "error":
+            raise MissingMediaError(f"{task} doc {doc_id}: {error} (on_missing_video=skip scores it as failed)",
+                                    kind=error.kind) from error  # fmt: skip
+        self.missing_media.append(f"{task} doc {doc_id}: {error}")
+        logger.warning("%s doc %d: %s; scored as failed (on_missing_video=skip)", task, doc_id, error)
+
+    def _missing_summary(self) -> str:
+        return f"documents with missing media (scored as failed): {len(self.missing_media)}"
+
+    def _sample(self, context: str, visuals: Visuals | Sequence[Any]) -> tuple[list[dict], list[Any], list[Any]]:
         """(conversation, images, videos) of one request: one marker per visual, in front of the context (a context
         that already places exactly one `<image>` per image keeps its own image markers)."""
-        images, video_paths = split_visuals(visuals)
+        if not isinstance(visuals, Visuals):
+            visuals = normalize_visuals(visuals, check_files=False)
+        images, video_paths = visuals.images, visuals.videos
         videos = [self.videos.resolve(path) for path in video_paths]
         own_markers = images and context.count(IMAGE_MARKER) == len(images)
-        prefix = "".join(f"{VIDEO_MARKER}\n" for _ in videos)
-        prefix += "" if own_markers else "".join(f"{IMAGE_MARKER}\n" for _ in images)
+        prefix = marker_prefix(num_videos=len(videos), num_images=0 if own_markers else len(images))
         return [{"from": "human", "value": prefix + context}], images, videos
 
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -191,20 +226,36 @@ class LlavaOVEncoder(lmms):
                 for index, text in zip(chunk, self._generate_batch([requests[i] for i in chunk], generate_kwargs),
                                        strict=True):  # fmt: skip
                     results[index] = truncate_at_stop(text, until)
-        logger.info("llava_ov_encoder: generated %d answers; %s", len(requests), self.videos.summary())
+        logger.info("llava_ov_encoder: generated %d answers; %s; %s", len(requests), self.videos.summary(),
+                    self._missing_summary())  # fmt: skip
         return [text or "" for text in results]
 
     def _generate_batch(self, requests: Sequence[Instance], generate_kwargs: dict[str, Any]) -> list[str]:
-        conversations, images, videos = [], [], []
-        for request in requests:
+        """Answers of one batch; a document whose media is missing gets "" (scored as failed) or stops the run."""
+        conversations, images, videos, kept = [], [], [], []
+        for position, request in enumerate(requests):
             context, _, doc_to_visual, doc_id, task, split = request.args
-            conversation, sample_images, sample_videos = self._sample(
-                context, self._docs_visuals(doc_to_visual, doc_id, task, split)
-            )
+            try:
+                conversation, sample_images, sample_videos = self._sample(
+                    context, self._docs_visuals(doc_to_visual, doc_id, task, split)
+                )
+            except MissingMediaError as error:
+                self._missing(error, task=task, doc_id=doc_id)
+                continue
             conversations.append(conversation)
             images.append(sample_images)
             videos.append(sample_videos)
-        batch = self.processor(conversations, images=images, videos=videos, add_generation_prompt=True,
+            kept.append(position)
+        answers = [""] * len(requests)
+        if kept:
+            for position, text in zip(kept, self._generate_kept(conversations, images, videos, generate_kwargs),
+                                      strict=True):  # fmt: skip
+                answers[position] = text
+        return answers
+
+    def _generate_kept(self, conversations: list, images: list, videos: list, generate_kwargs: dict[str, Any]
+                       ) -> list[str]:  # fmt: skip
+        batch = self.processor(conversations=conversations, images=images, videos=videos, add_generation_prompt=True,
                                padding_side="left")  # fmt: skip
         inputs = self._to_device(batch)
         tokenizer = self.processor.tokenizer
@@ -221,17 +272,30 @@ class LlavaOVEncoder(lmms):
         for start in range(0, len(requests), self.batch_size_per_gpu):
             for loss, greedy in self._loglikelihood_batch(requests[start : start + self.batch_size_per_gpu]):
                 results.append(GenerationResult(text=(loss, greedy)))
-        logger.info("llava_ov_encoder: scored %d continuations; %s", len(requests), self.videos.summary())
+        logger.info("llava_ov_encoder: scored %d continuations; %s; %s", len(requests), self.videos.summary(),
+                    self._missing_summary())  # fmt: skip
         return results
 
     def _loglikelihood_batch(self, requests: Sequence[Instance]) -> list[tuple[float, bool]]:
+        """(loss, is_greedy) per request; a document whose media is missing gets (inf, False): every choice of it
+        then ties, which multiple choice cannot score as failed (argmin takes the first), so it is logged and
+        counted like the rest."""
         tokenizer = self.processor.tokenizer
-        samples, spans = [], []
-        for request in requests:
+        samples, spans, kept = [], [], []
+        missing_docs: set[tuple[str, int]] = set()
+        for position, request in enumerate(requests):
             context, continuation, doc_to_visual, doc_id, task, split = request.args
-            conversation, images, videos = self._sample(
-                context, self._docs_visuals(doc_to_visual, doc_id, task, split)
-            )
+            if (task, doc_id) in missing_docs:
+                continue
+            try:
+                conversation, images, videos = self._sample(
+                    context, self._docs_visuals(doc_to_visual, doc_id, task, split)
+                )
+            except MissingMediaError as error:
+                missing_docs.add((task, doc_id))
+                self._missing(error, task=task, doc_id=doc_id)
+                continue
+            kept.append(position)
             # Same visual path and prompt as generation; the continuation follows the assistant header.
             sample = self.processor.process_conversation(conversation, images=images, videos=videos,
                                                          add_generation_prompt=True, return_labels=False)  # fmt: skip
@@ -243,10 +307,12 @@ class LlavaOVEncoder(lmms):
             sample["input_ids"], sample["attention_mask"] = ids, torch.ones_like(ids)
             samples.append(sample)
             spans.append((prompt_length, len(continuation_ids)))
+        results: list[tuple[float, bool]] = [(float("inf"), False)] * len(requests)
+        if not samples:
+            return results
         batch = self._to_device(self.processor.pad(samples, padding_side="right"))
         with torch.inference_mode():
             logits = self.model(**batch).logits.float()  # (B, L, V)
-        results = []
         for row, (prompt_length, length) in enumerate(spans):
             # Position p predicts token p + 1: the continuation's logits start one before it.
             row_logits = logits[row, prompt_length - 1 : prompt_length - 1 + length]  # (length, V)
@@ -254,7 +320,7 @@ class LlavaOVEncoder(lmms):
             log_probs = torch.log_softmax(row_logits, dim=-1)
             loss = -float(log_probs.gather(-1, targets[:, None]).sum())
             greedy = bool((row_logits.argmax(-1) == targets).all())
-            results.append((loss, greedy))
+            results[kept[row]] = (loss, greedy)
         return results
 
     def generate_until_multi_round(self, requests: list[Instance]) -> list[list[str]]:
@@ -262,24 +328,34 @@ class LlavaOVEncoder(lmms):
 
     def clean(self) -> None:
         """End of the run: the video path counts (the evaluator calls this once after all requests)."""
-        logger.info("llava_ov_encoder: end of run, %s", self.videos.summary())
+        logger.info("llava_ov_encoder: end of run, %s; %s", self.videos.summary(), self._missing_summary())
+        for line in self.missing_media:
+            logger.warning("missing media: %s", line)
         super().clean()
 
 
 def _distributed_setup(device: str | None) -> tuple[int, int, str, Any]:
-    """(rank, world_size, device, accelerator or None). Under `accelerate launch` with several processes each takes
-    its local GPU (data parallel: every process holds the whole model and answers its share of the requests)."""
+    """(rank, world_size, device, accelerator or None). With several processes (`accelerate launch` or `torchrun`:
+    both set WORLD_SIZE) every process holds the whole model and answers its share of the requests; each takes its
+    local GPU, or on the CPU joins a gloo process group (set up here before `Accelerator()`, which then adopts it,
+    so that ranks are 0..N-1 and the evaluator's gathers work)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size > 1:
-        from accelerate import Accelerator
+    if world_size <= 1:
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        return 0, 1, device, None
+    import torch.distributed as dist
+    from accelerate import Accelerator
 
-        accelerator = Accelerator()
-        if torch.cuda.is_available():
-            device = f"cuda:{accelerator.local_process_index}"
-        return accelerator.process_index, accelerator.num_processes, device or "cpu", accelerator
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return 0, 1, device, None
+    on_gpu = torch.cuda.is_available() and not str(device or "").startswith("cpu")
+    if not on_gpu and not dist.is_initialized():
+        dist.init_process_group(backend="gloo")
+    accelerator = Accelerator(cpu=not on_gpu)
+    device = f"cuda:{accelerator.local_process_index}" if on_gpu else "cpu"
+    rank, size = accelerator.process_index, accelerator.num_processes
+    if size != world_size:
+        raise RuntimeError(f"WORLD_SIZE={world_size} but the process group has {size} processes (rank {rank})")
+    return rank, size, device, accelerator
 
 
 def _ensure_log_handler() -> None:

@@ -4,18 +4,11 @@ A pickle checkpoint (`pytorch_model.bin`, `*.pt`, `*.pth`, `*.ckpt`) can run cod
 `torch.load(weights_only=True)` narrows that but is still a pickle parser over untrusted bytes. The project writes
 safetensors only, so reading a pickle is an explicit decision: `allow_pickle=True` in Python, `--allow-pickle` on
 the command line (README, "Checkpoints").
-
-Folders are written atomically (`atomic_folder`): into a temporary sibling that is renamed into place, so an
-interrupted conversion never leaves a folder that looks complete.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,35 +77,9 @@ class SafetensorsOnlyMixin:
         return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
 
-@contextlib.contextmanager
-def atomic_folder(folder: str | os.PathLike) -> Iterator[Path]:
-    """Yields a fresh temporary folder beside `folder`; when the block ends without an error it replaces `folder`
-    (an older folder there is removed only once the new one is complete), otherwise it is removed. The result has
-    the permissions of a folder made with `mkdir` (the umask applies)."""
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        scratch.chmod(0o777 & ~umask)  # mkdtemp makes it 0700
-        yield scratch
-        old = None
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-            os.replace(folder, old)
-        os.replace(scratch, folder)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
-
-
 __all__ = [
     "PickleWeightsError",
     "SafetensorsOnlyMixin",
-    "atomic_folder",
     "check_weights_folder",
     "is_pickle_file",
     "read_weights_file",

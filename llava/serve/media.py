@@ -58,11 +58,6 @@ class Media:
     num_visual_tokens: int
     figure: Path | None
 
-    @property
-    def marker(self) -> str:
-        """The prompt marker the processor expands for this file."""
-        return "<image>" if self.kind == "image" else "<video>"
-
 
 def add_media_arguments(parser: argparse.ArgumentParser) -> None:
     """The file options both front ends take."""

@@ -21,6 +21,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
 from llava.model import LlavaOVForConditionalGeneration, LlavaOVProcessor
+from llava.model.llava_ov.chat_format import marker_prefix
 
 from .media import DEFAULT_MAX_IMAGE_PIXELS, Media, load_media
 
@@ -204,7 +205,8 @@ class ChatSession:
             raise ValueError("empty question")
         text = question
         if not self.turns and self.media is not None:
-            text = f"{self.media.marker}\n{question}"
+            kind = self.media.kind
+            text = marker_prefix(num_images=int(kind == "image"), num_videos=int(kind == "video")) + question
         conversation = [*self.turns, {"from": "human", "value": text}]
         images = [self.media.item] if self.media is not None and self.media.kind == "image" else []
         videos = [self.media.item] if self.media is not None and self.media.kind == "video" else []

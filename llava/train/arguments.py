@@ -43,6 +43,13 @@ class DataArguments:
     template: str = field(default="chatml", metadata={"help": "chatml (SFT) or plain (stage-1 captions)"})
     model_max_length: int = field(default=16384, metadata={"help": "longest sequence, visual tokens included"})
     packing: bool = field(default=False, metadata={"help": "pack the samples of a batch into one row (no padding)"})
+    max_tokens_per_batch: int | None = field(
+        default=None,
+        metadata={
+            "help": "token-budget batches (needs packing): each batch is one row filled to this many tokens with "
+            "cost-grouped samples, per rank; replaces per_device_train_batch_size"
+        },
+    )
     group_by_cost: bool = field(
         default=True, metadata={"help": "length-grouped sampling on real token cost (text + visual)"}
     )

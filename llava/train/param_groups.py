@@ -35,6 +35,15 @@ def set_trainable_parts(model: nn.Module, *, language_model: bool, projector: bo
     return counts
 
 
+def trainable_counts(model: nn.Module) -> dict:
+    """{part: number of parameters with ``requires_grad``} (e.g. after PEFT froze or added some)."""
+    counts = dict.fromkeys((LANGUAGE, PROJECTOR, VISION), 0)
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            counts[parameter_part(name)] += param.numel()
+    return counts
+
+
 def optimizer_groups(
     named_parameters: Iterable[tuple[str, nn.Parameter]],
     *,

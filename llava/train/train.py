@@ -15,17 +15,38 @@ from pathlib import Path
 import torch
 import yaml
 from transformers import AutoTokenizer, HfArgumentParser, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
-from llava.data import LengthGroupedSampler, LlavaOVCollator, LlavaOVDataset, load_manifest
+from llava.data import (
+    LengthGroupedSampler,
+    LlavaOVCollator,
+    LlavaOVDataset,
+    TokenBudgetBatchSampler,
+    load_manifest,
+)
 from llava.model import LlavaOVForConditionalGeneration, LlavaOVProcessor, OneVisionEncoderImageProcessor
 from llava.model.llava_ov.conversion import assemble_from_pretrained, load_upstream_checkpoint
 
 from .arguments import CONFIG_DIR, DataArguments, LlavaTrainingArguments, ModelArguments
-from .param_groups import set_trainable_parts
+from .checkpoints import last_complete_checkpoint
+from .param_groups import set_trainable_parts, trainable_counts
 from .trainer import LlavaTrainer
 
 logger = logging.getLogger("llava.train")
+
+
+def resolve_config_path(name: str) -> Path:
+    """A YAML config path as given; a bare file name that is not in the working directory names a shipped config
+    (``sft_tiny.yaml`` from anywhere), said in the log. A path with folders that does not exist is an error, never
+    swapped for the shipped config of the same name."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    shipped = Path(CONFIG_DIR) / path.name
+    if path.name == name and shipped.is_file():
+        logger.warning("config %s is not in %s: using the shipped %s", name, Path.cwd(), shipped)
+        return shipped
+    known = ", ".join(sorted(config.name for config in Path(CONFIG_DIR).glob("*.yaml")))
+    raise FileNotFoundError(f"config file not found: {name} (shipped configs, by bare name: {known})")
 
 
 def parse_arguments(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, LlavaTrainingArguments]:
@@ -33,9 +54,7 @@ def parse_arguments(argv: list[str] | None = None) -> tuple[ModelArguments, Data
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser((ModelArguments, DataArguments, LlavaTrainingArguments))
     if argv and argv[0].endswith((".yaml", ".yml")):
-        path = Path(argv.pop(0))
-        if not path.is_file():
-            path = Path(CONFIG_DIR) / path.name
+        path = resolve_config_path(argv.pop(0))
         values = yaml.safe_load(path.read_text()) or {}
         known = {action.dest for action in parser._actions}
         unknown = sorted(set(values) - known)
@@ -93,16 +112,65 @@ def _template(data_args: DataArguments) -> str:
 
 
 def apply_lora(model: LlavaOVForConditionalGeneration, args: LlavaTrainingArguments):
-    """LoRA adapters on the LM's projections only; the projector is trained and saved in full."""
+    """LoRA adapters on the LM's projections; the projector (``train_projector``) and the vision tower
+    (``train_vision_tower``) are trained and saved in full as PEFT ``modules_to_save`` (PEFT freezes everything
+    else, so a part left out here would silently stop training). PEFT keeps a frozen copy of each such module."""
     from peft import LoraConfig, get_peft_model  # the [train] extra
 
     targets = "|".join(args.lora_target_modules)
+    full = [name for name, wanted in (("multi_modal_projector", args.train_projector),
+                                      ("vision_tower", args.train_vision_tower)) if wanted]  # fmt: skip
     config = LoraConfig(
         r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
-        target_modules=rf"model\.language_model\..*\.({targets})", modules_to_save=["multi_modal_projector"],
+        target_modules=rf"model\.language_model\..*\.({targets})", modules_to_save=full or None,
         task_type="CAUSAL_LM",
     )  # fmt: skip
     return get_peft_model(model, config)
+
+
+def prepare_trainable(model: LlavaOVForConditionalGeneration, args: LlavaTrainingArguments):
+    """Freezes / unfreezes the parts as flagged (LoRA: adapters on the LM), returns the model (PEFT-wrapped with
+    LoRA) and {part: trainable parameter count} as it will train, i.e. counted after PEFT."""
+    if args.lora_enable and not args.train_language_model:
+        raise ValueError("lora_enable trains the language model through adapters: set train_language_model true")
+    set_trainable_parts(
+        model, language_model=args.train_language_model and not args.lora_enable, projector=args.train_projector,
+        vision_tower=args.train_vision_tower,
+    )  # fmt: skip
+    if args.lora_enable:
+        model = apply_lora(model, args)
+    return model, trainable_counts(model)
+
+
+def check_arguments(data_args: DataArguments, training_args: LlavaTrainingArguments) -> None:
+    """Combinations that cannot do what they say are errors before anything is loaded."""
+    if data_args.max_tokens_per_batch is not None:
+        if data_args.max_tokens_per_batch <= 0:
+            raise ValueError(f"max_tokens_per_batch must be > 0, got {data_args.max_tokens_per_batch}")
+        if not data_args.packing:
+            raise ValueError("max_tokens_per_batch needs packing: true (a token-budget batch is one packed row)")
+
+
+def build_train_sampler(
+    costs, *, data_args: DataArguments, training_args: LlavaTrainingArguments
+) -> LengthGroupedSampler | TokenBudgetBatchSampler:
+    """Token-budget rows (`max_tokens_per_batch`, per rank) or length-grouped samples, on per-sample costs (a plain
+    list/array: exact token costs or estimates)."""
+    if data_args.max_tokens_per_batch:
+        sampler = TokenBudgetBatchSampler(
+            costs, max_tokens=data_args.max_tokens_per_batch, seed=training_args.seed,
+            num_replicas=training_args.world_size, rank=training_args.process_index,
+        )  # fmt: skip
+        logger.info(
+            "token-budget batches: %d rows of %d tokens per rank and epoch, filled %.1f%% (tokens / budget, by cost); "
+            "per_device_train_batch_size (%d) is not used",
+            len(sampler), sampler.max_tokens, 100 * sampler.fill_ratio(), training_args.per_device_train_batch_size,
+        )  # fmt: skip
+        return sampler
+    batch = training_args.per_device_train_batch_size * training_args.world_size
+    return LengthGroupedSampler(
+        costs, batch_size=batch * training_args.gradient_accumulation_steps, seed=training_args.seed
+    )
 
 
 def _share_process_group_with_deepspeed(training_args: LlavaTrainingArguments) -> None:
@@ -116,6 +184,7 @@ def _share_process_group_with_deepspeed(training_args: LlavaTrainingArguments) -
 
 def main(argv: list[str] | None = None) -> Path:
     model_args, data_args, training_args = parse_arguments(argv)
+    check_arguments(data_args, training_args)
     logging.basicConfig(
         level=logging.INFO if training_args.should_log else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -123,40 +192,32 @@ def main(argv: list[str] | None = None) -> Path:
     set_seed(training_args.seed)
     _share_process_group_with_deepspeed(training_args)
     model, processor = load_model_and_processor(model_args, data_args, training_args)
-    counts = set_trainable_parts(
-        model, language_model=training_args.train_language_model and not training_args.lora_enable,
-        projector=training_args.train_projector, vision_tower=training_args.train_vision_tower,
-    )  # fmt: skip
-    logger.info("trainable parameters by part: %s", counts)
-    if training_args.lora_enable:
-        model = apply_lora(model, training_args)
-        model.print_trainable_parameters()
-    if training_args.gradient_checkpointing and not training_args.train_language_model:
-        # Frozen embeddings give checkpointed blocks inputs without grad: make them require it.
+    model, counts = prepare_trainable(model, training_args)
+    logger.info("trainable parameters by part%s: %s", " (after LoRA)" if training_args.lora_enable else "", counts)
+    if training_args.gradient_checkpointing and (training_args.lora_enable or not training_args.train_language_model):
+        # Frozen embeddings (LoRA freezes them too) give checkpointed blocks inputs without grad: make them require it.
         model.enable_input_require_grads()
 
-    manifest = load_manifest(
-        data_args.data_path, image_folder=data_args.image_folder, seed=training_args.seed,
-        on_bad_line="skip" if data_args.skip_bad_samples else "raise",
-    )  # fmt: skip
+    # The index only; every line is parsed, validated and costed once by `dataset.prepare()` (parallel, cached on
+    # disk): rank 0 scans and writes the cache first, the other ranks (and every resume) read it. A bad line stops
+    # the run here, before step 0, or is left out and counted with skip_bad_samples.
+    manifest = load_manifest(data_args.data_path, image_folder=data_args.image_folder, seed=training_args.seed)
     dataset = LlavaOVDataset(
         manifest, processor, max_length=data_args.model_max_length, skip_bad_samples=data_args.skip_bad_samples
     )
+    with training_args.main_process_first(desc="manifest scan"):
+        dataset.prepare(progress=training_args.should_log)
     sampler = None
-    if data_args.group_by_cost:
-        batch = training_args.per_device_train_batch_size * training_args.world_size
-        sampler = LengthGroupedSampler(
-            dataset.token_costs(), batch_size=batch * training_args.gradient_accumulation_steps,
-            seed=training_args.seed,
-        )  # fmt: skip
+    if data_args.group_by_cost or data_args.max_tokens_per_batch:
+        sampler = build_train_sampler(dataset.token_costs(), data_args=data_args, training_args=training_args)
     collator = LlavaOVCollator(pad_token_id=processor.tokenizer.pad_token_id, packing=data_args.packing)
     trainer = LlavaTrainer(
         model=model, args=training_args, train_dataset=dataset, data_collator=collator, processing_class=processor,
         train_sampler=sampler,
     )  # fmt: skip
     resume = training_args.resume_from_checkpoint
-    if resume is None and Path(training_args.output_dir).is_dir():
-        resume = get_last_checkpoint(training_args.output_dir)  # an interrupted run continues where it stopped
+    if resume is None:
+        resume = last_complete_checkpoint(training_args.output_dir)  # an interrupted run continues where it stopped
         if resume:
             logger.info("resuming from %s", resume)
     result = trainer.train(resume_from_checkpoint=resume)

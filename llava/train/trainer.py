@@ -1,17 +1,23 @@
-"""The transformers Trainer with our additions: per-part learning rates, cost-grouped sampling, the projector file
-of stage 1. Everything else (DeepSpeed, gradient accumulation, resume, bf16) is the stock Trainer."""
+"""The transformers Trainer with our additions: per-part learning rates, cost-grouped sampling or token-budget
+batches (with the packed rows' fill ratio in the log), the projector file of stage 1. Everything else (DeepSpeed,
+gradient accumulation, resume, bf16) is the stock Trainer."""
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+from functools import partial
 from pathlib import Path
 
 import torch
-from torch.utils.data import Sampler
+from accelerate.data_loader import BatchSamplerShard
+from torch.utils.data import DataLoader, Sampler
 from transformers import Trainer
 from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+from transformers.trainer_utils import seed_worker
 
+from llava.data import TokenBudgetBatchSampler
 from llava.model.llava_ov.conversion import save_projector
 
 from .arguments import LlavaTrainingArguments
@@ -27,13 +33,68 @@ class LlavaTrainer(Trainer):
     args: LlavaTrainingArguments
 
     def __init__(self, *args, train_sampler: Sampler | None = None, **kwargs) -> None:
+        """`train_sampler`: a sampler of indices (`LengthGroupedSampler`), or a `TokenBudgetBatchSampler` whose
+        batches (one packed row each) replace `per_device_train_batch_size`."""
         super().__init__(*args, **kwargs)
         self._cost_sampler = train_sampler
+        self._row_tokens = 0  # tokens in the packed rows since the last log line (token-budget batches)
+        self._row_count = 0
+
+    @property
+    def _budget_sampler(self) -> TokenBudgetBatchSampler | None:
+        return self._cost_sampler if isinstance(self._cost_sampler, TokenBudgetBatchSampler) else None
 
     def _get_train_sampler(self, train_dataset=None) -> Sampler | None:
         if self._cost_sampler is not None:
             return self._cost_sampler
         return super()._get_train_sampler(train_dataset)
+
+    def get_train_dataloader(self) -> DataLoader:
+        """The stock loader, except with a `TokenBudgetBatchSampler`: that is passed as `batch_sampler`."""
+        sampler = self._budget_sampler
+        if sampler is None:
+            return super().get_train_dataloader()
+        args = self.args
+        params = {
+            "batch_sampler": sampler,
+            "collate_fn": self._get_collator_with_removed_columns(self.data_collator, description="Training"),
+            "num_workers": args.dataloader_num_workers,
+            "pin_memory": args.dataloader_pin_memory,
+            "persistent_workers": args.dataloader_persistent_workers,
+            "prefetch_factor": args.dataloader_prefetch_factor,
+            "worker_init_fn": partial(seed_worker, num_workers=args.dataloader_num_workers, rank=args.process_index),
+        }
+        loader = self.accelerator.prepare(DataLoader(self.train_dataset, **params))
+        # The sampler already deals rows to ranks; accelerate's shard wrapper would deal them again (each rank
+        # keeping 1/world of its own rows). Make the wrapper a pass-through, as transformers does for its own
+        # rank-aware `BatchRebalanceSampler`.
+        shard = getattr(loader, "batch_sampler", None)
+        if isinstance(shard, BatchSamplerShard) and shard.batch_sampler is sampler:
+            shard.num_processes, shard.process_index = 1, 0
+        return loader
+
+    def get_resumed_dataloader(self, dataloader: DataLoader, num_batches: int) -> DataLoader:
+        """Mid-epoch resume: the skipping wrapper hides the sampler from the Trainer's `set_epoch`, so set the
+        resumed epoch here (the restored `state.epoch` is epoch + fraction done)."""
+        sampler = self._budget_sampler or self._cost_sampler
+        if sampler is not None and hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(math.floor(self.state.epoch))
+        return super().get_resumed_dataloader(dataloader, num_batches)
+
+    def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
+        if self._budget_sampler is not None:
+            # One packed row per batch (the collator packs the whole batch): its length is its token count.
+            self._row_tokens += int(inputs["input_ids"].numel())
+            self._row_count += int(inputs["input_ids"].shape[0])
+        return super().training_step(model, inputs, num_items_in_batch)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Adds `fill_ratio` (tokens / budget of the packed rows since the last log line) with token budgets."""
+        sampler = self._budget_sampler
+        if sampler is not None and self._row_count and "loss" in logs:
+            logs["fill_ratio"] = round(self._row_tokens / (self._row_count * sampler.max_tokens), 4)
+            self._row_tokens = self._row_count = 0
+        super().log(logs, start_time)
 
     def create_optimizer(self, model=None) -> torch.optim.Optimizer:
         """AdamW (or ``args.optim``) over per-part groups: LM at ``learning_rate``, projector at ``projector_lr``,

@@ -40,5 +40,5 @@ def flat_clip(clip_dir) -> SynthVideo:
 @pytest.fixture(scope="session")
 def static_clip(clip_dir):
     """Nothing moves: 40 identical textured frames."""
-    frame = smooth_texture(np.random.default_rng(7), 144, 256)
+    frame = smooth_texture(np.random.default_rng(7), height=144, width=256)
     return write_video(clip_dir / "static.mp4", [frame] * 40)

@@ -20,7 +20,7 @@ class SynthVideo:
     width: int
 
 
-def smooth_texture(rng: np.random.Generator, height: int, width: int, scale: int = 8) -> np.ndarray:
+def smooth_texture(rng: np.random.Generator, *, height: int, width: int, scale: int = 8) -> np.ndarray:
     """uint8 [H, W, 3] band-limited random texture (natural-image-like: codecs predict it well, not noise)."""
     small = rng.uniform(0, 255, size=(height // scale + 2, width // scale + 2, 3)).astype(np.float32)
     big = np.repeat(np.repeat(small, scale, axis=0), scale, axis=1)
@@ -31,9 +31,20 @@ def smooth_texture(rng: np.random.Generator, height: int, width: int, scale: int
     return np.clip(big[:height, :width], 0, 255).astype(np.uint8)
 
 
-def write_video(path: Path, frames: list[np.ndarray], *, codec: str = "libx264", fps: int = 30, bframes: int = 2,
-                gop: int = 32, pts: list[int] | None = None, time_base: Fraction | None = None,
-                pix_fmt: str = "yuv420p", rotation: int | None = None, options: dict | None = None) -> Path:
+def write_video(
+    path: Path,
+    frames: list[np.ndarray],
+    *,
+    codec: str = "libx264",
+    fps: int = 30,
+    bframes: int = 2,
+    gop: int = 32,
+    pts: list[int] | None = None,
+    time_base: Fraction | None = None,
+    pix_fmt: str = "yuv420p",
+    rotation: int | None = None,
+    options: dict | None = None,
+) -> Path:
     """Encode RGB frames [H, W, 3] with PyAV. `pts` (in `time_base`) makes variable frame rate clips."""
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream(codec, rate=fps)
@@ -43,8 +54,11 @@ def write_video(path: Path, frames: list[np.ndarray], *, codec: str = "libx264",
         opts = {}
         if codec == "libx264":
             # threads=1: the same bitstream on every machine (x264 output depends on its thread count).
-            opts = {"preset": "veryfast", "crf": "20",
-                    "x264-params": f"bframes={bframes}:keyint={gop}:scenecut=40:threads=1"}
+            opts = {
+                "preset": "veryfast",
+                "crf": "20",
+                "x264-params": f"bframes={bframes}:keyint={gop}:scenecut=40:threads=1",
+            }
         elif codec == "libx265":
             opts = {"preset": "ultrafast", "x265-params": f"bframes={bframes}:keyint={gop}:log-level=error"}
         opts.update(options or {})
@@ -69,10 +83,21 @@ def write_video(path: Path, frames: list[np.ndarray], *, codec: str = "libx264",
     return path
 
 
-def moving_object_clip(path: Path, *, num_frames: int = 96, height: int = 144, width: int = 256,
-                       obj: int = 24, speed: float = 3.0, pan: float = 0.0, cut_at: int | None = None,
-                       flat_background: bool = False, still_from: int | None = None, seed: int = 0,
-                       **write_kwargs) -> SynthVideo:
+def moving_object_clip(
+    path: Path,
+    *,
+    num_frames: int = 96,
+    height: int = 144,
+    width: int = 256,
+    obj: int = 24,
+    speed: float = 3.0,
+    pan: float = 0.0,
+    cut_at: int | None = None,
+    flat_background: bool = False,
+    still_from: int | None = None,
+    seed: int = 0,
+    **write_kwargs,
+) -> SynthVideo:
     """Static (or panning) textured background with one textured square moving on a bouncing path.
 
     Args:
@@ -89,8 +114,8 @@ def moving_object_clip(path: Path, *, num_frames: int = 96, height: int = 144, w
             bg = np.full((height, width + margin, 3), 96, np.uint8)
             bg = np.clip(bg + rng.normal(0, 1.0, bg.shape), 0, 255).astype(np.uint8)
         else:
-            bg = smooth_texture(rng, height, width + margin, scale=8)
-        tex = smooth_texture(rng, obj, obj, scale=4)
+            bg = smooth_texture(rng, height=height, width=width + margin, scale=8)
+        tex = smooth_texture(rng, height=obj, width=obj, scale=4)
         tex[::6] = 255 - tex[::6]  # stripes: a distinctive object that the encoder tracks
         start = rng.uniform([0, 0], [height - obj, width - obj])
         direction = rng.normal(size=2)
@@ -104,7 +129,7 @@ def moving_object_clip(path: Path, *, num_frames: int = 96, height: int = 144, w
         offset = int(round(pan * i)) if pan else 0
         frame = bg[:, offset : offset + width].copy()
         moving_steps = local if still_from is None else min(local, still_from)
-        y, x = _bounce(start + direction * speed * moving_steps, height - obj, width - obj)
+        y, x = _bounce(start + direction * speed * moving_steps, max_y=height - obj, max_x=width - obj)
         frame[y : y + obj, x : x + obj] = tex
         mask = np.zeros((height, width), bool)
         if still_from is None or local < still_from:
@@ -115,7 +140,7 @@ def moving_object_clip(path: Path, *, num_frames: int = 96, height: int = 144, w
     return SynthVideo(path=path, masks=np.stack(masks), height=height, width=width)
 
 
-def _bounce(pos: np.ndarray, max_y: int, max_x: int) -> tuple[int, int]:
+def _bounce(pos: np.ndarray, *, max_y: int, max_x: int) -> tuple[int, int]:
     """Reflect a straight path inside [0, max_y] x [0, max_x] (integer pixels)."""
     out = []
     for v, hi in zip(pos, (max_y, max_x), strict=True):
@@ -125,13 +150,14 @@ def _bounce(pos: np.ndarray, max_y: int, max_x: int) -> tuple[int, int]:
     return out[0], out[1]
 
 
-def moving_cells(masks: np.ndarray, frame_ids: np.ndarray, *, square_size: int = 576, patch_size: int = 16,
-                 min_cover: float = 0.25) -> np.ndarray:
+def moving_cells(
+    masks: np.ndarray, frame_ids: np.ndarray, *, square_size: int = 576, patch_size: int = 16, min_cover: float = 0.25
+) -> np.ndarray:
     """bool [T, G, G]: canvas cells covered at least `min_cover` by the moving mask of each sampled frame."""
     from cv_reader.geometry import letterbox
 
     _, h0, w0 = masks.shape
-    box = letterbox(h0, w0, square_size)
+    box = letterbox(h0, w0, out_size=square_size)
     grid = square_size // patch_size
     out = np.zeros((len(frame_ids), grid, grid), bool)
     ys = ((np.arange(square_size) - box.pad_top + 0.5) / box.scale).astype(int)
@@ -147,8 +173,9 @@ def moving_cells(masks: np.ndarray, frame_ids: np.ndarray, *, square_size: int =
     return out
 
 
-def recall(visidx_thw: np.ndarray, truth: np.ndarray, frame_ids: np.ndarray | None = None, *,
-           from_t: int = 1) -> float:
+def recall(
+    visidx_thw: np.ndarray, truth: np.ndarray, *, frame_ids: np.ndarray | None = None, from_t: int = 1
+) -> float:
     """Share of the true moving cells with t >= from_t that the selection kept (1.0 if there are none).
 
     With `frame_ids`, slots repeating the previous frame (clips shorter than T) are not counted: a repeated frame

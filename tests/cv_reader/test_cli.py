@@ -45,9 +45,19 @@ def _run(argv: list[str]) -> int:
 
 def test_stage1_then_stage2(dataset, tmp_path, capsys):
     out1 = tmp_path / "stage1"
-    args = ["stage1", "--input_json", str(dataset["json"]), "--out_root", str(out1), "--video_root",
-            str(dataset["videos"]), "--keep_first_full_frame", "--padding_policy", "zero"]
-    assert _run(args) == 0
+    args = [
+        "stage1",
+        "--input_json",
+        str(dataset["json"]),
+        "--out_root",
+        str(out1),
+        "--video_root",
+        str(dataset["videos"]),
+        "--keep_first_full_frame",
+        "--padding_policy",
+        "zero",
+    ]
+    assert _run(args) == 1  # one item failed: the exit status says so
     metas = sorted(out1.glob("*.meta.json"))
     assert len(metas) == 2
     name = metas[0].name
@@ -59,9 +69,30 @@ def test_stage1_then_stage2(dataset, tmp_path, capsys):
     assert visidx.dtype == np.int32 and visidx.shape == (10368, 3)
     assert frame_ids.dtype == np.int32 and frame_ids.shape == (64,)
     meta = json.loads(metas[0].read_text())
-    for k in ("sample_id", "sample_key", "video", "T", "frame_ids", "preprocess", "square_size", "patch",
-              "keep_frames_equiv", "padding_policy", "keep_uniform_first", "keep_first_full_frame", "H0", "W0",
-              "pad_info", "hb", "wb", "S_total", "S_valid", "K", "padding_patch_filtered", "valid_ranges"):
+    for k in (
+        "sample_id",
+        "sample_key",
+        "video",
+        "T",
+        "frame_ids",
+        "preprocess",
+        "square_size",
+        "patch",
+        "keep_frames_equiv",
+        "padding_policy",
+        "keep_uniform_first",
+        "keep_first_full_frame",
+        "H0",
+        "W0",
+        "pad_info",
+        "hb",
+        "wb",
+        "S_total",
+        "S_valid",
+        "K",
+        "padding_patch_filtered",
+        "valid_ranges",
+    ):
         assert k in meta, k
     assert meta["sample_key"] == key and meta["preprocess"] == "square576" and meta["frame_ids"] is None
     failed = (out1 / "stage1_failed.shard00of01.txt").read_text().splitlines()
@@ -70,15 +101,39 @@ def test_stage1_then_stage2(dataset, tmp_path, capsys):
 
     # Resume: nothing is redone.
     mtime = metas[0].stat().st_mtime_ns
-    assert _run(args) == 0
+    assert _run(args) == 1
     assert "0 done, 2 skipped" in capsys.readouterr().out
     assert metas[0].stat().st_mtime_ns == mtime
 
     images, out_jsonl = tmp_path / "packs", tmp_path / "train.jsonl"
-    assert _run(["stage2", "--mode", "pack", "--input_json", str(dataset["json"]), "--stage1_root", str(out1),
-                 "--out_image_root", str(images), "--out_jsonl", str(out_jsonl), "--video_root",
-                 str(dataset["videos"]), "--num_images", "8", "--T", "64", "--patch", "16", "--write_positions",
-                 "--first_full"]) == 0
+    assert (
+        _run(
+            [
+                "stage2",
+                "--mode",
+                "pack",
+                "--input_json",
+                str(dataset["json"]),
+                "--stage1_root",
+                str(out1),
+                "--out_image_root",
+                str(images),
+                "--out_jsonl",
+                str(out_jsonl),
+                "--video_root",
+                str(dataset["videos"]),
+                "--num_images",
+                "8",
+                "--T",
+                "64",
+                "--patch",
+                "16",
+                "--write_positions",
+                "--first_full",
+            ]
+        )
+        == 1
+    )
     lines = [json.loads(line) for line in out_jsonl.read_text().splitlines()]
     assert [r["id"] for r in lines] == ["s0", "s1"]
     first = lines[0]
@@ -96,8 +151,22 @@ def test_stage1_then_stage2(dataset, tmp_path, capsys):
 
 def test_pack_one_step_and_precompute_keys(dataset, tmp_path, capsys):
     out_jsonl = tmp_path / "train.jsonl"
-    assert _run(["pack", "--input_json", str(dataset["json"]), "--out_image_root", str(tmp_path / "packs"),
-                 "--out_jsonl", str(out_jsonl), "--video_root", str(dataset["videos"])]) == 0
+    assert (
+        _run(
+            [
+                "pack",
+                "--input_json",
+                str(dataset["json"]),
+                "--out_image_root",
+                str(tmp_path / "packs"),
+                "--out_jsonl",
+                str(out_jsonl),
+                "--video_root",
+                str(dataset["videos"]),
+            ]
+        )
+        == 1
+    )
     lines = [json.loads(line) for line in out_jsonl.read_text().splitlines()]
     assert len(lines) == 2 and len(lines[1]["image"]) == 8
     pack_dir = Path(lines[0]["positions_thw"]).parent
@@ -107,12 +176,31 @@ def test_pack_one_step_and_precompute_keys(dataset, tmp_path, capsys):
     assert mosaic0.shape == (576, 576, 3) and mosaic0.mean() > 20
 
     listing = tmp_path / "videos.jsonl"
-    vids = [dataset["videos"] / "a" / "clip.mp4", dataset["videos"] / "b" / "clip.mp4",
-            dataset["videos"] / "broken.mp4"]
+    vids = [
+        dataset["videos"] / "a" / "clip.mp4",
+        dataset["videos"] / "b" / "clip.mp4",
+        dataset["videos"] / "broken.mp4",
+    ]
     listing.write_text("".join(json.dumps({"video": str(v), "key": v.stem}) + "\n" for v in vids))
     out = tmp_path / "eval"
-    assert _run(["precompute", "--videos_jsonl", str(listing), "--out_root", str(out), "--task", "synthetic",
-                 "--num_workers", "2", "--video_root", str(dataset["videos"])]) == 0
+    assert (
+        _run(
+            [
+                "precompute",
+                "--videos_jsonl",
+                str(listing),
+                "--out_root",
+                str(out),
+                "--task",
+                "synthetic",
+                "--num_workers",
+                "2",
+                "--video_root",
+                str(dataset["videos"]),
+            ]
+        )
+        == 1
+    )
     keys = sorted(p.name for p in (out / "assets").iterdir())
     assert len(keys) == 3 and len({k.split("__")[0] for k in keys}) == 2  # same stem, distinct keys
     done = [out / "assets" / k for k in keys if (out / "assets" / k / "meta.json").exists()]
@@ -131,21 +219,53 @@ def test_pack_one_step_and_precompute_keys(dataset, tmp_path, capsys):
     errors = [out / "assets" / k / "error.json" for k in keys if (out / "assets" / k / "error.json").exists()]
     assert len(errors) == 1 and "broken.mp4" in json.loads(errors[0].read_text())["video"]
     capsys.readouterr()
-    assert _run(["precompute", "--videos_jsonl", str(listing), "--out_root", str(out), "--task", "synthetic",
-                 "--video_root", str(dataset["videos"])]) == 0
+    assert (
+        _run(
+            [
+                "precompute",
+                "--videos_jsonl",
+                str(listing),
+                "--out_root",
+                str(out),
+                "--task",
+                "synthetic",
+                "--video_root",
+                str(dataset["videos"]),
+            ]
+        )
+        == 1
+    )
     assert "0 done, 2 skipped (already done), 1 failed" in capsys.readouterr().out
     # Upstream stem keys collide here: refused instead of serving one video's mosaics for the other.
-    with pytest.raises(SystemExit, match="collide"):
-        _run(["precompute", "--videos_jsonl", str(listing), "--out_root", str(out), "--key_mode", "stem"])
+    assert _run(["precompute", "--videos_jsonl", str(listing), "--out_root", str(out), "--key_mode", "stem"]) == 2
+    assert "collides" in capsys.readouterr().err
 
 
 def test_shards_partition_the_dataset(dataset, tmp_path):
     seen = []
     for shard in range(2):
         out = tmp_path / f"shard{shard}"
-        assert _run(["stage1", "--input_json", str(dataset["json"]), "--out_root", str(out), "--video_root",
-                     str(dataset["videos"]), "--num_shards", "2", "--shard_id", str(shard), "--sequence_length",
-                     "16", "--keep_frames_equiv", "2", "--square_size", "128"]) == 0
+        assert _run(
+            [
+                "stage1",
+                "--input_json",
+                str(dataset["json"]),
+                "--out_root",
+                str(out),
+                "--video_root",
+                str(dataset["videos"]),
+                "--num_shards",
+                "2",
+                "--shard_id",
+                str(shard),
+                "--sequence_length",
+                "16",
+                "--keep_frames_equiv",
+                "2",
+                "--square_size",
+                "128",
+            ]
+        ) in (0, 1)
         seen.append({p.name for p in out.glob("*.meta.json")})
         assert (out / f"stage1_failed.shard{shard:02d}of02.txt").exists()
     assert not (seen[0] & seen[1]) and len(seen[0] | seen[1]) == 2
@@ -169,8 +289,7 @@ def test_rewrite_conversations_rules():
 
 
 def test_module_entry_point_help():
-    result = subprocess.run([sys.executable, "-m", "cv_reader", "--help"], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run([sys.executable, "-m", "cv_reader", "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     for command in ("stage1", "stage2", "pack", "precompute", "visualize"):
         assert command in result.stdout

@@ -30,14 +30,17 @@ def bad_files(moving_clip, tmp_path_factory):
     return d
 
 
-@pytest.mark.parametrize(("name", "reason"), [
-    ("zero.mp4", "empty"),
-    ("truncated.mp4", "not_a_video"),
-    ("text.mp4", "not_a_video"),
-    ("badcodec.mp4", "unsupported_codec"),
-    ("audio.m4a", "no_video_stream"),
-    ("missing.mp4", "missing"),
-])
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("zero.mp4", "empty"),
+        ("truncated.mp4", "not_a_video"),
+        ("text.mp4", "not_a_video"),
+        ("badcodec.mp4", "unsupported_codec"),
+        ("audio.m4a", "no_video_stream"),
+        ("missing.mp4", "missing"),
+    ],
+)
 def test_bad_input_names_file_and_reason(bad_files, name, reason):
     path = bad_files / name
     with pytest.raises(VideoReadError) as info:
@@ -63,6 +66,6 @@ def test_truncated_streamable_file_decodes_what_is_there(tmp_path, moving_clip):
     data = ts.read_bytes()
     cut = tmp_path / "cut.ts"
     cut.write_bytes(data[: len(data) // 2])
-    sel = select_patches(cut)
-    assert 10 < sel.meta["num_packets"] < 96
-    assert sel.visidx_thw.shape == (10368, 3)
+    selection = select_patches(cut)
+    assert 10 < selection.meta["num_packets"] < 96
+    assert selection.visidx_thw.shape == (10368, 3)

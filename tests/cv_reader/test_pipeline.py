@@ -13,63 +13,72 @@ from cv_reader.geometry import letterbox
 from .synth import moving_cells, moving_object_clip, recall, smooth_texture, write_video
 
 
-def _kept(sel) -> np.ndarray:
-    mask = np.zeros(sel.scores.shape, bool)
-    mask[tuple(sel.visidx_thw.T)] = True
+def _kept(selection) -> np.ndarray:
+    mask = np.zeros(selection.scores.shape, bool)
+    mask[tuple(selection.visidx_thw.T)] = True
     return mask
 
 
 def test_moving_object_kept_static_background_not(moving_clip):
-    sel = select_patches(moving_clip.path, budget=4 * 1296)
-    truth = moving_cells(moving_clip.masks, sel.frame_ids)
-    kept = _kept(sel)
-    assert recall(sel.visidx_thw, truth) > 0.95
+    selection = select_patches(moving_clip.path, budget=4 * 1296)
+    truth = moving_cells(moving_clip.masks, selection.frame_ids)
+    kept = _kept(selection)
+    assert recall(selection.visidx_thw, truth) > 0.95
     # Far from the object (not within 2 cells of it in the frame), almost nothing is kept for t >= 1.
     near = truth.copy()
     for axis in (1, 2):
         for shift in (-2, -1, 1, 2):
             near |= np.roll(truth, shift, axis=axis)
-    valid = valid_cell_mask(letterbox(144, 256, 576), 16)
+    valid = valid_cell_mask(letterbox(144, 256, out_size=576), 16)
     far_kept = kept[1:] & ~near[1:] & valid[None]
     assert far_kept.sum() / max(kept[1:].sum(), 1) < 0.5
-    assert sel.meta["signal"] == "codec_mv+mc_residual"
+    assert selection.meta["signal"] == "codec_mv+mc_residual"
 
 
 def test_outputs_first_frame_budget_and_formats(moving_clip):
-    sel = select_patches(moving_clip.path)
+    selection = select_patches(moving_clip.path)
     k = 8 * 1296
-    assert sel.visidx_thw.shape == (k, 3) and sel.visidx_thw.dtype == np.int32
-    assert sel.positions_thw.dtype == np.int32 and sel.frame_ids.dtype == np.int32
-    assert sel.scores.shape == (64, 36, 36) and sel.scores.dtype == np.float32
-    np.testing.assert_array_equal(sel.visidx_thw[:1296, 0], 0)
-    np.testing.assert_array_equal(sel.visidx_thw[:1296, 1] * 36 + sel.visidx_thw[:1296, 2], np.arange(1296))
-    order = np.lexsort((sel.visidx_thw[:, 2], sel.visidx_thw[:, 1], sel.visidx_thw[:, 0]))
-    np.testing.assert_array_equal(sel.positions_thw, sel.visidx_thw[order])
-    assert len({tuple(r) for r in sel.visidx_thw}) == k
-    np.testing.assert_array_equal(sel.frame_ids, np.linspace(0, 95, 64, dtype=int))
-    mosaics = sel.mosaics()
+    assert selection.visidx_thw.shape == (k, 3) and selection.visidx_thw.dtype == np.int32
+    assert selection.positions_thw.dtype == np.int32 and selection.frame_ids.dtype == np.int32
+    assert selection.scores.shape == (64, 36, 36) and selection.scores.dtype == np.float32
+    np.testing.assert_array_equal(selection.visidx_thw[:1296, 0], 0)
+    np.testing.assert_array_equal(
+        selection.visidx_thw[:1296, 1] * 36 + selection.visidx_thw[:1296, 2], np.arange(1296)
+    )
+    order = np.lexsort((selection.visidx_thw[:, 2], selection.visidx_thw[:, 1], selection.visidx_thw[:, 0]))
+    np.testing.assert_array_equal(selection.positions_thw, selection.visidx_thw[order])
+    assert len({tuple(r) for r in selection.visidx_thw}) == k
+    np.testing.assert_array_equal(selection.frame_ids, np.linspace(0, 95, 64, dtype=int))
+    mosaics = selection.mosaics()
     assert len(mosaics) == 8 and all(m.shape == (576, 576, 3) and m.dtype == np.uint8 for m in mosaics)
-    np.testing.assert_array_equal(mosaics[0], sel.sampled_frames()[0])  # image 0 = frame t=0 in full
-    vis = sel.visible_indices
+    np.testing.assert_array_equal(mosaics[0], selection.sampled_frames()[0])  # image 0 = frame t=0 in full
+    vis = selection.visible_indices
     assert vis.dtype == np.int64 and np.all(np.diff(vis) > 0)
     again = select_patches(moving_clip.path)
-    np.testing.assert_array_equal(again.visidx_thw, sel.visidx_thw)  # deterministic
+    np.testing.assert_array_equal(again.visidx_thw, selection.visidx_thw)  # deterministic
 
 
 def test_small_geometry_for_small_models(moving_clip):
-    sel = select_patches(moving_clip.path, square_size=128, patch_size=16, num_images=4, num_frames=16)
-    assert sel.visidx_thw.shape == (4 * 64, 3) and sel.scores.shape == (16, 8, 8)
-    assert [m.shape for m in sel.mosaics()] == [(128, 128, 3)] * 4
+    selection = select_patches(moving_clip.path, square_size=128, patch_size=16, num_images=4, num_frames=16)
+    assert selection.visidx_thw.shape == (4 * 64, 3) and selection.scores.shape == (16, 8, 8)
+    assert [m.shape for m in selection.mosaics()] == [(128, 128, 3)] * 4
 
 
-GT_CASES = {"static_bg": {}, "pan": {"pan": 1.5}, "cut": {"cut_at": 48}, "flat": {"flat_background": True},
-            "no_bframes": {"bframes": 0}}
+GT_CASES = {
+    "static_bg": {},
+    "pan": {"pan": 1.5},
+    "cut": {"cut_at": 48},
+    "flat": {"flat_background": True},
+    "no_bframes": {"bframes": 0},
+}
 
 
 @pytest.fixture(scope="module")
 def gt_clips(clip_dir):
-    return {name: moving_object_clip(clip_dir / f"gt_{name}.mp4", num_frames=112, seed=11, **kw)
-            for name, kw in GT_CASES.items()}
+    return {
+        name: moving_object_clip(clip_dir / f"gt_{name}.mp4", num_frames=112, seed=11, **kw)
+        for name, kw in GT_CASES.items()
+    }
 
 
 def test_ground_truth_recall(gt_clips, capsys):
@@ -84,12 +93,20 @@ def test_ground_truth_recall(gt_clips, capsys):
         for recipe, cfg in (("ours", EnergyConfig()), ("upstream", EnergyConfig.upstream())):
             row = []
             for budget in (10368, 2592):
-                sel = select_patches(clip.path, budget=budget, energy=cfg)
-                row.append(recall(sel.visidx_thw, moving_cells(clip.masks, sel.frame_ids), sel.frame_ids))
+                selection = select_patches(clip.path, budget=budget, energy=cfg)
+                row.append(
+                    recall(
+                        selection.visidx_thw,
+                        moving_cells(clip.masks, selection.frame_ids),
+                        frame_ids=selection.frame_ids,
+                    )
+                )
             results[name, recipe] = row
     with capsys.disabled():
-        print("\nground-truth recall [K=10368, K=2592]:",
-              {f"{n}/{r}": [round(v, 3) for v in row] for (n, r), row in results.items()})
+        print(
+            "\nground-truth recall [K=10368, K=2592]:",
+            {f"{n}/{r}": [round(v, 3) for v in row] for (n, r), row in results.items()},
+        )
     for name in gt_clips:
         full, tight = results[name, "ours"]
         up_full, up_tight = results[name, "upstream"]
@@ -105,13 +122,13 @@ def test_scene_cut_first_frame_after_cut(cut_clip):
     (the upstream recipe scores it with zero motion and texture only)."""
     got = {}
     for recipe, cfg in (("ours", EnergyConfig()), ("upstream", EnergyConfig.upstream())):
-        sel = select_patches(cut_clip.path, budget=2592, energy=cfg)
-        truth = moving_cells(cut_clip.masks, sel.frame_ids)
-        after = [t for t, i in enumerate(sel.frame_ids) if i >= 48][:1]
-        kept = _kept(sel)
+        selection = select_patches(cut_clip.path, budget=2592, energy=cfg)
+        truth = moving_cells(cut_clip.masks, selection.frame_ids)
+        after = [t for t, i in enumerate(selection.frame_ids) if i >= 48][:1]
+        kept = _kept(selection)
         got[recipe] = sum(int((kept[t] & truth[t]).sum()) for t in after) / sum(int(truth[t].sum()) for t in after)
         if recipe == "ours":
-            assert sel.meta["frame_signal"][after[0]] == "pixel_next"
+            assert selection.meta["frame_signal"][after[0]] == "pixel_next"
     assert got["ours"] >= 0.5 and got["ours"] > got["upstream"], got
 
 
@@ -120,34 +137,34 @@ def test_camera_pan_is_compensated(pan_clip):
     truth = None
     got = {}
     for recipe, cfg in (("ours", EnergyConfig()), ("upstream", EnergyConfig.upstream())):
-        sel = select_patches(pan_clip.path, budget=2592, energy=cfg)
-        truth = moving_cells(pan_clip.masks, sel.frame_ids)
-        got[recipe] = recall(sel.visidx_thw, truth, sel.frame_ids)
+        selection = select_patches(pan_clip.path, budget=2592, energy=cfg)
+        truth = moving_cells(pan_clip.masks, selection.frame_ids)
+        got[recipe] = recall(selection.visidx_thw, truth, frame_ids=selection.frame_ids)
     assert got["ours"] >= 0.6 and got["ours"] > got["upstream"] + 0.1, got
 
 
 def test_static_clip_spreads_without_crashing(static_clip):
-    sel = select_patches(static_clip)
-    assert sel.visidx_thw.shape == (10368, 3)
-    assert float(sel.scores[1:].max()) < 64.0  # nothing moves: low energy everywhere (floors, spec 13.3)
+    selection = select_patches(static_clip)
+    assert selection.visidx_thw.shape == (10368, 3)
+    assert float(selection.scores[1:].max()) < 64.0  # nothing moves: low energy everywhere (floors, spec 13.3)
 
 
 def test_fewer_frames_than_slots(clip_dir):
     clip = moving_object_clip(clip_dir / "short.mp4", num_frames=20, seed=12)
-    sel = select_patches(clip.path)
-    np.testing.assert_array_equal(sel.frame_ids, np.linspace(0, 19, 64, dtype=int))
-    assert sel.meta["num_distinct_frames"] == 20 and sel.meta["duplicate_t"] == 44
+    selection = select_patches(clip.path)
+    np.testing.assert_array_equal(selection.frame_ids, np.linspace(0, 19, 64, dtype=int))
+    assert selection.meta["num_distinct_frames"] == 20 and selection.meta["duplicate_t"] == 44
     # Duplicated slots rank after every distinct frame's cells: only 19 distinct t >= 1 can hold content first.
     dup = np.zeros(64, bool)
-    dup[1:] = sel.frame_ids[1:] == sel.frame_ids[:-1]
-    kept_t = sel.visidx_thw[1296:, 0]
+    dup[1:] = selection.frame_ids[1:] == selection.frame_ids[:-1]
+    kept_t = selection.visidx_thw[1296:, 0]
     n_distinct_cells = 19 * 1296
     assert np.all(~dup[kept_t[: min(n_distinct_cells, len(kept_t))]])
 
 
 def test_vfr_and_nonzero_start(clip_dir):
     rng = np.random.default_rng(13)
-    bg = smooth_texture(rng, 96, 160)
+    bg = smooth_texture(rng, height=96, width=160)
     frames = []
     for i in range(40):
         f = bg.copy()
@@ -156,22 +173,34 @@ def test_vfr_and_nonzero_start(clip_dir):
     tb = Fraction(1, 1000)
     pts = [5000 + int(1000 * (i / 30 + (i % 3) * 0.01)) for i in range(40)]  # irregular steps, start 5 s
     path = write_video(clip_dir / "vfr.mkv", frames, pts=pts, time_base=tb, bframes=0)
-    sel = select_patches(path)
-    assert sel.meta["num_packets"] == 40 and sel.meta["num_decoded_frames_read"] == 40
-    np.testing.assert_array_equal(sel.frame_ids, np.linspace(0, 39, 64, dtype=int))
+    selection = select_patches(path)
+    assert selection.meta["num_packets"] == 40 and selection.meta["num_decoded_frames_read"] == 40
+    np.testing.assert_array_equal(selection.frame_ids, np.linspace(0, 39, 64, dtype=int))
 
 
 @pytest.mark.parametrize(("height", "width"), [(101, 67), (160, 90)])
 def test_odd_and_portrait_sizes(clip_dir, height, width):
     # 4:4:4 so that x264 accepts odd sizes.
-    clip = moving_object_clip(clip_dir / f"size_{height}x{width}.mp4", num_frames=30, height=height, width=width,
-                              obj=16, seed=14, pix_fmt="yuv444p")
-    sel = select_patches(clip.path, budget=4 * 1296)
-    box = letterbox(height, width, 576)
-    assert sel.meta["pad_info"] == box.to_dict()
+    clip = moving_object_clip(
+        clip_dir / f"size_{height}x{width}.mp4",
+        num_frames=30,
+        height=height,
+        width=width,
+        obj=16,
+        seed=14,
+        pix_fmt="yuv444p",
+    )
+    selection = select_patches(clip.path, budget=4 * 1296)
+    box = letterbox(height, width, out_size=576)
+    assert selection.meta["pad_info"] == box.to_dict()
     valid = valid_cell_mask(box, 16)
-    assert sel.meta["padding_picked"] == 0 and np.all(valid[sel.visidx_thw[1296:, 1], sel.visidx_thw[1296:, 2]])
-    assert recall(sel.visidx_thw, moving_cells(clip.masks, sel.frame_ids), sel.frame_ids) > 0.8
+    assert selection.meta["padding_picked"] == 0 and np.all(
+        valid[selection.visidx_thw[1296:, 1], selection.visidx_thw[1296:, 2]]
+    )
+    assert (
+        recall(selection.visidx_thw, moving_cells(clip.masks, selection.frame_ids), frame_ids=selection.frame_ids)
+        > 0.8
+    )
 
 
 def test_rotation_metadata(clip_dir):
@@ -182,13 +211,13 @@ def test_rotation_metadata(clip_dir):
         f[:, :16] = 255  # white stripe on the left edge of the coded frame
         frames.append(f)
     path = write_video(clip_dir / "rot.mp4", frames, rotation=90)
-    sel = select_patches(path, num_frames=8, num_images=2, budget=2 * 1296)
-    if sel.meta["rotation"] == 0:
+    selection = select_patches(path, num_frames=8, num_images=2, budget=2 * 1296)
+    if selection.meta["rotation"] == 0:
         pytest.skip("this FFmpeg build does not expose the display matrix on decoded frames")
-    assert (sel.meta["H0"], sel.meta["W0"]) == (128, 64)  # displayed portrait
-    first = sel.mosaics()[0].astype(int)
+    assert (selection.meta["H0"], selection.meta["W0"]) == (128, 64)  # displayed portrait
+    first = selection.mosaics()[0].astype(int)
     assert first.sum() > 0
-    box = letterbox(128, 64, 576)
+    box = letterbox(128, 64, out_size=576)
     content = first[box.pad_top : box.pad_top + box.Hn, box.pad_left : box.pad_left + box.Wn, 0]
     rows = content.mean(axis=1)
     # Counter-clockwise 90: the coded left edge becomes the bottom edge.
@@ -196,11 +225,15 @@ def test_rotation_metadata(clip_dir):
 
 
 def test_10bit_422_input(clip_dir):
-    clip = moving_object_clip(clip_dir / "hi10_422.mkv", num_frames=30, seed=15, pix_fmt="yuv422p10le",
-                              options={"x264-params": "bframes=0"})
-    sel = select_patches(clip.path, budget=2592)
-    assert sel.meta["pix_fmt"].startswith("yuv422p10")
-    assert recall(sel.visidx_thw, moving_cells(clip.masks, sel.frame_ids), sel.frame_ids) > 0.8
+    clip = moving_object_clip(
+        clip_dir / "hi10_422.mkv", num_frames=30, seed=15, pix_fmt="yuv422p10le", options={"x264-params": "bframes=0"}
+    )
+    selection = select_patches(clip.path, budget=2592)
+    assert selection.meta["pix_fmt"].startswith("yuv422p10")
+    assert (
+        recall(selection.visidx_thw, moving_cells(clip.masks, selection.frame_ids), frame_ids=selection.frame_ids)
+        > 0.8
+    )
 
 
 @pytest.mark.parametrize("codec", ["libx265", "libvpx-vp9"])
@@ -211,25 +244,31 @@ def test_codec_without_motion_vectors_falls_back(clip_dir, codec):
         pytest.skip(f"{codec} not available in this PyAV build")
     suffix = ".mkv"
     clip = moving_object_clip(clip_dir / f"nomv_{codec}{suffix}", num_frames=40, seed=16, codec=codec)
-    sel = select_patches(clip.path, budget=2592)
-    assert sel.meta["signal"] == "block_matching+mc_residual"
-    assert set(sel.meta["frame_signal_counts"]) <= {"pixel_next", "pixel_prev"}
-    assert recall(sel.visidx_thw, moving_cells(clip.masks, sel.frame_ids), sel.frame_ids) >= 0.65
+    selection = select_patches(clip.path, budget=2592)
+    assert selection.meta["signal"] == "block_matching+mc_residual"
+    assert set(selection.meta["frame_signal_counts"]) <= {"pixel_next", "pixel_prev"}
+    assert (
+        recall(selection.visidx_thw, moving_cells(clip.masks, selection.frame_ids), frame_ids=selection.frame_ids)
+        >= 0.65
+    )
     with pytest.raises(ValueError, match="exports no motion vectors"):
         select_patches(clip.path, motion_source="codec")
 
 
 def test_mpeg4_uses_codec_vectors(clip_dir):
     clip = moving_object_clip(clip_dir / "mpeg4.avi", num_frames=40, seed=17, codec="mpeg4")
-    sel = select_patches(clip.path, budget=2592)
-    assert sel.meta["signal"] == "codec_mv+mc_residual"
-    assert recall(sel.visidx_thw, moving_cells(clip.masks, sel.frame_ids), sel.frame_ids) >= 0.65
+    selection = select_patches(clip.path, budget=2592)
+    assert selection.meta["signal"] == "codec_mv+mc_residual"
+    assert (
+        recall(selection.visidx_thw, moving_cells(clip.masks, selection.frame_ids), frame_ids=selection.frame_ids)
+        >= 0.65
+    )
 
 
 def test_pixel_motion_source_matches_on_h264(moving_clip):
-    sel = select_patches(moving_clip.path, budget=2592, motion_source="pixel")
-    assert sel.meta["signal"] == "block_matching+mc_residual"
-    assert recall(sel.visidx_thw, moving_cells(moving_clip.masks, sel.frame_ids)) >= 0.65
+    selection = select_patches(moving_clip.path, budget=2592, motion_source="pixel")
+    assert selection.meta["signal"] == "block_matching+mc_residual"
+    assert recall(selection.visidx_thw, moving_cells(moving_clip.masks, selection.frame_ids)) >= 0.65
 
 
 def test_memory_does_not_grow_with_length(clip_dir):
@@ -240,18 +279,18 @@ def test_memory_does_not_grow_with_length(clip_dir):
     for frames in (150, 600):
         clip = moving_object_clip(clip_dir / f"len_{frames}.mp4", num_frames=frames, seed=18)
         tracemalloc.start()
-        sel = select_patches(clip.path)
-        sel.mosaics()
+        selection = select_patches(clip.path)
+        selection.mosaics()
         peaks[frames] = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-        assert len(sel.frames) == sel.meta["num_distinct_frames"] == 64
+        assert len(selection.frames) == selection.meta["num_distinct_frames"] == 64
     assert peaks[600] < 1.15 * peaks[150], peaks
 
 
 def test_single_frame_video(clip_dir):
-    frame = smooth_texture(np.random.default_rng(19), 64, 96)
+    frame = smooth_texture(np.random.default_rng(19), height=64, width=96)
     path = write_video(clip_dir / "one.mp4", [frame])
-    sel = select_patches(path)
-    assert sel.meta["num_packets"] == 1 and np.all(sel.frame_ids == 0)
-    assert sel.meta["duplicate_t"] == 63 and sel.meta["duplicate_picked"] == 10368 - 1296
-    np.testing.assert_array_equal(sel.mosaics()[0], sel.sampled_frames()[0])
+    selection = select_patches(path)
+    assert selection.meta["num_packets"] == 1 and np.all(selection.frame_ids == 0)
+    assert selection.meta["duplicate_t"] == 63 and selection.meta["duplicate_picked"] == 10368 - 1296
+    np.testing.assert_array_equal(selection.mosaics()[0], selection.sampled_frames()[0])

@@ -14,21 +14,21 @@ from cv_reader.residual import box_downsample, warp_bilinear
 
 def test_letterbox_demo_portrait():
     # Spec 5: 360x640 portrait -> scale 0.9, Hn 576, Wn 324, pad_left 126, content columns 8..27.
-    box = letterbox(640, 360, 576)
+    box = letterbox(640, 360, out_size=576)
     assert (box.Hn, box.Wn, box.pad_top, box.pad_left, box.pad_right) == (576, 324, 0, 126, 126)
     assert valid_cell_ranges(box, 16) == (0, 36, 8, 28)
     assert valid_cell_mask(box, 16).sum() == 720
 
 
 def test_letterbox_odd_sizes_use_python_round():
-    box = letterbox(101, 203, 576)
+    box = letterbox(101, 203, out_size=576)
     assert box.Wn == 576 and box.Hn == round(101 * 576 / 203)
     assert box.pad_top + box.Hn + box.pad_bottom == 576
 
 
 def test_area_cell_matrices_integrate_constant_map():
-    box = letterbox(90, 160, 576)
-    a_h, a_w = cell_sum_matrices(box, 45, 80, 2.0, 16)
+    box = letterbox(90, 160, out_size=576)
+    a_h, a_w = cell_sum_matrices(box, (45, 80), step_px=2.0, patch_size=16)
     cells = a_h @ np.ones((45, 80), np.float32) @ a_w.T
     valid = valid_cell_mask(box, 16)
     np.testing.assert_allclose(cells[valid], 256.0, rtol=1e-4)
@@ -38,21 +38,21 @@ def test_area_cell_matrices_integrate_constant_map():
 def test_select_topk_first_frame_budget_order_and_ties():
     rng = np.random.default_rng(0)
     scores = rng.integers(0, 4, size=(8, 6, 6)).astype(np.float32)  # many ties
-    sel = select_topk(scores, 36 * 3)
-    assert sel.visidx_thw.dtype == np.int32 and sel.visidx_thw.shape == (108, 3)
+    selection = select_topk(scores, 36 * 3)
+    assert selection.visidx_thw.dtype == np.int32 and selection.visidx_thw.shape == (108, 3)
     # t = 0 whole, in raster order.
-    np.testing.assert_array_equal(sel.visidx_thw[:36], [(0, h, w) for h in range(6) for w in range(6)])
-    rest = sel.visidx_thw[36:]
+    np.testing.assert_array_equal(selection.visidx_thw[:36], [(0, h, w) for h in range(6) for w in range(6)])
+    rest = selection.visidx_thw[36:]
     flat = rest[:, 0] * 36 + rest[:, 1] * 6 + rest[:, 2]
     s = scores.reshape(-1)[flat]
     # Descending score, ties by ascending flat index.
     assert np.all((s[:-1] > s[1:]) | ((s[:-1] == s[1:]) & (flat[:-1] < flat[1:])))
-    assert len({tuple(r) for r in sel.visidx_thw}) == 108
-    np.testing.assert_array_equal(sel.positions_thw, positions_from_visidx(sel.visidx_thw))
-    order = np.lexsort((sel.visidx_thw[:, 2], sel.visidx_thw[:, 1], sel.visidx_thw[:, 0]))
-    np.testing.assert_array_equal(sel.positions_thw, sel.visidx_thw[order])
+    assert len({tuple(r) for r in selection.visidx_thw}) == 108
+    np.testing.assert_array_equal(selection.positions_thw, positions_from_visidx(selection.visidx_thw))
+    order = np.lexsort((selection.visidx_thw[:, 2], selection.visidx_thw[:, 1], selection.visidx_thw[:, 0]))
+    np.testing.assert_array_equal(selection.positions_thw, selection.visidx_thw[order])
     again = select_topk(scores.copy(), 36 * 3)
-    np.testing.assert_array_equal(again.visidx_thw, sel.visidx_thw)
+    np.testing.assert_array_equal(again.visidx_thw, selection.visidx_thw)
 
 
 def test_select_topk_padding_and_duplicates_rank_last():
@@ -60,12 +60,12 @@ def test_select_topk_padding_and_duplicates_rank_last():
     valid = np.zeros((4, 4), bool)
     valid[:, 1:3] = True
     dup = np.array([False, False, True, False])
-    sel = select_topk(scores, 16 + 3 * 8, valid_mask=valid, duplicate_t=dup)
-    rest = sel.visidx_thw[16:]
+    selection = select_topk(scores, 16 + 3 * 8, valid_mask=valid, duplicate_t=dup)
+    rest = selection.visidx_thw[16:]
     # Distinct frames t=1, 3 hold 2 x 8 content cells; then padding cells of those frames; the duplicate t=2 last.
     assert np.all(valid[rest[:16, 1], rest[:16, 2]]) and set(rest[:16, 0]) == {1, 3}
     assert not np.any(valid[rest[16:, 1], rest[16:, 2]]) and not np.any(rest[:, 0] == 2)
-    assert sel.num_padding_picked == 8
+    assert selection.num_padding_picked == 8
     # Short of candidates: padding cells next, then the duplicate frame, recorded in the counts.
     full = select_topk(scores, 4 * 16, valid_mask=valid, duplicate_t=dup)
     assert full.num_padding_picked == 16 and full.num_duplicate_frame_picked == 16
@@ -86,7 +86,7 @@ def test_pack_mosaics_layout():
             for w in range(2):
                 frames[t, h * 16 : h * 16 + 16, w * 16 : w * 16 + 16, 1] = 10 * h + w
     positions = np.array([(0, 0, 0), (0, 0, 1), (0, 1, 0), (0, 1, 1), (1, 1, 1), (2, 0, 1)], np.int32)
-    mosaics = pack_mosaics(frames, np.arange(t_len), positions, num_images=2, patch_size=patch)
+    mosaics = pack_mosaics(frames, np.arange(t_len), positions_thw=positions, num_images=2, patch_size=patch)
     assert len(mosaics) == 2 and mosaics[0].shape == (32, 32, 3)
     np.testing.assert_array_equal(mosaics[0], frames[0])  # image 0 = frame t=0 in full
     assert mosaics[1][0, 0, 0] == 20 and mosaics[1][0, 0, 1] == 11  # row 4 -> image 1 cell (0, 0) = (1, 1, 1)
@@ -95,27 +95,41 @@ def test_pack_mosaics_layout():
 
 
 def _records(rows):
-    dtype = np.dtype([("source", "<i4"), ("w", "u1"), ("h", "u1"), ("src_x", "<i2"), ("src_y", "<i2"),
-                      ("dst_x", "<i2"), ("dst_y", "<i2"), ("flags", "<u8"), ("motion_x", "<i4"),
-                      ("motion_y", "<i4"), ("motion_scale", "<u2")])
+    dtype = np.dtype(
+        [
+            ("source", "<i4"),
+            ("w", "u1"),
+            ("h", "u1"),
+            ("src_x", "<i2"),
+            ("src_y", "<i2"),
+            ("dst_x", "<i2"),
+            ("dst_y", "<i2"),
+            ("flags", "<u8"),
+            ("motion_x", "<i4"),
+            ("motion_y", "<i4"),
+            ("motion_scale", "<u2"),
+        ]
+    )
     return np.array(rows, dtype=dtype)
 
 
 def test_rasterize_motion_vectors_spec_grid():
     # Spec 2.3: dst = block centre, rows [dst_y//4 - h//8, dst_y//4 + h//8), src - dst in integer pixels.
-    recs = _records([
-        (-1, 16, 16, 8 + 3, 8 - 2, 8, 8, 0, 13, -9, 4),  # 16x16 at (0, 0), L0 (3, -2)
-        (1, 8, 8, 20 - 1, 4 + 5, 20, 4, 0, -5, 21, 4),  # 8x8 at x 16..24, y 0..8, L1 (-1, 5)
-        (-1, 16, 8, 30, 60, 24, 28, 0, 24, 128, 4),  # 16x8 crossing the right edge: clipped
-    ])
-    grid = rasterize_motion_vectors(recs, 32, 32)
+    recs = _records(
+        [
+            (-1, 16, 16, 8 + 3, 8 - 2, 8, 8, 0, 13, -9, 4),  # 16x16 at (0, 0), L0 (3, -2)
+            (1, 8, 8, 20 - 1, 4 + 5, 20, 4, 0, -5, 21, 4),  # 8x8 at x 16..24, y 0..8, L1 (-1, 5)
+            (-1, 16, 8, 30, 60, 24, 28, 0, 24, 128, 4),  # 16x8 crossing the right edge: clipped
+        ]
+    )
+    grid = rasterize_motion_vectors(recs, height=32, width=32)
     assert grid.shape == (8, 8, 4) and grid.dtype == np.int32
     np.testing.assert_array_equal(grid[0:4, 0:4, 0], 3)
     np.testing.assert_array_equal(grid[0:4, 0:4, 1], -2)
     np.testing.assert_array_equal(grid[0:2, 4:6, 2:4], np.broadcast_to([-1, 5], (2, 2, 2)))
     np.testing.assert_array_equal(grid[6:8, 4:8, 0:2], np.broadcast_to([6, 32], (2, 4, 2)))
     assert grid[4:6].sum() == 0  # no record there: intra / uncoded
-    field, has = motion_field(recs, 32, 32)
+    field, has = motion_field(recs, height=32, width=32)
     np.testing.assert_allclose(field[0, 0, :2], [13 / 4, -9 / 4])
     assert has[0, 0, 0] and not has[0, 0, 1] and has[0, 4, 1] and not has[4, 0].any()
 
@@ -124,9 +138,9 @@ def test_box_downsample_and_warp():
     rng = np.random.default_rng(1)
     img = rng.uniform(0, 255, (20, 30)).astype(np.float32)
     np.testing.assert_allclose(box_downsample(img, 2)[1, 2], img[2:4, 4:6].mean(), rtol=1e-5)
-    shifted = warp_bilinear(img, np.full(img.shape, 2.0, np.float32), np.full(img.shape, 1.0, np.float32))
+    shifted = warp_bilinear(img, dx=np.full(img.shape, 2.0, np.float32), dy=np.full(img.shape, 1.0, np.float32))
     np.testing.assert_allclose(shifted[:-1, :-2], img[1:, 2:], rtol=1e-5)
-    half = warp_bilinear(img, np.full(img.shape, 0.5, np.float32), np.zeros(img.shape, np.float32))
+    half = warp_bilinear(img, dx=np.full(img.shape, 0.5, np.float32), dy=np.zeros(img.shape, np.float32))
     np.testing.assert_allclose(half[:, :-1], 0.5 * (img[:, :-1] + img[:, 1:]), rtol=1e-5)
 
 

@@ -50,18 +50,22 @@ def test_kept_set_agreement(demo, capsys):
         ours = {tuple(r) for r in demo[stem]["selection"].visidx_thw[1296:].tolist()}
         agreement[stem] = len(ref & ours) / len(ref)
     with capsys.disabled():
-        print("\nagreement with upstream (t >= 1):", {k: round(v, 3) for k, v in agreement.items()},
-              "mean", round(float(np.mean(list(agreement.values()))), 3))
+        print(
+            "\nagreement with upstream (t >= 1):",
+            {k: round(v, 3) for k, v in agreement.items()},
+            "mean",
+            round(float(np.mean(list(agreement.values()))), 3),
+        )
     assert all(v >= 0.65 for v in agreement.values()), agreement
     assert np.mean(list(agreement.values())) >= 0.75, agreement
 
 
 def test_first_frame_and_geometry_match(demo):
     for stem in STEMS:
-        sel, ref = demo[stem]["selection"], demo[stem]
-        np.testing.assert_array_equal(sel.visidx_thw[:1296], ref["visidx"][:1296])
+        selection, ref = demo[stem]["selection"], demo[stem]
+        np.testing.assert_array_equal(selection.visidx_thw[:1296], ref["visidx"][:1296])
         for key in ("H0", "W0", "S_total", "S_valid", "K", "pad_info", "valid_ranges"):
-            assert sel.meta[key] == ref["meta"][key], key
+            assert selection.meta[key] == ref["meta"][key], key
 
 
 def test_reference_positions_are_lexsorted_visidx(demo):
@@ -73,8 +77,8 @@ def test_repacking_reference_reproduces_mosaics(demo):
     """Our decoder + letterbox + packer on upstream's visidx give upstream's mosaics up to JPEG/resampling noise."""
     for stem in STEMS:
         ref = demo[stem]
-        frames, frame_of_t = read_letterboxed_frames(ref["video"], ref["frame_ids"], 576)
-        mosaics = pack_mosaics(frames, frame_of_t, ref["positions"], num_images=8, patch_size=16)
+        frames, frame_of_t = read_letterboxed_frames(ref["video"], ref["frame_ids"], square_size=576)
+        mosaics = pack_mosaics(frames, frame_of_t, positions_thw=ref["positions"], num_images=8, patch_size=16)
         for ours, theirs in zip(mosaics, ref["mosaics"], strict=True):
             mse = np.mean((ours.astype(np.float64) - theirs.astype(np.float64)) ** 2)
             psnr = 10 * np.log10(255.0**2 / max(mse, 1e-9))

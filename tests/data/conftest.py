@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from transformers import PreTrainedTokenizerBase
 
@@ -29,3 +31,11 @@ def small_processor(tokenizer: PreTrainedTokenizerBase) -> LlavaOVProcessor:
         video_square_size=64,
         video_patch_size=16,
     )
+
+
+@pytest.fixture(autouse=True)
+def scan_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The start-up scan caches into a per-test folder (never the user's ~/.cache)."""
+    folder = tmp_path / "scan_cache"
+    monkeypatch.setenv("LLAVA_DATA_CACHE", str(folder))
+    return folder

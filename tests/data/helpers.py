@@ -10,6 +10,8 @@ import PIL.Image
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from llava.data import synthetic
+
 SPECIAL_TOKENS = [
     "<|endoftext|>",
     "<|im_start|>",
@@ -62,19 +64,9 @@ def make_image(width: int, height: int, *, seed: int = 0) -> PIL.Image.Image:
 
 
 def write_video(path: Path, *, num_frames: int = 24, size: int = 64, fps: int = 12) -> Path:
-    """A small H.264 clip (grey background, a white square moving right) written with PyAV."""
-    import av
-
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width = stream.height = size
-        stream.pix_fmt = "yuv420p"
-        for index in range(num_frames):
-            frame = np.full((size, size, 3), 96, dtype=np.uint8)
-            left = 4 + index * (size - 24) // max(num_frames - 1, 1)
-            frame[24:40, left : left + 16] = 255
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    """A small H.264 clip (grey background, a white square moving right), encoded by the project's clip writer."""
+    frames = np.full((num_frames, size, size, 3), 96, dtype=np.uint8)
+    for index in range(num_frames):
+        left = 4 + index * (size - 24) // max(num_frames - 1, 1)
+        frames[index, 24:40, left : left + 16] = 255
+    return synthetic.write_video(path, frames, fps=fps)

@@ -123,9 +123,9 @@ def test_tiny_qwen3_packed_logits_equal_padded(samples, small_processor):
 def test_tiny_llava_ov_mixed_batch_packed_equals_padded(tmp_path):
     """End to end with the model: image, codec video, raw video and text-only samples give the same loss and
     per-sample logits padded and packed (the model helper's tiny checkpoint; skipped while it is absent)."""
-    tiny = pytest.importorskip("llava.model.llava_ov.tiny", reason="tiny LLaVA-OV checkpoint builder not available")
     from llava.model.llava_ov.processing_llava_ov import LlavaOVProcessor
     from llava.model.onevision_encoder.image_processing_onevision_encoder import OneVisionEncoderImageProcessor
+    from llava.playground import tiny_checkpoint as tiny
 
     from .helpers import write_video
 

@@ -131,3 +131,61 @@ def test_yaml_mixture(tmp_path):
     (tmp_path / "empty.yaml").write_text("datasets: []\n")
     with pytest.raises(ValueError, match="non-empty 'datasets'"):
         load_manifest(tmp_path / "empty.yaml")
+
+
+def test_utf8_bom_accepted_in_json_as_in_jsonl(tmp_path):
+    array = tmp_path / "bom.json"
+    array.write_bytes(b"\xef\xbb\xbf" + json.dumps([sample(0), sample(1)]).encode())
+    lines = tmp_path / "bom.jsonl"
+    lines.write_bytes(b"\xef\xbb\xbf" + json.dumps(sample(0)).encode() + b"\n" + json.dumps(sample(1)).encode())
+    for path in (array, lines):
+        manifest = load_manifest(path)
+        assert [manifest[i].sample["id"] for i in range(2)] == ["0", "1"]
+        assert [raw for raw, _, _ in manifest.read_many([0, 1])]  # the bulk reader of the start-up scan too
+
+
+def test_yaml_syntax_error_names_the_yaml(tmp_path):
+    mixture = tmp_path / "broken.yaml"
+    mixture.write_text("datasets:\n  - json_path: a.jsonl\n   sampling_strategy: [all\n")
+    with pytest.raises(ValueError, match=rf"{mixture}: invalid YAML"):
+        load_manifest(mixture)
+
+
+def test_mixture_entry_errors_name_the_yaml_and_the_entry(tmp_path):
+    write_jsonl(tmp_path / "ok.jsonl", [sample(0)])
+    write_jsonl(tmp_path / "bad.jsonl", ["{not json"])
+    mixture = tmp_path / "mix.yaml"
+    mixture.write_text("datasets:\n  - json_path: ok.jsonl\n  - json_path: missing.jsonl\n")
+    with pytest.raises(FileNotFoundError, match=rf"{mixture}: datasets\[1\]: .*missing.jsonl"):
+        load_manifest(mixture)
+    mixture.write_text("datasets:\n  - json_path: ok.jsonl\n    sampling_strategy: middle:3\n")
+    with pytest.raises(ValueError, match=rf"{mixture}: datasets\[0\]: sampling_strategy"):
+        load_manifest(mixture)
+    mixture.write_text("datasets:\n  - json_path: ok.jsonl\n  - json_path: bad.jsonl\n")
+    with pytest.raises(ValueError, match=rf"{mixture}: datasets\[1\]: .*bad.jsonl:1: invalid JSON"):
+        load_manifest(mixture, validate=True)
+
+
+def test_unknown_mixture_key_is_an_error_naming_it(tmp_path):
+    write_jsonl(tmp_path / "ok.jsonl", [sample(0)])
+    mixture = tmp_path / "mix.yaml"
+    mixture.write_text("datasets:\n  - json_path: ok.jsonl\n    sampling_stratgy: first:1\n")
+    with pytest.raises(ValueError, match=rf"{mixture}: datasets\[0\]: unknown key\(s\) \['sampling_stratgy'\]"):
+        load_manifest(mixture)
+
+
+def test_read_many_and_fingerprint_follow_the_selection(tmp_path):
+    write_jsonl(tmp_path / "a.jsonl", [sample(i) for i in range(5)], blank_every=2)
+    write_jsonl(tmp_path / "b.jsonl", [sample(10 + i) for i in range(3)])
+    mixture = tmp_path / "mix.yaml"
+    mixture.write_text("datasets:\n  - json_path: a.jsonl\n    sampling_strategy: end:3\n  - json_path: b.jsonl\n")
+    manifest = load_manifest(mixture)
+    bulk = list(manifest.read_many(range(len(manifest))))
+    assert [json.loads(raw)["id"] for raw, _, _ in bulk] == ["2", "3", "4", "10", "11", "12"]
+    assert [source for _, source, _ in bulk] == [manifest.source(i) for i in range(len(manifest))]
+    first = manifest.fingerprint()
+    assert load_manifest(mixture).fingerprint() == first
+    mixture.write_text("datasets:\n  - json_path: a.jsonl\n    sampling_strategy: end:2\n  - json_path: b.jsonl\n")
+    assert load_manifest(mixture).fingerprint() != first
+    write_jsonl(tmp_path / "b.jsonl", [sample(10 + i) for i in range(4)])
+    assert load_manifest(tmp_path / "b.jsonl").fingerprint() != JsonlManifest(tmp_path / "a.jsonl").fingerprint()

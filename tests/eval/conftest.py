@@ -61,7 +61,7 @@ def sft_checkpoint() -> tuple[Path, Path]:
 
 
 def build_default_sft_checkpoint() -> None:
-    from llava.model.llava_ov.tiny import build_tiny_checkpoint
+    from llava.playground.tiny_checkpoint import build_tiny_checkpoint
     from llava.train.arguments import CONFIG_DIR
     from llava.train.train import main as train_main
     from tests.train.conftest import playground_module

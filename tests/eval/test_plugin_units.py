@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -11,7 +10,7 @@ from PIL import Image
 
 from cv_reader.assets import asset_key
 from llava.data.synthetic import CHANCE, COLOURS, DIRECTIONS
-from llava.eval import local_tasks_dir, playground_tasks, results_table
+from llava.eval import local_tasks_dir, playground_tasks
 from llava.eval.llava_ov_encoder import LlavaOVEncoder, split_visuals, truncate_at_stop
 from llava.eval.video_sources import VideoSources, candidate_keys
 
@@ -25,14 +24,23 @@ def test_entry_point_resolves_to_the_simple_class():
 
 
 def test_entry_point_import_is_light():
-    # lmms-eval imports the entry point on every run: it must not import the plugin class (lmms-eval's model API,
-    # the processor, video code). Note: `llava/__init__.py` itself imports `llava.model` today.
+    # lmms-eval imports the entry point on every run, even for other models: neither it nor `import llava` may pull
+    # torch, transformers or our model code (the Auto classes are registered when the model class is imported).
+    code = (
+        "import sys; import llava, llava.eval.registration as r; "
+        "heavy = [m for m in ('torch', 'transformers', 'lmms_eval', 'llava.model', 'llava.eval.llava_ov_encoder') "
+        "if m in sys.modules]; print(r.MODEL_ID, heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "llava_ov_encoder []"
+
+
+def test_entry_point_manifest_names_the_model_class_without_importing_it():
     code = (
         "import sys; from importlib.metadata import entry_points; "
         "[ep] = [e for e in entry_points(group='lmms_eval.models') if e.name == 'llava_ov_encoder']; "
         "manifests = ep.load()(); "
-        "print(manifests[0].model_id, 'llava.eval.llava_ov_encoder' in sys.modules, "
-        "'lmms_eval.api.model' in sys.modules)"
+        "print(manifests[0].model_id, 'llava.eval.llava_ov_encoder' in sys.modules, 'llava.model' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["llava_ov_encoder", "False", "False"]
@@ -50,7 +58,7 @@ def test_split_visuals_tells_videos_from_images():
     image = Image.new("RGB", (8, 8))
     images, videos = split_visuals([image, "/d/a.MP4", {"type": "video", "path": "/d/b.mkv"}, "/d/c.png"])
     assert images == [image, "/d/c.png"] and videos == ["/d/a.MP4", "/d/b.mkv"]
-    with pytest.raises(ValueError, match="unsupported visual"):
+    with pytest.raises(ValueError, match="not supported"):
         split_visuals([b"audio"])
 
 
@@ -72,15 +80,6 @@ def test_candidate_keys_cover_cv_reader_keys(tmp_path):
     # `cv_reader precompute --video_root <any ancestor>` keys, the path as written, and the upstream stem key.
     assert asset_key(video, tmp_path / "bench") in keys and asset_key(video, tmp_path) in keys
     assert asset_key(str(video)) == keys[0] and keys[-1] == "clip"
-
-
-def test_results_table_fails_on_a_missing_task(tmp_path, capsys):
-    results = tmp_path / "r_results.json"
-    results.write_text(json.dumps({"results": {"a": {"alias": "a", "acc,none": 0.5, "acc_stderr,none": 0.1}}}))
-    assert results_table.main([str(results), "--tasks", "a"]) == 0
-    assert "0.500" in capsys.readouterr().out
-    assert results_table.main([str(results), "--tasks", "a,b"]) == 1
-    assert results_table.main([str(tmp_path / "missing.json")]) == 1
 
 
 def test_visual_markers_go_in_front_unless_the_context_places_them():

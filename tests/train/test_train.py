@@ -53,6 +53,19 @@ def test_unknown_config_field_is_an_error(tmp_path):
         parse_arguments([str(config)])
 
 
+def test_config_path_is_used_as_given_or_named_as_shipped(tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level("WARNING", logger="llava.train"):
+        _, _, training_args = parse_arguments(["sft_tiny.yaml", "--output_dir", str(tmp_path)])
+    assert training_args.per_device_train_batch_size == 8
+    assert "using the shipped" in caplog.text and "sft_tiny.yaml" in caplog.text
+    with pytest.raises(FileNotFoundError, match="config file not found: configs/sft_tiny.yaml"):
+        parse_arguments(["configs/sft_tiny.yaml"])
+    local = tmp_path / "sft_tiny.yaml"  # a file in the working directory wins over the shipped one
+    local.write_text("per_device_train_batch_size: 3\n")
+    assert parse_arguments(["sft_tiny.yaml", "--output_dir", str(tmp_path)])[2].per_device_train_batch_size == 3
+
+
 def _snapshot(model) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in model.named_parameters()}
 
@@ -72,7 +85,7 @@ def test_step_changes_every_trainable_parameter_and_no_frozen_one(tiny_llava, pl
 
 def test_lora_trains_adapters_and_saves_the_projector_in_full(tiny_llava, playground_small, tmp_path):
     out = train_main(_base_args(tiny_llava, playground_small, tmp_path / "lora", "--lora_enable", "true",
-                                "--lora_r", "4", "--warmup_steps", "0"))  # fmt: skip
+                                "--lora_r", "4", "--warmup_steps", "0", "--train_vision_tower", "false"))  # fmt: skip
     adapter = load_file(out / "adapter" / "adapter_model.safetensors")  # the merged model is the folder's own
     assert any("lora_A" in key for key in adapter)
     assert all("vision_tower" not in key for key in adapter)
@@ -116,15 +129,25 @@ def _torchrun(args: list[str], log: Path) -> None:
     assert result.returncode == 0, log.read_text()[-4000:]
 
 
-def test_two_processes_zero3(tiny_llava, playground_small, tmp_path):
-    out = tmp_path / "zero3"
+def test_two_processes_zero3_equals_a_plain_run(tiny_llava, playground_small, tmp_path):
+    """ZeRO-3 over 2 processes x 2 samples trains what one process does on the same 4-sample batches: the gathered
+    16-bit weights it saves equal a plain run's after the same steps (within float tolerance, far below a step)."""
+    out, plain_out = tmp_path / "zero3", tmp_path / "plain"
     deepspeed = str(Path(CONFIG_DIR) / "zero3.json")
-    _torchrun(_base_args(tiny_llava, playground_small, out, "--deepspeed", deepspeed), tmp_path / "zero3.log")
+    common = ("--warmup_steps", "0", "--train_vision_tower", "false")
+    _torchrun(_base_args(tiny_llava, playground_small, out, "--deepspeed", deepspeed, *common), tmp_path / "z.log")
+    plain_args = _base_args(tiny_llava, playground_small, plain_out, *common)
+    plain_args[plain_args.index("--per_device_train_batch_size") + 1] = "4"
+    train_main(plain_args)
     model = LlavaOVForConditionalGeneration.from_pretrained(out)  # ZeRO-3 gathered the full 16-bit weights
-    reference = LlavaOVForConditionalGeneration.from_pretrained(tiny_llava)
-    for name, param in reference.named_parameters():
-        assert model.get_parameter(name).shape == param.shape
-    log = (tmp_path / "zero3.log").read_text()
+    plain = LlavaOVForConditionalGeneration.from_pretrained(plain_out)
+    start = LlavaOVForConditionalGeneration.from_pretrained(tiny_llava)
+    moved = 0.0
+    for name, param in plain.named_parameters():
+        torch.testing.assert_close(model.get_parameter(name), param, rtol=0, atol=2e-5, msg=name)
+        moved = max(moved, (param - start.get_parameter(name)).abs().max().item())
+    assert moved > 1e-3  # the steps moved the weights far more than the tolerance
+    log = (tmp_path / "z.log").read_text()
     assert log.count("'loss'") >= 2
 
 

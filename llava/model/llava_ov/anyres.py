@@ -1,14 +1,18 @@
 """Upstream "anyres" single-canvas image geometry (spec: shared/specs/llava_model_and_training.md section 3.1).
 
-An image is placed on ONE canvas chosen from a list of pinpoints (no tiling, no base image): the canvas that keeps the
-most of the original resolution wins, ties go to the canvas that wastes the least area, and on a full tie the first
-candidate wins (which is why a small landscape image lands on the portrait canvas 574x1120, spec section 7.7).
+An image is placed on ONE canvas chosen from a list of pinpoints (no tiling, no base image). The choice is
+transformers' `select_best_resolution` (upstream's rule; called by `visual_processing.anyres_canvas`): the canvas that
+keeps the most of the original resolution wins, ties go to the canvas that wastes the least area, and on a full tie
+the first candidate wins (which is why a small landscape image lands on the portrait canvas 574x1120, spec 7.7).
+
+`resize_and_pad_image` stays ours: upstream resizes the PIL image with PIL bicubic and pastes it on a black canvas,
+while transformers' LLaVA-NeXT processors resize numpy arrays with their own resampling and pad per patch grid, which
+gives other pixels (tests/model/test_processing_llava_ov.py checks the upstream bars and sizes).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import PIL.Image
 
@@ -20,38 +24,6 @@ DEFAULT_IMAGE_GRID_PINPOINTS: tuple[tuple[int, int], ...] = (
     (1694, 574),
     (574, 1694),
 )
-
-
-def select_best_resolution(
-    original_size: tuple[int, int], possible_resolutions: Sequence[Sequence[int]]
-) -> tuple[int, int]:
-    """The pinpoint an image of `original_size` = (width, height) is placed on, as upstream `mm_utils` chooses it.
-
-    Effective resolution = min(area of the image scaled to fit the canvas, original area) with the scaled sides
-    truncated to ints; maximise it, then minimise the wasted canvas area; the first candidate wins a full tie.
-
-    Returns:
-        `(width, height)` of the chosen canvas in pixels.
-    """
-    original_width, original_height = original_size
-    if original_width <= 0 or original_height <= 0:
-        raise ValueError(
-            f"select_best_resolution: image size must be positive, got {original_width}x{original_height}"
-        )
-    if not possible_resolutions:
-        raise ValueError("select_best_resolution: possible_resolutions is empty")
-    best_fit: tuple[int, int] | None = None
-    max_effective = -1
-    min_wasted = math.inf
-    for width, height in possible_resolutions:
-        scale = min(width / original_width, height / original_height)
-        scaled_width, scaled_height = int(original_width * scale), int(original_height * scale)
-        effective = min(scaled_width * scaled_height, original_width * original_height)
-        wasted = width * height - effective
-        if effective > max_effective or (effective == max_effective and wasted < min_wasted):
-            max_effective, min_wasted, best_fit = effective, wasted, (int(width), int(height))
-    assert best_fit is not None
-    return best_fit
 
 
 def resize_and_pad_image(image: PIL.Image.Image, target_resolution: tuple[int, int]) -> PIL.Image.Image:
@@ -74,4 +46,4 @@ def resize_and_pad_image(image: PIL.Image.Image, target_resolution: tuple[int, i
     return canvas
 
 
-__all__ = ["DEFAULT_IMAGE_GRID_PINPOINTS", "resize_and_pad_image", "select_best_resolution"]
+__all__ = ["DEFAULT_IMAGE_GRID_PINPOINTS", "resize_and_pad_image"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -26,6 +27,7 @@ from transformers.modeling_utils import slice_logits_to_keep
 from transformers.utils.generic import can_return_tuple
 
 from ..onevision_encoder import OneVisionEncoderModel
+from ..onevision_encoder.weight_check import raise_on_unloaded_weights
 from ..safe_weights import SafetensorsOnlyMixin
 from .configuration_llava_ov import LlavaOVConfig, vision_tower_config
 from .projector import LlavaOVMultiModalProjector
@@ -125,6 +127,17 @@ class LlavaOVPreTrainedModel(SafetensorsOnlyMixin, PreTrainedModel):
     _supports_attention_backend = True
     # Visual items are Python lists of different sizes and the fusion checks counts on the host.
     _can_compile_fullgraph = False
+
+    @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any) -> Any:
+        """`PreTrainedModel.from_pretrained`, then `ValueError` if a vision-tower weight stayed random (see
+        `onevision_encoder/weight_check.py`)."""
+        want_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        source = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+        tower = "model.vision_tower." if isinstance(model, LlavaOVForConditionalGeneration) else "vision_tower."
+        raise_on_unloaded_weights(info, source=source, prefix=tower)
+        return (model, info) if want_info else model
 
 
 class LlavaOVModel(LlavaOVPreTrainedModel):

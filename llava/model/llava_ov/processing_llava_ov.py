@@ -1,20 +1,28 @@
-"""`LlavaOVProcessor`: the one owner of the LLaVA-OV prompt format and of placeholder expansion
-(spec: shared/specs/llava_model_and_training.md sections 3-4 and 9.3; contract: one placeholder token per patch).
+"""`LlavaOVProcessor`: the transformers processor of LLaVA-OV (spec: shared/specs/llava_model_and_training.md
+sections 3-4 and 9.3; contract: one placeholder token per patch).
 
-Per conversation it returns `input_ids` with every `<image>` marker replaced by exactly N placeholder tokens
-(`<|image_pad|>`), N = (H / 14) * (W / 14) of that image or video frame, `labels` on assistant content + its
-`<|im_end|>` only, and the visual items in text order: `pixel_values` (list of [3, H, W] images and [3, T, H, W]
-videos) with `patch_positions` (None for images = the encoder's dense grid; int64 [T * g * g, 3] for videos).
-A video is ONE vision item whose T frames are written as T `<image>` lines (`<video>` is the shorthand).
+The standard VLM calls of the transformers ecosystem:
+
+```python
+prompt = processor.apply_chat_template(messages, add_generation_prompt=True)        # text with <image>/<video>
+inputs = processor(text=prompt, images=image, videos=video, return_tensors="pt")
+inputs = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)
+```
+and, for training, `processor(conversations=..., images=..., videos=...)` / `process_conversation`, which also return
+`labels` (assistant content + `<|im_end|>` only).
+
+Every `<image>` marker becomes exactly N placeholder tokens (`<|image_pad|>`), N = (H / 14) * (W / 14) of that image
+or video frame; a video is ONE vision item whose T frames are written as T `<image>` lines. The jobs are split:
+`visual_processing.py` (sizes, token counts, pixels), `chat_format.py` (prompt and marker rules, tokenisation with
+placeholders), `batching.py` (padding); this module routes inputs between them.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import PIL.Image
@@ -22,43 +30,46 @@ import torch
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
-from ..onevision_encoder.image_processing_onevision_encoder import compute_native_size
-from .anyres import DEFAULT_IMAGE_GRID_PINPOINTS, resize_and_pad_image, select_best_resolution
+from .batching import as_list, pad_samples, visuals_per_prompt
 from .chat_format import (
     CHAT_TEMPLATES,
     DEFAULT_SYSTEM_PROMPT,
+    IGNORE_INDEX,
     IMAGE_MARKER,
     VIDEO_MARKER,
+    content_visuals,
+    count_markers,
+    expand_video_markers,
+    markers_in_order,
     normalize_conversation,
     render_segments,
+    tokenize_with_placeholders,
 )
-from .video_inputs import (
-    VideoFrames,
-    load_positions,
-    read_uniform_frames,
-    select_codec_video,
-    uniform_positions,
-)
+from .video_inputs import VideoFrames
+from .visual_processing import IMAGE_ASPECT_RATIOS, ImageInput, VideoInput, VisualPreprocessor
 
 logger = logging.getLogger(__name__)
 
-IGNORE_INDEX = -100
-ImageAspectRatio = Literal["anyres", "native", "pad", "square"]
-IMAGE_ASPECT_RATIOS: tuple[str, ...] = ("anyres", "native", "pad", "square")
-VideoMode = Literal["codec", "uniform"]
 # Control tokens that must not come from user data: they would forge turns or placeholders.
 _RESERVED_TOKENS = ("<|im_start|>", "<|im_end|>", "<|image_pad|>", "<|video_pad|>")
-_MARKER_PATTERN = re.compile(f"({re.escape(IMAGE_MARKER)}|{re.escape(VIDEO_MARKER)})")
-_VIDEO_PATTERN = re.compile(re.escape(VIDEO_MARKER))
-
-ImageInput = Any  # PIL image, uint8 array [H, W, 3], or a path to an image file
-VideoInput = Any  # VideoFrames, or a path to a video file (decoded on the fly)
+_SINGLE_IMAGE = (str, Path, PIL.Image.Image, np.ndarray)
+_SINGLE_VIDEO = (str, Path, VideoFrames)
+_VISUAL_FIELDS = (
+    "image_aspect_ratio",
+    "image_grid_pinpoints",
+    "image_size",
+    "num_video_frames",
+    "video_mode",
+    "video_square_size",
+    "video_patch_size",
+    "video_temporal_size",
+)
 
 
 class LlavaOVProcessor(ProcessorMixin):
     r"""
-    Tokenizer (Qwen, with `<|image_pad|>`) + `OneVisionEncoderImageProcessor` (used for rescale/normalise and the
-    pad/square resizes; geometry decisions are made here).
+    Tokenizer (Qwen, with `<|image_pad|>`) + `OneVisionEncoderImageProcessor` (rescale/normalise and the pad/square
+    resizes; sizes are decided by `VisualPreprocessor`).
 
     Args:
         image_processor: a `OneVisionEncoderImageProcessor`.
@@ -99,16 +110,10 @@ class LlavaOVProcessor(ProcessorMixin):
     ) -> None:
         if template not in CHAT_TEMPLATES:
             raise ValueError(f"template must be one of {CHAT_TEMPLATES}, got {template!r}")
-        if image_aspect_ratio not in IMAGE_ASPECT_RATIOS:
-            raise ValueError(f"image_aspect_ratio must be one of {IMAGE_ASPECT_RATIOS}, got {image_aspect_ratio!r}")
-        if video_mode not in ("codec", "uniform"):
-            raise ValueError(f"video_mode must be 'codec' or 'uniform', got {video_mode!r}")
-        if video_square_size % video_patch_size:
-            raise ValueError(f"video_square_size {video_square_size} is not a multiple of {video_patch_size}")
         self.template = template
         self.system_prompt = system_prompt
         self.image_aspect_ratio = image_aspect_ratio
-        self.image_grid_pinpoints = [list(p) for p in (image_grid_pinpoints or DEFAULT_IMAGE_GRID_PINPOINTS)]
+        self.image_grid_pinpoints = image_grid_pinpoints
         self.image_size = image_size
         self.num_video_frames = num_video_frames
         self.video_mode = video_mode
@@ -117,113 +122,44 @@ class LlavaOVProcessor(ProcessorMixin):
         self.video_temporal_size = video_temporal_size
         self.image_token = image_token
         super().__init__(image_processor, tokenizer, chat_template=chat_template, **kwargs)
+        self.image_grid_pinpoints = self.visual.image_grid_pinpoints  # validates the geometry too
         self.image_token_id = self._token_id(image_token)
-        patch = self.patch_size
-        for width, height in self.image_grid_pinpoints:
-            if width % patch or height % patch:
-                raise ValueError(f"image_grid_pinpoints: {width}x{height} is not a multiple of patch size {patch}")
-        if image_size % patch:
-            raise ValueError(f"image_size {image_size} is not a multiple of patch size {patch}")
 
-    # ---------------------------------------------------------------- geometry and token counts (no pixels needed)
+    # ------------------------------------------------------------------ geometry and pixels (visual_processing)
+    @property
+    def visual(self) -> VisualPreprocessor:
+        """Sizes, token counts and pixels for the current settings (built per use: settings may be changed)."""
+        settings = {name: getattr(self, name) for name in _VISUAL_FIELDS}
+        return VisualPreprocessor(image_processor=self.image_processor, **settings)
+
     @property
     def patch_size(self) -> int:
         """Encoder patch side in pixels (14)."""
         return int(self.image_processor.patch_size)
 
+    # Shortcuts to `self.visual` for callers that hold only the processor (data costs, the demo's token count).
     @property
     def video_grid(self) -> int:
-        """Patch grid side of each raw-video frame / mosaic (576 / 16 = 36 -> 504 px at patch 14)."""
-        return self.video_square_size // self.video_patch_size
+        return self.visual.video_grid
 
     def image_target_size(self, *, width: int, height: int) -> tuple[int, int]:
-        """(height, width) in pixels the encoder sees for an image of `width` x `height` under `image_aspect_ratio`."""
-        if self.image_aspect_ratio == "anyres":
-            canvas_width, canvas_height = select_best_resolution((width, height), self.image_grid_pinpoints)
-            return canvas_height, canvas_width
-        if self.image_aspect_ratio == "native":
-            processor = self.image_processor
-            return compute_native_size(
-                height,
-                width,
-                patch_size=self.patch_size,
-                min_pixels=processor.min_pixels,
-                max_pixels=processor.max_pixels,
-            )
-        return self.image_size, self.image_size
+        return self.visual.image_target_size(width=width, height=height)
 
     def count_image_tokens(self, *, width: int, height: int) -> int:
-        """Visual tokens of one image (= ViT patches; 1 patch -> 1 LLM token)."""
-        out_height, out_width = self.image_target_size(width=width, height=height)
-        return (out_height // self.patch_size) * (out_width // self.patch_size)
+        return self.visual.count_image_tokens(width=width, height=height)
 
     def count_video_tokens(self, *, num_frames: int | None = None, grid: int | None = None) -> int:
-        """Visual tokens of one video: frames * grid**2 (8 * 36 * 36 = 10368 by default)."""
-        num_frames = self.num_video_frames if num_frames is None else num_frames
-        grid = self.video_grid if grid is None else grid
-        return num_frames * grid * grid
+        return self.visual.count_video_tokens(num_frames=num_frames, grid=grid)
 
-    # ------------------------------------------------------------------------------------------- pixel inputs
     def preprocess_image(self, image: ImageInput) -> torch.Tensor:
-        """One image -> float32 [3, H, W] normalised, H and W multiples of 14 (size from `image_target_size`)."""
-        pil = _load_image(image)
-        processor = self.image_processor
-        if self.image_aspect_ratio == "anyres":
-            canvas = resize_and_pad_image(pil, select_best_resolution(pil.size, self.image_grid_pinpoints))
-            out = processor(canvas, resize_mode="native", do_resize=False, return_tensors="pt")
-        elif self.image_aspect_ratio == "native":
-            out = processor(pil, resize_mode="native", do_resize=True, return_tensors="pt")
-        elif self.image_aspect_ratio == "pad":
-            size = {"height": self.image_size, "width": self.image_size}
-            out = processor(pil, resize_mode="pad_to_square", do_resize=True, size=size, return_tensors="pt")
-        else:
-            size = {"height": self.image_size, "width": self.image_size}
-            out = processor(
-                pil, resize_mode="clip", do_resize=True, do_center_crop=False, size=size, return_tensors="pt"
-            )
-        return out["pixel_values"][0]
+        """One image -> float32 [3, H, W] (see `VisualPreprocessor.preprocess_image`)."""
+        return self.visual.preprocess_image(image)
 
     def preprocess_video(self, video: VideoInput) -> tuple[torch.Tensor, torch.Tensor]:
-        """One video -> (pixel_values float32 [3, T, S, S], patch_positions int64 [T * g * g, 3]), S = g * 14.
+        """One video -> (float32 [3, T, S, S], int64 [T * g * g, 3]) (see `VisualPreprocessor.preprocess_video`)."""
+        return self.visual.preprocess_video(video)
 
-        `VideoFrames` with positions: a codec video; g = the positions' mosaic grid, each frame padded to a square
-        and resized to S (576 -> 504 for the upstream geometry). Without positions: uniform frames on the
-        processor's grid with t = linspace(0, 63, T). A path: decoded now (`video_mode`).
-        """
-        if isinstance(video, (str, Path)):
-            if self.video_mode == "codec":
-                video = select_codec_video(
-                    video,
-                    num_images=self.num_video_frames,
-                    square_size=self.video_square_size,
-                    patch_size=self.video_patch_size,
-                    num_frames=self.video_temporal_size,
-                )
-            else:
-                video = VideoFrames(frames=read_uniform_frames(video, num_frames=self.num_video_frames))
-        if not isinstance(video, VideoFrames):
-            raise ValueError(f"a video must be VideoFrames or a path to a video file, got {type(video).__name__}")
-        num_frames = len(video.frames)
-        if num_frames == 0:
-            raise ValueError("a video needs at least one frame")
-        if video.positions_thw is not None:
-            positions, grid = load_positions(video.positions_thw, num_frames=num_frames)
-        else:
-            grid = self.video_grid
-            positions = uniform_positions(num_frames=num_frames, grid=grid, temporal_size=self.video_temporal_size)
-        side = grid * self.patch_size
-        frames = [_load_image(frame) for frame in video.frames]
-        out = self.image_processor(
-            frames,
-            resize_mode="pad_to_square",
-            do_resize=True,
-            size={"height": side, "width": side},
-            return_tensors="pt",
-        )
-        pixel_values = out["pixel_values"].permute(1, 0, 2, 3).contiguous()  # (T, 3, S, S) -> (3, T, S, S)
-        return pixel_values, torch.from_numpy(positions)
-
-    # --------------------------------------------------------------------------------------------- text
+    # ------------------------------------------------------------------------------ text (chat_format)
     def render_prompt(self, conversation: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool = False) -> str:
         """The prompt string with `<image>` / `<video>` markers (not yet expanded)."""
         segments = self._segments(conversation, add_generation_prompt=add_generation_prompt)
@@ -242,6 +178,56 @@ class LlavaOVProcessor(ProcessorMixin):
             add_generation_prompt=add_generation_prompt,
             eos_token=self.tokenizer.eos_token or "<|endoftext|>",
         )
+
+    def _encode(
+        self,
+        segments: Sequence[tuple[str, bool]],
+        *,
+        images: Sequence[ImageInput],
+        videos: Sequence[VideoInput],
+    ) -> dict[str, Any]:
+        """Marked-up text segments + their visuals -> one unpadded sample (labels from the segment flags)."""
+        text = "".join(piece for piece, _ in segments)
+        num_image_markers, num_video_markers = count_markers(text)
+        if num_image_markers != len(images) or num_video_markers != len(videos):
+            raise ValueError(
+                f"the text has {num_image_markers} {IMAGE_MARKER} and {num_video_markers} {VIDEO_MARKER} "
+                f"markers but {len(images)} images and {len(videos)} videos were given"
+            )
+        visual = self.visual
+        # Visual items in text order, each with its per-marker token counts (a video: one count per frame).
+        items: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+        marker_tokens: list[int] = []
+        image_iter, video_iter = iter(images), iter(videos)
+        for marker in markers_in_order(text):
+            if marker == IMAGE_MARKER:
+                pixels = visual.preprocess_image(next(image_iter))
+                items.append((pixels, None))
+                marker_tokens.append(visual.tokens_per_frame(pixels))
+            else:
+                pixels, positions = visual.preprocess_video(next(video_iter))
+                items.append((pixels, positions))
+                marker_tokens.extend([visual.tokens_per_frame(pixels)] * pixels.shape[1])
+        # A video's frames are T "<image>" lines; segments are in text order, so the k-th <video> of the text takes
+        # the k-th video's frame count.
+        frame_counts = [pixels.shape[1] for pixels, positions in items if positions is not None]
+        pieces = []
+        for piece, supervised in segments:
+            count = piece.count(VIDEO_MARKER)
+            pieces.append((expand_video_markers(piece, frame_counts[:count]), supervised))
+            frame_counts = frame_counts[count:]
+        input_ids, labels = tokenize_with_placeholders(
+            self.tokenizer, pieces, image_token=self.image_token, marker_tokens=marker_tokens
+        )
+        ids = torch.tensor(input_ids, dtype=torch.long)
+        return {
+            "input_ids": ids,
+            "attention_mask": torch.ones_like(ids),
+            "labels": torch.tensor(labels, dtype=torch.long),
+            "pixel_values": [pixels for pixels, _ in items],
+            "patch_positions": [positions for _, positions in items],
+            "num_visual_tokens": int(sum(marker_tokens)),
+        }
 
     def process_conversation(
         self,
@@ -262,109 +248,79 @@ class LlavaOVProcessor(ProcessorMixin):
             `return_labels`), `pixel_values` list of [3, H, W] / [3, T, S, S], `patch_positions` list of None /
             int64 [N, 3], `num_visual_tokens` int (= number of placeholders in `input_ids`).
         """
-        images, videos = (
-            _as_list(images, single=(str, Path, PIL.Image.Image, np.ndarray)),
-            _as_list(videos, single=(str, Path, VideoFrames)),
-        )
         segments = self._segments(conversation, add_generation_prompt=add_generation_prompt)
-        text = "".join(piece for piece, _ in segments)
-        num_image_markers, num_video_markers = text.count(IMAGE_MARKER), text.count(VIDEO_MARKER)
-        if num_image_markers != len(images) or num_video_markers != len(videos):
-            raise ValueError(
-                f"the conversation has {num_image_markers} {IMAGE_MARKER} and {num_video_markers} {VIDEO_MARKER} "
-                f"markers but {len(images)} images and {len(videos)} videos were given"
-            )
+        sample = self._encode(
+            segments, images=as_list(images, single=_SINGLE_IMAGE), videos=as_list(videos, single=_SINGLE_VIDEO)
+        )
+        if not return_labels:
+            del sample["labels"]
+        return sample
 
-        # Visual items in text order, each with its per-marker token counts (a video: one count per frame).
-        items: list[tuple[torch.Tensor, torch.Tensor | None]] = []
-        marker_tokens: list[int] = []
-        image_iter, video_iter = iter(images), iter(videos)
-        for marker in _MARKER_PATTERN.findall(text):
-            if marker == IMAGE_MARKER:
-                pixels = self.preprocess_image(next(image_iter))
-                items.append((pixels, None))
-                marker_tokens.append((pixels.shape[-2] // self.patch_size) * (pixels.shape[-1] // self.patch_size))
-            else:
-                pixels, positions = self.preprocess_video(next(video_iter))
-                items.append((pixels, positions))
-                per_frame = (pixels.shape[-2] // self.patch_size) * (pixels.shape[-1] // self.patch_size)
-                marker_tokens.extend([per_frame] * pixels.shape[1])
-
-        # A video's frames are T "<image>" lines; after this every marker is one frame/image. Segments are in text
-        # order and `sub` goes left to right, so the k-th <video> gets the k-th video's frame count.
-        frame_counts = iter([pixels.shape[1] for pixels, positions in items if positions is not None])
-        pieces = [
-            (_VIDEO_PATTERN.sub(lambda _: "\n".join([IMAGE_MARKER] * next(frame_counts)), piece), supervised)
-            for piece, supervised in segments
-        ]
-
-        input_ids, labels = self._tokenize(pieces, marker_tokens)
-        ids = torch.tensor(input_ids, dtype=torch.long)
-        result: dict[str, Any] = {
-            "input_ids": ids,
-            "attention_mask": torch.ones_like(ids),
-            "pixel_values": [pixels for pixels, _ in items],
-            "patch_positions": [positions for _, positions in items],
-            "num_visual_tokens": int(sum(marker_tokens)),
-        }
-        if return_labels:
-            result["labels"] = torch.tensor(labels, dtype=torch.long)
-        return result
-
-    def _tokenize(self, pieces: list[tuple[str, bool]], marker_tokens: list[int]) -> tuple[list[int], list[int]]:
-        """Tokenises segments separately (clean label boundaries) with each marker as one placeholder token, then
-        expands the k-th placeholder to `marker_tokens[k]` copies."""
-        texts = [piece.replace(IMAGE_MARKER, self.image_token) for piece, _ in pieces]
-        encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
-        input_ids: list[int] = []
-        labels: list[int] = []
-        marker_index = 0
-        for ids, (_, supervised) in zip(encoded, pieces, strict=True):
-            for token in ids:
-                if token == self.image_token_id:
-                    count = marker_tokens[marker_index]
-                    marker_index += 1
-                    input_ids.extend([token] * count)
-                    labels.extend([IGNORE_INDEX] * count)
-                else:
-                    input_ids.append(token)
-                    labels.append(token if supervised else IGNORE_INDEX)
-        if marker_index != len(marker_tokens):
-            raise ValueError(
-                f"found {marker_index} placeholder tokens after tokenisation, expected {len(marker_tokens)}"
-            )
-        return input_ids, labels
-
-    # ------------------------------------------------------------------------------------------- batch call
+    # ------------------------------------------------------------------------------------------ batch calls
     def __call__(
         self,
-        conversations: Sequence[Mapping[str, Any]] | Sequence[Sequence[Mapping[str, Any]]],
-        images: Sequence[ImageInput] | Sequence[Sequence[ImageInput]] | None = None,
-        videos: Sequence[VideoInput] | Sequence[Sequence[VideoInput]] | None = None,
+        images: ImageInput | Sequence[Any] | None = None,
+        text: str | Sequence[str] | None = None,
+        videos: VideoInput | Sequence[Any] | None = None,
         *,
+        conversations: Sequence[Mapping[str, Any]] | Sequence[Sequence[Mapping[str, Any]]] | None = None,
         add_generation_prompt: bool = False,
         return_labels: bool | None = None,
         padding_side: str | None = None,
+        padding: bool | str = True,
+        return_tensors: str | None = "pt",
+        **kwargs: Any,
     ) -> BatchFeature:
-        """One conversation (list of turns) or a batch (list of conversations) -> padded model inputs.
+        """The transformers VLM call, or the conversation call used for training and the front ends.
 
-        `images` / `videos`: for one conversation a list; for a batch a list of per-conversation lists (or None).
-        `return_labels` defaults to `not add_generation_prompt`. Padding uses `padding_side` (default: the
-        tokenizer's; use "left" for batched generation) with `pad_token_id` and labels -100.
+        * `processor(text=..., images=..., videos=...)`: `text` is a prompt (or a list of prompts) with `<image>` /
+          `<video>` markers, e.g. from `apply_chat_template`; `images` / `videos` are one item, a flat list taken by
+          the markers in order across the batch, or one list per prompt. No labels.
+        * `processor(conversations=..., images=..., videos=...)`: one conversation (list of turns) or a batch of
+          them rendered with the chat format; `images` / `videos` for one conversation a list, for a batch one list
+          (or None) per conversation. `return_labels` defaults to `not add_generation_prompt`.
+
+        Padding uses `padding_side` (default: the tokenizer's; "left" for batched generation) with `pad_token_id`
+        (labels -100).
 
         Returns:
             `BatchFeature` with `input_ids` int64 [B, L], `attention_mask` int64 [B, L], `labels` [B, L] (optional),
             `pixel_values` (flat list over the batch, text order), `patch_positions` (aligned list).
         """
+        if kwargs:
+            raise TypeError(f"LlavaOVProcessor got unsupported arguments {sorted(kwargs)}")
+        if return_tensors not in ("pt", None):
+            raise ValueError(f"LlavaOVProcessor returns torch tensors (return_tensors='pt'), got {return_tensors!r}")
+        if padding not in (True, "longest"):
+            raise ValueError(f"LlavaOVProcessor pads to the longest sample (padding=True), got {padding!r}")
+        if conversations is not None:
+            if text is not None:
+                raise ValueError("pass either text= (prompts with markers) or conversations=, not both")
+            samples = self._conversation_samples(
+                conversations,
+                images=images,
+                videos=videos,
+                add_generation_prompt=add_generation_prompt,
+                return_labels=not add_generation_prompt if return_labels is None else return_labels,
+            )
+        else:
+            if _looks_like_conversation(images):
+                raise TypeError("conversations are passed by keyword: processor(conversations=..., images=...)")
+            if text is None:
+                raise ValueError("LlavaOVProcessor needs text= (prompts with markers) or conversations=")
+            samples = self._text_samples(text, images=images, videos=videos)
+        return BatchFeature(data=self.pad(samples, padding_side=padding_side), skip_tensor_conversion=None)
+
+    def _conversation_samples(
+        self, conversations: Any, *, images: Any, videos: Any, add_generation_prompt: bool, return_labels: bool
+    ) -> list[dict[str, Any]]:
         batched = bool(conversations) and not isinstance(conversations[0], Mapping)
         batch = list(conversations) if batched else [conversations]
-        per_images = list(images) if batched and images is not None else [images] * (1 if not batched else len(batch))
-        per_videos = list(videos) if batched and videos is not None else [videos] * (1 if not batched else len(batch))
+        per_images = list(images) if batched and images is not None else [images] * len(batch)
+        per_videos = list(videos) if batched and videos is not None else [videos] * len(batch)
         if len(per_images) != len(batch) or len(per_videos) != len(batch):
             raise ValueError(f"images/videos must have one entry per conversation ({len(batch)})")
-        if return_labels is None:
-            return_labels = not add_generation_prompt
-        samples = [
+        return [
             self.process_conversation(
                 conversation,
                 images=sample_images,
@@ -374,45 +330,82 @@ class LlavaOVProcessor(ProcessorMixin):
             )
             for conversation, sample_images, sample_videos in zip(batch, per_images, per_videos, strict=True)
         ]
-        return BatchFeature(data=self.pad(samples, padding_side=padding_side), skip_tensor_conversion=None)
+
+    def _text_samples(self, text: str | Sequence[str], *, images: Any, videos: Any) -> list[dict[str, Any]]:
+        texts = [text] if isinstance(text, str) else list(text)
+        if not texts or not all(isinstance(prompt, str) for prompt in texts):
+            raise ValueError("text must be a string or a non-empty list of strings")
+        for index, prompt in enumerate(texts):
+            if self.image_token in prompt:
+                raise ValueError(
+                    f"text[{index}] contains the placeholder {self.image_token!r}: write {IMAGE_MARKER} / "
+                    f"{VIDEO_MARKER} markers, the processor expands them"
+                )
+        counts = [count_markers(prompt) for prompt in texts]
+        per_images = visuals_per_prompt(images, [n for n, _ in counts], single=_SINGLE_IMAGE, kind="images")
+        per_videos = visuals_per_prompt(videos, [n for _, n in counts], single=_SINGLE_VIDEO, kind="videos")
+        samples = []
+        for prompt, sample_images, sample_videos in zip(texts, per_images, per_videos, strict=True):
+            sample = self._encode([(prompt, False)], images=sample_images, videos=sample_videos)
+            del sample["labels"]
+            samples.append(sample)
+        return samples
 
     def pad(self, samples: Sequence[Mapping[str, Any]], *, padding_side: str | None = None) -> dict[str, Any]:
         """Pads per-sample outputs of `process_conversation` into a batch (see `__call__`)."""
-        side = padding_side or getattr(self.tokenizer, "padding_side", "right")
         pad_id = self.tokenizer.pad_token_id
         if pad_id is None:
             raise ValueError("the tokenizer has no pad token")
-        length = max(len(sample["input_ids"]) for sample in samples)
-        keys = [("input_ids", pad_id), ("attention_mask", 0)] + (
-            [("labels", IGNORE_INDEX)] if "labels" in samples[0] else []
-        )
-        out: dict[str, Any] = {}
-        for key, value in keys:
-            rows = []
-            for sample in samples:
-                tensor = sample[key]
-                filler = torch.full((length - len(tensor),), value, dtype=tensor.dtype)
-                rows.append(torch.cat([filler, tensor]) if side == "left" else torch.cat([tensor, filler]))
-            out[key] = torch.stack(rows)
+        side = padding_side or getattr(self.tokenizer, "padding_side", "right")
+        out: dict[str, Any] = pad_samples(samples, pad_token_id=pad_id, padding_side=side)
         out["pixel_values"] = [pixels for sample in samples for pixels in sample["pixel_values"]]
         out["patch_positions"] = [positions for sample in samples for positions in sample["patch_positions"]]
         return out
 
-    # -------------------------------------------------------------------------------------------- helpers
     def apply_chat_template(
         self,
-        conversation: Sequence[Mapping[str, Any]],
+        conversation: Sequence[Mapping[str, Any]] | Sequence[Sequence[Mapping[str, Any]]],
+        chat_template: str | None = None,
         *,
         add_generation_prompt: bool = False,
         tokenize: bool = False,
+        return_dict: bool = False,
+        return_tensors: str | None = "pt",
+        padding_side: str | None = None,
         **kwargs: Any,
-    ) -> str:
-        """The prompt string (markers not expanded), for callers that expect the transformers method; the format is
-        code, not a Jinja template. Tokenised inputs come from `__call__`, which also expands the placeholders."""
-        if tokenize:
-            raise ValueError("LlavaOVProcessor.apply_chat_template renders text only: call the processor to tokenise")
-        return self.render_prompt(conversation, add_generation_prompt=add_generation_prompt)
+    ) -> str | list[str] | BatchFeature | torch.Tensor:
+        """transformers' `apply_chat_template` for one conversation or a batch of them.
 
+        Messages use `{"role", "content"}` with content a string or parts `{"type": "text", "text"}`,
+        `{"type": "image", "image" | "path" | "url": PIL image / local path}`, `{"type": "video", "video" | "path" |
+        "url": local path / VideoFrames}` (upstream `{"from", "value"}` turns work too). The format is code
+        (`chat_format.py`), not a Jinja template, so `chat_template` must be None.
+
+        Returns:
+            `tokenize=False`: the prompt string(s) with `<image>` / `<video>` markers. `tokenize=True`: the
+            `BatchFeature` of `processor(text=..., images=..., videos=...)` with `return_dict=True`, else its
+            `input_ids`.
+        """
+        if chat_template is not None:
+            raise ValueError("LlavaOVProcessor renders ChatML in code (chat_format.py); chat_template must be None")
+        if kwargs:
+            raise TypeError(f"apply_chat_template got unsupported arguments {sorted(kwargs)}")
+        batched = bool(conversation) and not isinstance(conversation[0], Mapping)
+        conversations = list(conversation) if batched else [conversation]
+        prompts = [self.render_prompt(item, add_generation_prompt=add_generation_prompt) for item in conversations]
+        if not tokenize:
+            return prompts if batched else prompts[0]
+        visuals = [content_visuals(item) for item in conversations]
+        out = self(
+            text=prompts,
+            images=[images for images, _ in visuals],
+            videos=[videos for _, videos in visuals],
+            padding_side=padding_side,
+            return_tensors=return_tensors,
+        )
+        return out if return_dict else out["input_ids"]
+
+    # -------------------------------------------------------------------------------------------- helpers
     def _token_id(self, token: str) -> int:
         token_id = self.tokenizer.convert_tokens_to_ids(token)
         if token_id is None or token_id == self.tokenizer.unk_token_id:
@@ -432,27 +425,14 @@ class LlavaOVProcessor(ProcessorMixin):
         return ["input_ids", "attention_mask", "pixel_values", "patch_positions"]
 
 
-def _as_list(value: Any, *, single: tuple[type, ...]) -> list[Any]:
-    """None -> [], one input (a path, an image, a video) -> [it], a sequence -> list."""
-    if value is None:
-        return []
-    if isinstance(value, single):
-        return [value]
-    return list(value)
-
-
-def _load_image(image: ImageInput) -> PIL.Image.Image:
-    """A path, PIL image or uint8 [H, W, 3] array -> an RGB PIL image (paths are opened and decoded here)."""
-    if isinstance(image, (str, Path)):
-        with PIL.Image.open(image) as opened:
-            return opened.convert("RGB")
-    if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
-            raise ValueError(f"an image array must be uint8 [H, W, 3], got {image.dtype} {list(image.shape)}")
-        return PIL.Image.fromarray(image)
-    if isinstance(image, PIL.Image.Image):
-        return image.convert("RGB")
-    raise ValueError(f"an image must be a path, a PIL image or a uint8 array, got {type(image).__name__}")
+def _looks_like_conversation(value: Any) -> bool:
+    """True for a list of turns (or of conversations): the old positional call `processor(conversation, ...)`."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
+        return False
+    first = value[0]
+    if isinstance(first, Sequence) and not isinstance(first, (str, bytes)) and first:
+        first = first[0]
+    return isinstance(first, Mapping) and any(key in first for key in ("from", "role"))
 
 
 __all__ = ["IGNORE_INDEX", "IMAGE_ASPECT_RATIOS", "LlavaOVProcessor"]

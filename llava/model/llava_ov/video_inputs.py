@@ -8,7 +8,6 @@ frames take t = linspace(0, temporal_size - 1, T) with a raster (h, w) per frame
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import math
 from collections.abc import Sequence
@@ -67,47 +66,42 @@ def positions_grid(num_positions: int, *, num_frames: int) -> int:
 
 
 def read_uniform_frames(path: str | Path, *, num_frames: int) -> list[np.ndarray]:
-    """`num_frames` RGB uint8 [H, W, 3] frames at indices round(linspace(0, N - 1, num_frames)) of the decoded
-    stream; decord when it is installed (faster seeking), PyAV otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"video not found: {path}")
-    if importlib.util.find_spec("decord") is not None:
-        import decord
+    """`num_frames` RGB uint8 [H, W, 3] frames, uniformly spaced over the video, decoded by `cv_reader`.
 
-        reader = decord.VideoReader(str(path), num_threads=1)
-        indices = _uniform_indices(len(reader), num_frames, path=path)
-        return list(reader.get_batch(indices.tolist()).asnumpy())
-    return _read_uniform_frames_pyav(path, num_frames=num_frames)
+    The frame count and the indices are cv_reader's (`probe_video`: non-empty packets; `sample_frame_ids`:
+    floor(linspace(0, N - 1, num_frames))), the same rule as the codec path, so the uniform and codec videos of one
+    file sample the same frames. Decoding stops after the last wanted frame.
 
+    Raises:
+        cv_reader.VideoReadError: the file is missing, not a video, or yields fewer frames than its packets.
+    """
+    cv_reader = _cv_reader()
+    from cv_reader.decode import iter_frames
 
-def _uniform_indices(total: int, num_frames: int, *, path: Path) -> np.ndarray:
-    if total <= 0:
-        raise ValueError(f"{path}: no decodable video frames")
-    return np.linspace(0, total - 1, num_frames).round().astype(np.int64)
-
-
-def _read_uniform_frames_pyav(path: Path, *, num_frames: int) -> list[np.ndarray]:
-    import av
-
-    with av.open(str(path)) as container:
-        if not container.streams.video:
-            raise ValueError(f"{path}: no video stream")
-        # Count frames from the packets (demuxing is cheap); the header's frame count is missing in some files.
-        total = sum(1 for packet in container.demux(video=0) if packet.size > 0)
-    wanted = _uniform_indices(total, num_frames, path=path)
-    wanted_set = set(wanted.tolist())
+    info = cv_reader.probe_video(path)
+    wanted = cv_reader.sample_frame_ids(info.num_frames, num_frames).tolist()
+    wanted_set = set(wanted)
+    last = wanted[-1]
     by_index: dict[int, np.ndarray] = {}
-    with av.open(str(path)) as container:
-        for index, frame in enumerate(container.decode(video=0)):
-            if index > wanted[-1]:
-                break
-            if index in wanted_set:
-                by_index[index] = frame.to_ndarray(format="rgb24")
-    missing = [int(i) for i in wanted if int(i) not in by_index]
+    for index, frame in enumerate(iter_frames(path, export_mvs=False)):
+        if index in wanted_set:
+            by_index[index] = frame.to_ndarray(format="rgb24")
+        if index >= last:
+            break
+    missing = sorted(wanted_set - set(by_index))
     if missing:
-        raise ValueError(f"{path}: {total} packets but frames {missing} could not be decoded")
-    return [by_index[int(i)] for i in wanted]
+        raise cv_reader.VideoReadError(
+            Path(path), "decode_error", f"{info.num_frames} packets but frames {missing[:8]} could not be decoded"
+        )
+    return [by_index[index] for index in wanted]
+
+
+def _cv_reader():
+    try:
+        import cv_reader
+    except ImportError as error:
+        raise ImportError("raw-video input needs the `cv_reader` package (pip install -e .)") from error
+    return cv_reader
 
 
 def select_codec_video(
@@ -115,11 +109,7 @@ def select_codec_video(
 ) -> VideoFrames:
     """On-the-fly codec patch selection with `cv_reader.select_patches`: `num_images` mosaics of `square_size` px and
     their positions (patch grid square_size / patch_size)."""
-    try:
-        import cv_reader
-    except ImportError as error:
-        raise ImportError("raw-video codec selection needs the `cv_reader` package (pip install -e .)") from error
-    selection = cv_reader.select_patches(
+    selection = _cv_reader().select_patches(
         str(path), num_frames=num_frames, num_images=num_images, square_size=square_size, patch_size=patch_size
     )
     return VideoFrames(frames=list(selection.mosaics()), positions_thw=np.asarray(selection.positions_thw))

@@ -14,12 +14,12 @@ import argparse
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
+from ...atomic_io import write_atomic
 from .configuration_onevision_encoder import OneVisionEncoderConfig
 from .modeling_onevision_encoder import OneVisionEncoderModel
 from .presets import PRESETS
@@ -54,18 +54,6 @@ UPSTREAM_PREPROCESSOR = {
 }
 
 
-def _write_atomic(path: Path, write) -> None:
-    """Writes through a temporary file in the same folder, then renames: no half-written file on failure."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_upstream_checkpoint(
     model: OneVisionEncoderModel, folder: str | os.PathLike, *, dtype: torch.dtype | None = None
 ) -> Path:
@@ -84,9 +72,9 @@ def save_upstream_checkpoint(
         dtype=str(dtype).removeprefix("torch."),
         transformers_version=full.get("transformers_version"),
     )
-    _write_atomic(folder / "model.safetensors", lambda p: save_file(state, p, metadata={"format": "pt"}))
-    _write_atomic(folder / "config.json", lambda p: Path(p).write_text(json.dumps(config, indent=2, sort_keys=True)))
-    _write_atomic(
+    write_atomic(folder / "model.safetensors", lambda p: save_file(state, p, metadata={"format": "pt"}))
+    write_atomic(folder / "config.json", lambda p: Path(p).write_text(json.dumps(config, indent=2, sort_keys=True)))
+    write_atomic(
         folder / "preprocessor_config.json",
         lambda p: Path(p).write_text(json.dumps(UPSTREAM_PREPROCESSOR, indent=2, sort_keys=True)),
     )

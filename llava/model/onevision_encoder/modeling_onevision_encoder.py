@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,6 +25,7 @@ from ..safe_weights import SafetensorsOnlyMixin
 from .configuration_onevision_encoder import OneVisionEncoderConfig
 from .positions import check_patch_positions, check_visible_indices, dense_positions, grid_positions
 from .rope import OneVisionEncoderRotaryEmbedding, apply_rotary
+from .weight_check import ignored_checkpoint_keys, raise_on_unloaded_weights
 
 
 @dataclass
@@ -226,8 +228,19 @@ class OneVisionEncoderPreTrainedModel(SafetensorsOnlyMixin, PreTrainedModel):
     _supports_attention_backend = True
     # Published folders may carry weights this configuration does not use: the head and post-norm of `-large`
     # when loaded with use_head=False, trailing layers when truncated (LLaVA needs only hidden_states[-2]), and
-    # stale RoPE buffers written by other tools. Frequencies are recomputed, never loaded.
-    _keys_to_ignore_on_load_unexpected = [r"^head\.", r"^layernorm_post\.", r"^encoder\.layers\.\d+\.", r"inv_freq"]
+    # stale RoPE buffers written by other tools (frequencies are recomputed, never loaded). Only layers past
+    # `num_hidden_layers` are ignored (set per instance); anything else unknown or missing is an error at load.
+    _keys_to_ignore_on_load_unexpected = [r"^head\.", r"^layernorm_post\.", r"inv_freq"]
+
+    @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any) -> Any:
+        """`PreTrainedModel.from_pretrained`, then `ValueError` if an encoder weight stayed random (missing from the
+        folder, or stored under a name this model does not know): see `weight_check.py`."""
+        want_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        source = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+        raise_on_unloaded_weights(info, source=source)
+        return (model, info) if want_info else model
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -263,6 +276,7 @@ class OneVisionEncoderModel(OneVisionEncoderPreTrainedModel):
             self.layernorm_post = _norm(config)
             self.head = OneVisionEncoderPoolingHead(config)
         self.gradient_checkpointing = False
+        self._keys_to_ignore_on_load_unexpected = ignored_checkpoint_keys(config.num_hidden_layers)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:

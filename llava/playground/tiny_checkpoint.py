@@ -1,11 +1,11 @@
 """A tiny random LLaVA-OV checkpoint for tests and CPU smoke runs, built offline.
 
 The tokenizer is a byte-level BPE trained here with the ``tokenizers`` library on a small embedded English corpus
-(the playground's vocabulary: colours, directions, motion, shapes, captions, questions, yes/no) plus Qwen's special
-tokens. Their ids differ from Qwen's: always resolve them with ``convert_tokens_to_ids``. The model is assembled
-through the same path as real weights (an OV-Encoder folder + a Qwen3 folder -> ``assemble_from_pretrained``).
+(:mod:`llava.playground.corpus`) plus Qwen's special tokens. Their ids differ from Qwen's: always resolve them with
+``convert_tokens_to_ids``. The model is assembled through the same path as real weights (an OV-Encoder folder + a
+Qwen3 folder -> ``assemble_from_pretrained``).
 
-``python -m llava.model.llava_ov.tiny OUT [--image-size 112] [--patch-size 14] [--seed 0]``
+``python -m llava.playground.tiny_checkpoint OUT [--image-size 112] [--patch-size 14] [--seed 0]``
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
-from ..onevision_encoder import OneVisionEncoderImageProcessor
-from ..onevision_encoder.checkpoint import build_random_checkpoint
-from ..onevision_encoder.presets import onevision_encoder_tiny
-from .conversion import assemble_from_pretrained
-from .modeling_llava_ov import LlavaOVForConditionalGeneration
-from .processing_llava_ov import LlavaOVProcessor
+from llava.model import LlavaOVForConditionalGeneration, LlavaOVProcessor, OneVisionEncoderImageProcessor
+from llava.model.llava_ov.conversion import assemble_from_pretrained
+from llava.model.onevision_encoder.checkpoint import build_random_checkpoint
+from llava.model.onevision_encoder.presets import onevision_encoder_tiny
+
+from .corpus import tiny_corpus
 
 logger = logging.getLogger(__name__)
 
@@ -36,59 +36,6 @@ SPECIAL_TOKENS = (
     "<|video_pad|>",
 )  # fmt: skip
 THINK_TOKENS = ("<think>", "</think>")
-
-_WORDS = {
-    "colours": "red green blue yellow orange purple pink brown black white gray grey cyan magenta colour color",
-    "directions": "left right up down top bottom upward downward leftward rightward toward away center middle corner "
-    "edge side clockwise counterclockwise horizontally vertically diagonally",
-    "motion": "move moves moving moved motion still static stationary stays stay slides slide bounces rotates "
-    "spins falls rises drifts fast slow quickly slowly across from to the frame video clip",
-    "shapes": "circle square triangle rectangle star ball box dot disk shape object objects one ones background",
-    "answers": "yes no none nothing something anything everything it is not there are none of them",
-}
-_SENTENCES = (
-    "You are a helpful assistant.",
-    "system",
-    "user",
-    "assistant",
-    "Which way does the object move?",
-    "What colour is the moving one?",
-    "What color is the moving object?",
-    "Does anything move?",
-    "Does anything move in the video?",
-    "Is the object moving?",
-    "Describe the image.",
-    "Describe the video in one sentence.",
-    "What shape is the object?",
-    "How many objects are there?",
-    "Where is the red circle?",
-    "The object moves to the left.",
-    "The object moves to the right.",
-    "The object moves up.",
-    "The object moves down.",
-    "The red circle moves from left to right.",
-    "The blue square moves from the top to the bottom.",
-    "A green triangle slides across a white background.",
-    "A yellow star stays still in the center of the frame.",
-    "Nothing moves; every object is static.",
-    "Yes, the orange ball moves upward.",
-    "No, nothing moves.",
-    "A photo of a purple box on a gray background.",
-    "A small black dot in the corner of the image.",
-    "Caption: two shapes, one red and one blue.",
-    "Answer with a single word.",
-    "Answer the question using a single word or phrase.",
-    "The moving one is red. The moving one is blue. The moving one is green.",
-    "0 1 2 3 4 5 6 7 8 9 10 first second third frame frames image images picture",
-    "a an the of in on at and or with without is are was be this that what which where how why who",
-)
-
-
-def tiny_corpus() -> list[str]:
-    """The embedded training text of the tiny tokenizer (each line repeated so that common merges form)."""
-    lines = [*_SENTENCES, *_WORDS.values()]
-    lines += [word.capitalize() for words in _WORDS.values() for word in words.split()]
-    return lines * 4
 
 
 def build_tiny_tokenizer(*, vocab_size: int = 1024) -> PreTrainedTokenizerFast:
@@ -151,16 +98,20 @@ def build_tiny_checkpoint(
     files and ``preprocessor_config.json`` (pad-to-square at ``image_size``, the LLaVA-OV video/stage-1 pipeline).
 
     Geometry: ``image_size`` pixels square with ``patch_size`` pixel patches (112 / 14 = 8 x 8 patches per image or
-    mosaic). Encoder: the ``tiny`` preset (128 wide, 2 layers; the model keeps 1 for ``vision_feature_layer=-2``).
+    mosaic). Encoder: the ``tiny`` preset (128 wide, 2 layers; the model keeps 1 for ``vision_feature_layer=-2``),
+    initialised with std ``1 / sqrt(width)`` instead of the preset's 0.02: at 0.02 the attention logits of a 128-wide
+    layer are ~0.05, attention is uniform, and the features move by 1e-4 of their norm when the (t, h, w) of the
+    patches change, so the 3-D RoPE (the only way position enters) is invisible and receives almost no gradient
+    (issue 11: the default learned colour but not direction). At ``1 / sqrt(width)`` they move by ~5%.
     LM: :func:`tiny_text_config` with the vocabulary rounded up to a multiple of 64.
     """
     if image_size % patch_size:
         raise ValueError(f"image_size ({image_size}) must be a multiple of patch_size ({patch_size})")
     folder = Path(folder)
     tokenizer = build_tiny_tokenizer()
-    vision_config = onevision_encoder_tiny(
-        **{"image_size": image_size, "patch_size": patch_size, **(vision_overrides or {})}
-    )
+    vision_fields = {"image_size": image_size, "patch_size": patch_size, **(vision_overrides or {})}
+    width = vision_fields.get("hidden_size", onevision_encoder_tiny().hidden_size)
+    vision_config = onevision_encoder_tiny(**{"initializer_range": width**-0.5, **vision_fields})
     text_config = tiny_text_config(_round_up(len(tokenizer), 64), **(text_overrides or {}))
     with tempfile.TemporaryDirectory(prefix="llava_ov_tiny_") as scratch:
         vision_dir, text_dir = Path(scratch, "vision"), Path(scratch, "text")

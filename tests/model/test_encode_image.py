@@ -1,4 +1,4 @@
-"""The command-line tools run end to end on tiny checkpoints."""
+"""`python -m llava.model.onevision_encoder.encode_image` runs end to end on a tiny checkpoint."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from llava.model.onevision_encoder.checkpoint import build_random_checkpoint
-from llava.tools.encode_image import main as encode_main
+from llava.model.onevision_encoder.encode_image import main as encode_main
 
-IMAGE = str(Path(__file__).resolve().parents[1] / "playground" / "images" / "shapes.png")  # 640 x 448
+IMAGE = str(Path(__file__).resolve().parents[2] / "playground" / "images" / "shapes.png")  # 640 x 448
 
 
 def test_encode_image_clip_and_native_modes(tmp_path):

@@ -1,10 +1,13 @@
 """Held-out accuracy of a model on the playground questions (answers known by construction), vs chance.
 
-    python -m llava.tools.eval_playground --model_path checkpoints/llava_ov_tiny_sft [--data playground/data]
+    python -m llava.playground.evaluate --model_path checkpoints/llava_ov_tiny_sft [--data playground/data]
+        [--videos codec|raw]
 
-Scores the codec-video questions (does anything move / which way / what colour) and the image question (shape
-colour) by greedy generation; an answer is right when its first word equals the ground truth. Prints a table per
-question kind with the chance level, and returns the figures.
+Scores the video questions (does anything move / which way / what colour) and the image question (shape colour) by
+greedy generation; an answer is right when its first word equals the ground truth. The videos are the precomputed
+codec mosaics (`--videos codec`, what the default trains on) or the raw clips (`--videos raw`, decoded by the
+checkpoint processor's `video_mode`: on-the-fly codec selection or uniform frames). Prints a table per question kind
+with the chance level, and returns the figures.
 """
 
 from __future__ import annotations
@@ -24,23 +27,31 @@ from llava.data.samples import sample_inputs
 from llava.data.synthetic import CHANCE
 from llava.model import LlavaOVForConditionalGeneration, LlavaOVProcessor
 
-logger = logging.getLogger("llava.tools.eval_playground")
+logger = logging.getLogger("llava.playground.evaluate")
 
 
 @dataclass
 class EvalArguments:
     model_path: str = field(metadata={"help": "a LLaVA-OV checkpoint folder"})
     data: str = field(default="playground/data", metadata={"help": "the playground data folder"})
+    videos: str = field(
+        default="codec", metadata={"help": "codec (precomputed mosaics) or raw (clips, the processor's video_mode)"}
+    )
     batch_size: int = 16
     max_new_tokens: int = 6
     limit: int | None = field(default=None, metadata={"help": "score only the first N questions"})
 
 
-def held_out_questions(data: Path) -> list[tuple[dict, str, str]]:
+VIDEO_FILES = {"codec": "video_eval_codec.jsonl", "raw": "raw_video_eval.json"}
+
+
+def held_out_questions(data: Path, *, videos: str = "codec") -> list[tuple[dict, str, str]]:
     """(manifest sample, kind, answer) of the held-out video and image questions."""
+    if videos not in VIDEO_FILES:
+        raise ValueError(f"--videos must be one of {sorted(VIDEO_FILES)}, got {videos!r}")
     raw = {s["id"]: s for s in json.loads((data / "raw_video_eval.json").read_text())}
     questions = []
-    for name in ("video_eval_codec.jsonl", "image_eval.json"):
+    for name in (VIDEO_FILES[videos], "image_eval.json"):
         manifest = load_manifest(data / name)
         for i in range(len(manifest)):
             record = manifest[i]
@@ -57,13 +68,13 @@ def first_word(text: str) -> str:
 def evaluate(args: EvalArguments) -> dict[str, dict[str, float]]:
     model = LlavaOVForConditionalGeneration.from_pretrained(args.model_path).eval()
     processor = LlavaOVProcessor.from_pretrained(args.model_path)
-    questions = held_out_questions(Path(args.data))[: args.limit]
+    questions = held_out_questions(Path(args.data), videos=args.videos)[: args.limit]
     right, total = defaultdict(int), defaultdict(int)
     for start in tqdm(range(0, len(questions), args.batch_size), desc="held-out questions", unit="batch"):
         chunk = questions[start : start + args.batch_size]
         inputs = [sample_inputs(record) for record, _, _ in chunk]
         batch = processor(
-            [item.conversation[:-1] for item in inputs],  # drop the answer turn
+            conversations=[item.conversation[:-1] for item in inputs],  # drop the answer turn
             images=[item.images for item in inputs], videos=[item.videos for item in inputs],
             add_generation_prompt=True, padding_side="left",
         )  # fmt: skip
@@ -83,12 +94,18 @@ def evaluate(args: EvalArguments) -> dict[str, dict[str, float]]:
     return results
 
 
+def format_table(results: dict[str, dict[str, float]]) -> str:
+    """The held-out table: one row per question kind with accuracy, chance and the number of questions."""
+    lines = [f"{'question':<14}{'accuracy':>10}{'chance':>10}{'n':>6}"]
+    for kind, row in results.items():
+        lines.append(f"{kind:<14}{row['accuracy']:>10.3f}{row['chance']:>10.3f}{row['questions']:>6}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     (args,) = HfArgumentParser(EvalArguments).parse_args_into_dataclasses(args=argv)
     results = evaluate(args)
-    print(f"{'question':<14}{'accuracy':>10}{'chance':>10}{'n':>6}")
-    for kind, row in results.items():
-        print(f"{kind:<14}{row['accuracy']:>10.3f}{row['chance']:>10.3f}{row['questions']:>6}")
+    print(format_table(results))  # the command's output (the default SFT run ends with it)
     return results
 
 

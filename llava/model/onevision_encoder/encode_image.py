@@ -1,6 +1,6 @@
 """Encodes images with the OneVision-Encoder and reports the feature shapes.
 
-    python -m llava.tools.encode_image --model_path DIR --images a.jpg b.png [--resize_mode native]
+    python -m llava.model.onevision_encoder.encode_image --model_path DIR --images a.jpg b.png [--resize_mode native]
 
 With no ``--model_path`` a tiny random checkpoint is built in ``checkpoints/ov_encoder_tiny`` (upstream layout)
 so the command works on a fresh machine without downloads. ``--resize_mode native`` keeps each image's aspect ratio
@@ -21,9 +21,9 @@ from transformers import AutoModel, HfArgumentParser
 from llava.model import OneVisionEncoderImageProcessor
 from llava.model.onevision_encoder.checkpoint import build_random_checkpoint
 
-logger = logging.getLogger("llava.tools.encode_image")
+logger = logging.getLogger("llava.model.onevision_encoder.encode_image")
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 @dataclass

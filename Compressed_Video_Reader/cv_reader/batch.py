@@ -1,0 +1,131 @@
+"""The process pool of the batch commands: one video per task, and a worker that dies fails only its own item.
+
+`concurrent.futures.ProcessPoolExecutor` marks the whole pool broken when one worker process dies (out of memory,
+a signal, a decoder crash) and fails every pending future with `BrokenProcessPool`. Here at most `num_workers` items
+are in flight, so after a break only those are suspects: the pool is rebuilt for the items not yet started, and
+each suspect is run again alone in a one-worker pool, which tells the item that kills its worker from the
+bystanders that died with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+
+from tqdm import tqdm
+
+logger = logging.getLogger(__name__)
+
+WORKER_DIED = "worker process died while processing this item (killed by a signal or out of memory)"
+
+
+def run_guarded(work: Callable[[dict], dict], job: dict) -> dict:
+    """Run one job and never raise: a failure is reported with its reason, a finished item of a resumed run as
+    skipped. The pool entry point (module level, so it pickles)."""
+    try:
+        result = {"status": "ok", **work(job)}
+    except Exception as err:  # one item never takes the batch down: its failure is reported with the reason
+        return {"status": "failed", "error": repr(err), "traceback": traceback.format_exc(), "job": job}
+    if result.get("skipped"):
+        result["status"] = "skipped"
+    result.setdefault("job", job)
+    return result
+
+
+def died(job: dict) -> dict:
+    """The result of an item whose worker process died."""
+    return {"status": "failed", "error": WORKER_DIED, "traceback": "", "job": job}
+
+
+def _new_pool(num_workers: int) -> ProcessPoolExecutor:
+    # spawn: no fork of a process that holds decoder threads; parallelism is across videos (spec 11).
+    return ProcessPoolExecutor(max_workers=num_workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _collect(running: dict[Future, dict], suspects: list[dict]) -> Iterator[dict]:
+    """Results of the futures still running when the pool broke: finished ones as they are, the rest suspects."""
+    for future, job in running.items():
+        try:
+            yield future.result()
+        except BrokenProcessPool:
+            suspects.append(job)
+    running.clear()
+
+
+def _pool_round(
+    work: Callable[[dict], dict], queue: deque[dict], *, num_workers: int, suspects: list[dict]
+) -> Iterator[dict]:
+    """Run queued jobs in one pool until the queue is empty or the pool breaks (its in-flight jobs -> suspects)."""
+    running: dict[Future, dict] = {}
+    with _new_pool(num_workers) as pool:
+        while queue or running:
+            while queue and len(running) < num_workers:
+                job = queue.popleft()
+                try:
+                    running[pool.submit(run_guarded, work, job)] = job
+                except BrokenProcessPool:  # a worker died since the last wait: this job never started
+                    queue.appendleft(job)
+                    yield from _collect(running, suspects)
+                    return
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            broken = False
+            for future in done:
+                job = running.pop(future)
+                try:
+                    yield future.result()
+                except BrokenProcessPool:
+                    suspects.append(job)
+                    broken = True
+            if broken:
+                yield from _collect(running, suspects)
+                return
+
+
+def _run_alone(work: Callable[[dict], dict], job: dict) -> dict:
+    with _new_pool(1) as pool:
+        try:
+            return pool.submit(run_guarded, work, job).result()
+        except BrokenProcessPool:
+            return died(job)
+
+
+def run_pool(work: Callable[[dict], dict], jobs: list[dict], *, num_workers: int) -> Iterator[dict]:
+    """Yield `run_guarded(work, job)` for every job as the jobs finish, in `num_workers` spawned processes."""
+    queue = deque(jobs)
+    while queue:
+        suspects: list[dict] = []
+        yield from _pool_round(work, queue, num_workers=num_workers, suspects=suspects)
+        if not suspects:
+            continue
+        logger.warning("a worker process died; %d item(s) were in flight, retrying each alone", len(suspects))
+        if len(suspects) == 1:  # alone already: it is the one
+            yield died(suspects[0])
+            continue
+        for job in suspects:
+            yield _run_alone(work, job)
+
+
+def run_jobs(work: Callable[[dict], dict], jobs: list[dict], *, num_workers: int, desc: str) -> Iterator[dict]:
+    """Run `work(job)` for each job, yielding result dicts (`status` ok/skipped/failed, `job`, `error`) as they
+    finish, with a progress bar.
+
+    `num_workers >= 1` runs the jobs in that many worker processes (a crash or kill of one fails only its item);
+    `num_workers == 0` runs them in this process (debugging; a crash then ends the run).
+    """
+    bar = tqdm(total=len(jobs), desc=desc, unit="video", dynamic_ncols=True, disable=None)
+    try:
+        results = (
+            (run_guarded(work, job) for job in jobs)
+            if num_workers <= 0
+            else run_pool(work, jobs, num_workers=num_workers)
+        )
+        for result in results:
+            yield result
+            bar.update()
+    finally:
+        bar.close()

@@ -1,0 +1,410 @@
+"""Batch robustness: a killed worker, exit status, resume with other parameters, unsafe ids, permissions, stale
+temp files, non-object rows, relative output roots, and the options the batch commands accept."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cv_reader import assets
+from cv_reader.batch import WORKER_DIED, run_jobs
+from cv_reader.cli import build_parser, load_dataset, main
+
+from .synth import moving_object_clip
+
+SMALL = ["--T", "8", "--num_images", "2", "--square_size", "64", "--patch", "16"]
+CONV = [{"from": "human", "value": "<video>\nWhat moves?"}, {"from": "gpt", "value": "A square."}]
+
+
+def _work_or_die(job: dict) -> dict:
+    """Pool work for the kill test: the marked job kills its own worker process for real (as the OOM killer would)."""
+    if job["die"]:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"value": job["n"] * 10}
+
+
+def _run(argv: list[str]) -> int:
+    return main(["--log_level", "ERROR", *argv])
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("batch")
+    moving_object_clip(root / "clip.mp4", num_frames=12, height=48, width=64, obj=12, seed=2)
+    rows = [{"id": "s0", "video": "clip.mp4", "conversations": CONV}]
+    (root / "data.json").write_text(json.dumps(rows))
+    return root
+
+
+def test_killed_worker_fails_only_its_item():
+    jobs = [{"n": n, "die": n == 2} for n in range(6)]
+    results = list(run_jobs(_work_or_die, jobs, num_workers=2, desc="test"))
+    assert sorted(r["job"]["n"] for r in results) == list(range(6))
+    by_n = {r["job"]["n"]: r for r in results}
+    assert by_n[2]["status"] == "failed" and by_n[2]["error"] == WORKER_DIED
+    for n in (0, 1, 3, 4, 5):
+        assert by_n[n]["status"] == "ok" and by_n[n]["value"] == n * 10
+
+
+def test_exit_status_and_help(tiny_dataset, tmp_path, capsys):
+    assert (
+        _run(
+            [
+                "pack",
+                "--input_json",
+                str(tmp_path / "missing.json"),
+                "--out_image_root",
+                str(tmp_path / "i"),
+                "--out_jsonl",
+                str(tmp_path / "o.jsonl"),
+            ]
+        )
+        == 2
+    )
+    (tmp_path / "object.json").write_text('{"id": 1}')
+    assert _run(["stage1", "--input_json", str(tmp_path / "object.json"), "--out_root", str(tmp_path / "s")]) == 2
+    assert "expected a JSON list" in capsys.readouterr().err
+    help_text = build_parser().format_help()
+    assert "exit status" in help_text and "1 at least one item failed" in help_text
+    for command in ("stage1", "stage2", "pack", "precompute"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([command, "--help"])
+        assert "exit status" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:  # offered no more: argparse refuses it
+        build_parser().parse_args(
+            [
+                "stage2",
+                "--mode",
+                "rewrite",
+                "--stage1_root",
+                "x",
+                "--input_json",
+                "x",
+                "--out_image_root",
+                "x",
+                "--out_jsonl",
+                "x",
+            ]
+        )
+    assert info.value.code == 2
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(
+            ["pack", "--layout", "time_spatial", "--input_json", "x", "--out_image_root", "x", "--out_jsonl", "x"]
+        )
+
+
+def test_non_object_rows_fail_alone(tiny_dataset, tmp_path, capsys):
+    rows = [
+        [1, 2],
+        5,
+        "clip.mp4",
+        {"id": "ok", "video": "clip.mp4", "conversations": CONV},
+        {"id": "bad_video", "video": 7},
+    ]
+    data = tmp_path / "rows.json"
+    data.write_text(json.dumps(rows))
+    parsed = load_dataset(data)
+    assert "expected a JSON object, got list" in parsed[0]["_error"]
+    jsonl = tmp_path / "rows.jsonl"
+    jsonl.write_text('{"id": "ok", "video": "clip.mp4"}\n[1]\n{broken\n')
+    assert [("_error" in r) for r in load_dataset(jsonl)] == [False, True, True]
+    out_jsonl = tmp_path / "train.jsonl"
+    assert (
+        _run(
+            [
+                "pack",
+                "--input_json",
+                str(data),
+                "--out_image_root",
+                str(tmp_path / "packs"),
+                "--out_jsonl",
+                str(out_jsonl),
+                "--video_root",
+                str(tiny_dataset),
+                "--num_workers",
+                "0",
+                *SMALL,
+            ]
+        )
+        == 1
+    )
+    assert "1 done, 0 skipped (already done), 4 failed" in capsys.readouterr().out
+    assert [json.loads(line)["id"] for line in out_jsonl.read_text().splitlines()] == ["ok"]
+    fail = Path(str(out_jsonl) + ".fail.txt").read_text()
+    assert "got list" in fail and "got int" in fail and "got str" in fail and "'video' must be a path" in fail
+
+
+def test_unsafe_ids_stay_inside_the_output_root(tiny_dataset, tmp_path):
+    root = tmp_path / "deep" / "out"
+    rows = [
+        {"id": "../../escaped", "video": "clip.mp4", "conversations": CONV},
+        {"id": "/abs/path", "video": "clip.mp4", "conversations": CONV},
+    ]
+    data = tmp_path / "evil.json"
+    data.write_text(json.dumps(rows))
+    assert (
+        _run(
+            [
+                "stage1",
+                "--input_json",
+                str(data),
+                "--out_root",
+                str(root),
+                "--video_root",
+                str(tiny_dataset),
+                "--sequence_length",
+                "8",
+                "--keep_frames_equiv",
+                "2",
+                "--square_size",
+                "64",
+                "--num_workers",
+                "0",
+            ]
+        )
+        == 0
+    )
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "evil.json"]
+    assert written and all(root in p.parents for p in written)
+    assert len(list(root.glob("*.meta.json"))) == 2
+    listing = tmp_path / "videos.jsonl"
+    listing.write_text(json.dumps({"video": str(tiny_dataset / "clip.mp4"), "key": "../../escaped"}) + "\n")
+    out = tmp_path / "deep" / "eval"
+    assert (
+        _run(
+            [
+                "precompute",
+                "--videos_jsonl",
+                str(listing),
+                "--out_root",
+                str(out),
+                "--key_mode",
+                "stem",
+                "--seq_len_frames",
+                "8",
+                "--num_images",
+                "2",
+                "--square_size",
+                "64",
+                "--num_workers",
+                "0",
+            ]
+        )
+        == 0
+    )
+    assert [p.name for p in (out / "assets").iterdir()] == ["_.._.._escaped"]
+    assert not (tmp_path / "escaped").exists() and not (tmp_path / "deep" / "escaped").exists()
+    assert assets.safe_name("..") == "_.." and assets.safe_name("a/b") == "a_b" and assets.safe_name("s0") == "s0"
+
+
+def test_rerun_with_other_geometry_is_redone(tiny_dataset, tmp_path, capsys):
+    args = [
+        "pack",
+        "--input_json",
+        str(tiny_dataset / "data.json"),
+        "--out_image_root",
+        str(tmp_path / "packs"),
+        "--out_jsonl",
+        str(tmp_path / "train.jsonl"),
+        "--num_workers",
+        "0",
+        "--T",
+        "8",
+        "--num_images",
+        "2",
+        "--patch",
+        "16",
+    ]
+    assert _run([*args, "--square_size", "64"]) == 0
+    assert _run([*args, "--square_size", "64"]) == 0
+    assert "0 done, 1 skipped" in capsys.readouterr().out
+    assert _run([*args, "--square_size", "96"]) == 0  # other geometry: not reused
+    assert "1 done, 0 skipped" in capsys.readouterr().out
+    record = json.loads((tmp_path / "train.jsonl").read_text())
+    assert Image.open(record["image"][0]).size == (96, 96)
+    assert np.load(record["positions_thw"]).shape == (2 * 36, 3)
+    meta = json.loads((Path(record["positions_thw"]).parent / "pack_meta.json").read_text())
+    assert meta["params"]["square_size"] == 96
+
+    listing = tmp_path / "videos.jsonl"
+    listing.write_text(json.dumps({"video": str(tiny_dataset / "clip.mp4")}) + "\n")
+    pre = [
+        "precompute",
+        "--videos_jsonl",
+        str(listing),
+        "--out_root",
+        str(tmp_path / "eval"),
+        "--num_workers",
+        "0",
+        "--seq_len_frames",
+        "8",
+        "--square_size",
+        "64",
+    ]
+    assert _run([*pre, "--num_images", "3"]) == 0
+    assert _run([*pre, "--num_images", "2"]) == 0
+    assert "1 done, 0 skipped" in capsys.readouterr().out
+    (asset_dir,) = (tmp_path / "eval" / "assets").iterdir()
+    assert sorted(p.name for p in asset_dir.glob("mosaic_*.jpg")) == ["mosaic_000.jpg", "mosaic_001.jpg"]
+
+
+def test_permissions_follow_the_umask(tiny_dataset, tmp_path):
+    old = os.umask(0o002)
+    try:
+        assets.save_json(tmp_path / "a.json", {"x": 1})
+        assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o664
+        os.umask(0o022)
+        assert (
+            _run(
+                [
+                    "pack",
+                    "--input_json",
+                    str(tiny_dataset / "data.json"),
+                    "--out_image_root",
+                    str(tmp_path / "packs"),
+                    "--out_jsonl",
+                    str(tmp_path / "train.jsonl"),
+                    *SMALL,
+                ]
+            )
+            == 0
+        )
+    finally:
+        os.umask(old)
+    files = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "a.json"]
+    assert len(files) >= 5 and all(p.stat().st_mode & 0o777 == 0o644 for p in files)
+
+
+def test_stale_temp_files_are_removed(tiny_dataset, tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs: the writer of these files was killed
+    host = assets._host_tag()
+    out = tmp_path / "stage1"
+    out.mkdir()
+    stale = out / f".x.visidx_thw.npy.k3j4h5g6.cvtmp-{host}-{dead.pid}.tmp"
+    live = out / f".y.meta.json.a1b2c3d4.cvtmp-{host}-{os.getpid()}.tmp"
+    foreign = out / ".z.npy.q1w2e3r4.cvtmp-otherhost-1.tmp"
+    for path in (stale, live, foreign):
+        path.write_bytes(b"partial")
+    assert (
+        _run(
+            [
+                "stage1",
+                "--input_json",
+                str(tiny_dataset / "data.json"),
+                "--out_root",
+                str(out),
+                "--sequence_length",
+                "8",
+                "--keep_frames_equiv",
+                "2",
+                "--square_size",
+                "64",
+                "--num_workers",
+                "0",
+            ]
+        )
+        == 0
+    )
+    assert not stale.exists() and live.exists() and foreign.exists()  # others may still be writing those
+    assert socket.gethostname()  # the host part of the temp name comes from here
+
+
+def test_relative_output_root_manifest_loads(tiny_dataset, tmp_path, monkeypatch):
+    from llava.data.manifests import load_manifest
+
+    monkeypatch.chdir(tmp_path)
+    assert (
+        _run(
+            [
+                "pack",
+                "--input_json",
+                str(tiny_dataset / "data.json"),
+                "--out_image_root",
+                "packs",
+                "--out_jsonl",
+                "lists/train.jsonl",
+                "--num_workers",
+                "0",
+                *SMALL,
+            ]
+        )
+        == 0
+    )
+    manifest = load_manifest(tmp_path / "lists" / "train.jsonl", validate=True)
+    record = manifest[0]
+    paths = [record.media_root / p for p in record.sample["image"]] + [
+        record.media_root / record.sample["positions_thw"]
+    ]
+    assert len(paths) == 3 and all(p.is_file() for p in paths)
+
+
+def test_write_positions_and_first_full_options(tiny_dataset, tmp_path):
+    args = [
+        "pack",
+        "--input_json",
+        str(tiny_dataset / "data.json"),
+        "--out_image_root",
+        str(tmp_path / "packs"),
+        "--num_workers",
+        "0",
+        *SMALL,
+    ]
+    assert _run([*args, "--out_jsonl", str(tmp_path / "a.jsonl"), "--no-write_positions"]) == 0
+    record = json.loads((tmp_path / "a.jsonl").read_text())
+    assert "positions_thw" not in record and not list((tmp_path / "packs").rglob("positions_thw.npy"))
+    assert _run([*args, "--out_jsonl", str(tmp_path / "b.jsonl"), "--no-first_full"]) == 0
+    positions = np.load(json.loads((tmp_path / "b.jsonl").read_text())["positions_thw"])
+    assert (positions[:, 0] == 0).sum() < 16  # t=0 competes: not kept whole
+    stage1 = tmp_path / "s1"
+    base = ["--input_json", str(tiny_dataset / "data.json"), "--num_workers", "0"]
+    assert (
+        _run(
+            [
+                "stage1",
+                *base,
+                "--out_root",
+                str(stage1),
+                "--sequence_length",
+                "8",
+                "--keep_frames_equiv",
+                "2",
+                "--square_size",
+                "64",
+                "--no-keep_first_full_frame",
+            ]
+        )
+        == 0
+    )
+    out = ["stage2", *base, "--stage1_root", str(stage1), "--out_image_root", str(tmp_path / "p2"), *SMALL]
+    assert _run([*out, "--out_jsonl", str(tmp_path / "c.jsonl")]) == 1  # --first_full (default) is checked
+    assert "not kept whole" in (tmp_path / "c.jsonl.fail.txt").read_text()
+    assert _run([*out, "--out_jsonl", str(tmp_path / "d.jsonl"), "--no-first_full"]) == 0
+    assert (
+        _run(
+            [
+                "stage1",
+                *base,
+                "--out_root",
+                str(tmp_path / "s3"),
+                "--sequence_length",
+                "8",
+                "--keep_frames_equiv",
+                "2",
+                "--square_size",
+                "64",
+                "--padding_policy",
+                "exclude",
+            ]
+        )
+        == 0
+    )

@@ -1,0 +1,30 @@
+"""Uniform frames are read through cv_reader: its frame count (packets) and its frame indices (the codec path's)."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+import cv_reader
+from llava.model.llava_ov.video_inputs import read_uniform_frames
+from tests.data.helpers import write_video
+
+
+def test_uniform_frames_are_cv_readers_sampled_frames(tmp_path):
+    path = write_video(tmp_path / "clip.mp4", num_frames=20)
+    frames = read_uniform_frames(path, num_frames=4)
+    with av.open(str(path)) as container:
+        decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    indices = cv_reader.sample_frame_ids(cv_reader.probe_video(path).num_frames, 4).tolist()
+    assert indices == [0, 6, 12, 19]
+    assert len(frames) == 4
+    for frame, index in zip(frames, indices, strict=True):
+        np.testing.assert_array_equal(frame, decoded[index])
+
+
+def test_unreadable_video_names_the_file(tmp_path):
+    path = tmp_path / "not_a_video.mp4"
+    path.write_text("text")
+    with pytest.raises(cv_reader.VideoReadError, match="not_a_video.mp4"):
+        read_uniform_frames(path, num_frames=4)

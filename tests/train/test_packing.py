@@ -1,0 +1,86 @@
+"""Packed training: a collated packed row computes exactly what separate rows compute (sdpa block mask on CPU,
+flash-attention varlen on GPU), and token-budget batches reach the Trainer from the YAML with their fill ratio."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from llava.data import LlavaOVCollator, LlavaOVDataset, load_manifest
+from llava.model import LlavaOVForConditionalGeneration, LlavaOVProcessor
+from llava.train.train import main as train_main
+
+from .test_train import _base_args
+
+
+def _samples(checkpoint, data, count: int = 3) -> tuple[list[dict], int]:
+    processor = LlavaOVProcessor.from_pretrained(checkpoint)
+    dataset = LlavaOVDataset(load_manifest(str(data / "sft.yaml"), seed=0), processor)
+    return [dataset[i] for i in range(count)], processor.tokenizer.pad_token_id
+
+
+def _to(batch: dict, device: str, dtype: torch.dtype) -> dict:
+    def move(value):
+        if isinstance(value, torch.Tensor):
+            return value.to(device, dtype) if value.is_floating_point() else value.to(device)
+        if isinstance(value, list):
+            return [move(item) for item in value]
+        return value
+
+    return {key: move(value) for key, value in batch.items()}
+
+
+def _packed_and_separate_logits(checkpoint, data, *, attn: str, device: str, dtype: torch.dtype):
+    samples, pad_id = _samples(checkpoint, data)
+    model = LlavaOVForConditionalGeneration.from_pretrained(checkpoint, attn_implementation=attn, dtype=dtype)
+    model = model.to(device).eval()
+    packed_batch = LlavaOVCollator(pad_token_id=pad_id, packing=True)(samples)
+    assert packed_batch["input_ids"].shape[0] == 1 and "attention_mask" not in packed_batch
+    with torch.no_grad():
+        packed = model(**_to(packed_batch, device, dtype)).logits[0]
+        separate = [
+            model(**_to(LlavaOVCollator(pad_token_id=pad_id)([sample]), device, dtype)).logits[0] for sample in samples
+        ]
+    return packed.float(), torch.cat(separate).float()
+
+
+def test_collated_packed_row_equals_separate_rows_sdpa(tiny_llava, playground_small):
+    """Position resets alone (no attention mask) make transformers build the block-diagonal causal mask."""
+    packed, separate = _packed_and_separate_logits(
+        tiny_llava, playground_small, attn="sdpa", device="cpu", dtype=torch.float32
+    )
+    torch.testing.assert_close(packed, separate, rtol=1e-4, atol=1e-5)
+    # A whole-row causal mask (what packing without the position resets would give) differs: the test can fail.
+    samples, pad_id = _samples(tiny_llava, playground_small)
+    batch = LlavaOVCollator(pad_token_id=pad_id, packing=True)(samples)
+    batch["position_ids"] = torch.arange(batch["input_ids"].shape[1])[None]
+    model = LlavaOVForConditionalGeneration.from_pretrained(tiny_llava).eval()
+    with torch.no_grad():
+        leaky = model(**batch).logits[0]
+    assert not torch.allclose(leaky, separate, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.gpu
+def test_collated_packed_row_equals_separate_rows_flash_attention(tiny_llava, playground_small):
+    """On CUDA with flash-attn installed: transformers routes the position resets to the varlen kernel."""
+    packed, separate = _packed_and_separate_logits(
+        tiny_llava, playground_small, attn="flash_attention_2", device="cuda", dtype=torch.bfloat16
+    )
+    torch.testing.assert_close(packed, separate, rtol=2e-2, atol=2e-2)
+
+
+def test_token_budget_batches_from_the_config_log_the_fill_ratio(tiny_llava, playground_small, tmp_path):
+    out = tmp_path / "budget"
+    train_main(_base_args(tiny_llava, playground_small, out, "--packing", "true", "--max_tokens_per_batch", "700",
+                          "--train_vision_tower", "false"))  # fmt: skip
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    fills = [entry["fill_ratio"] for entry in history if "loss" in entry]
+    assert len(fills) == 2 and all(0.5 < fill <= 1.2 for fill in fills), fills
+
+
+def test_max_tokens_per_batch_needs_packing(tiny_llava, playground_small, tmp_path):
+    args = _base_args(tiny_llava, playground_small, tmp_path / "x", "--max_tokens_per_batch", "700")
+    with pytest.raises(ValueError, match="max_tokens_per_batch needs packing: true"):
+        train_main(args)
