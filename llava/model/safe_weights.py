@@ -4,9 +4,6 @@ A pickle checkpoint (`pytorch_model.bin`, `*.pt`, `*.pth`, `*.ckpt`) can run cod
 `torch.load(weights_only=True)` narrows that but is still a pickle parser over untrusted bytes. The project writes
 safetensors only, so reading a pickle is an explicit decision: `allow_pickle=True` in Python, `--allow-pickle` on
 the command line (README, "Checkpoints").
-
-Folders are written atomically (`atomic_folder`): into a temporary sibling that is renamed into place, so an
-interrupted conversion never leaves a folder that looks complete.
 """
 
 from __future__ import annotations
@@ -17,8 +14,6 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file
-
-from ..atomic_io import atomic_folder  # re-exported: the package's one atomic writer
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 SAFE_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
@@ -85,7 +80,6 @@ class SafetensorsOnlyMixin:
 __all__ = [
     "PickleWeightsError",
     "SafetensorsOnlyMixin",
-    "atomic_folder",
     "check_weights_folder",
     "is_pickle_file",
     "read_weights_file",

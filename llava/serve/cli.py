@@ -9,7 +9,10 @@ missing. Type a question, or one of the commands in `HELP`.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
+import select
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +42,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     media.add_argument("--video", default=None, help="video file to chat about")
     media.add_argument("--image", default=None, help="image file to chat about")
     return parser.parse_args(argv)
+
+
+def read_terminal_line(prompt: str, *, out: TextIO = sys.stdout, stdin: TextIO = sys.stdin) -> str:
+    """`input(prompt)` that wakes up twice a second while it waits. A signal (Ctrl-C, SIGTERM) may be delivered to
+    any thread, e.g. one of torch's or FFmpeg's; a main thread blocked in read() would then never run the handler.
+    Raises EOFError at the end of input."""
+    out.write(prompt)
+    out.flush()
+    while not select.select([stdin], [], [], 0.5)[0]:
+        pass  # back in Python between waits: pending signal handlers run here
+    line = stdin.readline()
+    if not line:
+        raise EOFError
+    return line.rstrip("\n")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a closed terminal): leave like Ctrl-C at the prompt, so the session's files go too."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated(signum)
 
 
 class Terminal:
@@ -98,6 +123,8 @@ class Terminal:
         try:
             for piece in self.session.ask(question):
                 self.say(piece, end="")
+        except Terminated:
+            raise
         except KeyboardInterrupt:  # Ctrl-C stops this answer (kept as far as it got), not the session
             self.say("\n[answer interrupted]")
             return
@@ -111,8 +138,10 @@ class Terminal:
         count = self.session.last_count
         self.say(f"\n[{count.describe()}]" if count else "")
 
-    def run(self, read_line: Callable[[str], str] = input) -> None:
-        """Reads lines until /quit or end of input."""
+    def run(self, read_line: Callable[[str], str] | None = None) -> None:
+        """Reads lines (`read_line`, default `read_terminal_line` on `out`) until /quit or end of input."""
+        if read_line is None:
+            read_line = functools.partial(read_terminal_line, out=self.out)
         self.say("Type a question about the file, or /help.")
         while True:
             try:
@@ -134,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         logger.debug("loading the model failed", exc_info=True)
         logger.error("cannot load the model: %s", error)
         return 2
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _terminate)
     with ChatSession(engine, max_image_pixels=args.max_image_pixels) as session:
         terminal = Terminal(session)
         for path in (args.video, args.image):
@@ -141,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                 terminal.load(path)
         try:
             terminal.run()
+        except Terminated as terminated:
+            return 128 + terminated.args[0]  # the shell's convention for "ended by signal N"
         except KeyboardInterrupt:
             terminal.say("")
     return 0

@@ -75,12 +75,13 @@ def set_image_pixel_limit(max_image_pixels: int) -> None:
     PIL.Image.MAX_IMAGE_PIXELS = max_image_pixels
 
 
-def _one_line(error: BaseException) -> str:
-    """An exception as one short line: its type, and its first message line."""
+def _one_line(error: BaseException, *, path: Path) -> str:
+    """An exception as one short line: its type and its first message line, with the file named by its name only
+    (the message already starts with it; the web page must not show the server's folders)."""
     text = str(error).strip().splitlines()
-    detail = text[0] if text else ""
-    if len(detail) > 200:
-        detail = detail[:197] + "..."
+    detail = text[0].replace(f"{path}: ", "").replace(str(path), path.name) if text else ""
+    if len(detail) > 300:
+        detail = detail[:297] + "..."
     return f"{type(error).__name__}: {detail}" if detail else type(error).__name__
 
 
@@ -165,11 +166,11 @@ def load_media(
     except MediaError:
         raise
     except cv_reader.VideoReadError as error:
-        detail = f": {error.detail}" if error.detail else ""
+        detail = f": {error.detail}".replace(str(path), path.name) if error.detail else ""
         raise MediaError(f"{path.name}: the video cannot be read ({error.reason}{detail})".splitlines()[0]) from error
     except Exception as error:  # noqa: BLE001 - decoders raise anything on damaged files; the user gets one line
         logger.debug("%s: cannot be read", path, exc_info=True)
-        raise MediaError(f"{path.name}: cannot be read ({_one_line(error)})") from error
+        raise MediaError(f"{path.name}: cannot be read ({_one_line(error, path=path)})") from error
 
 
 def _load_media(path: Path, processor: LlavaOVProcessor, *, figure_dir: str | Path | None, max_image_pixels: int):

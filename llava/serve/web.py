@@ -63,7 +63,8 @@ class WebSession(ChatSession):
     def close(self) -> None:
         super().close()
         for path in self.uploads:
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # gone already, or not ours to remove: nothing to report to anyone
+                path.unlink(missing_ok=True)
             with contextlib.suppress(OSError):  # gradio's per-upload folder, when now empty
                 path.parent.rmdir()
         self.uploads = []

@@ -222,6 +222,8 @@ def main(argv: list[str] | None = None) -> Path:
             logger.info("resuming from %s", resume)
     result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
+    if training_args.lora_enable:
+        trainer.save_merged_model(training_args.output_dir)  # the folder opens like any checkpoint
     trainer.save_state()
     if dataset.num_skipped:
         logger.warning("skipped %d bad samples (see the log lines above)", dataset.num_skipped)

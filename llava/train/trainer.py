@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from functools import partial
+from pathlib import Path
 
 import torch
 from accelerate.data_loader import BatchSamplerShard
 from torch.utils.data import DataLoader, Sampler
 from transformers import Trainer
+from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 from transformers.trainer_utils import seed_worker
 
 from llava.data import TokenBudgetBatchSampler
@@ -21,6 +24,9 @@ from .arguments import LlavaTrainingArguments
 from .param_groups import optimizer_groups
 
 logger = logging.getLogger(__name__)
+# Where a LoRA run's adapters go once the merged model is the output folder's checkpoint (`save_merged_model`).
+ADAPTER_DIR = "adapter"
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "README.md")
 
 
 class LlavaTrainer(Trainer):
@@ -123,3 +129,26 @@ class LlavaTrainer(Trainer):
         path = save_projector(model, output_dir, state_dict=state_dict)
         logger.info("saved the projector to %s", path)
         return None
+
+    def save_merged_model(self, output_dir: str | None = None) -> None:
+        """After a LoRA run: the model with the adapters merged in becomes the folder's checkpoint (weights + config;
+        the processor files are there already), so that it opens with ``from_pretrained`` like any other; the
+        adapters move to ``adapter/`` (``PeftModel.from_pretrained(base, OUT/adapter)``), since transformers would
+        otherwise apply adapter files found beside full weights a second time. Call once, when training is over
+        (merging changes the model in place)."""
+        output_dir = Path(output_dir or self.args.output_dir)
+        if is_deepspeed_zero3_enabled():
+            # The LM's weights are partitioned across ranks here; merging would see empty shards.
+            logger.warning("ZeRO-3 LoRA run: %s holds the adapters only (merge them with peft after training)",
+                           output_dir)  # fmt: skip
+            return
+        if not self.args.should_save:
+            return
+        adapter_dir = output_dir / ADAPTER_DIR
+        adapter_dir.mkdir(exist_ok=True)
+        for name in ADAPTER_FILES:
+            if (output_dir / name).is_file():
+                os.replace(output_dir / name, adapter_dir / name)
+        merged = self.accelerator.unwrap_model(self.model).merge_and_unload()
+        merged.save_pretrained(output_dir)
+        logger.info("saved the model with the LoRA adapters merged to %s (adapters in %s)", output_dir, adapter_dir)

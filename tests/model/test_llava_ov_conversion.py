@@ -25,7 +25,7 @@ from llava.model.llava_ov.conversion import (
 )
 from llava.model.onevision_encoder.checkpoint import build_random_checkpoint
 from llava.model.onevision_encoder.presets import onevision_encoder_tiny
-from llava.model.safe_weights import PickleWeightsError, atomic_folder
+from llava.model.safe_weights import PickleWeightsError
 from llava.playground.tiny_checkpoint import SPECIAL_TOKENS, build_tiny_tokenizer, tiny_text_config
 
 HIDDEN = 64
@@ -292,16 +292,3 @@ def test_pickle_weights_need_the_opt_in(assembled, tmp_path: Path) -> None:
     for name, tensor in assembled.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[name], tensor, rtol=0, atol=0)
     assert set(read_state_dict(folder, allow_pickle=True)) == set(state)
-
-
-def test_atomic_folder_leaves_nothing_on_failure(tmp_path: Path) -> None:
-    target = tmp_path / "out"
-    target.mkdir()
-    (target / "keep.txt").write_text("previous")
-    with pytest.raises(RuntimeError), atomic_folder(target) as scratch:
-        (scratch / "half.txt").write_text("half")
-        raise RuntimeError("interrupted")
-    assert [p.name for p in tmp_path.iterdir()] == ["out"] and (target / "keep.txt").read_text() == "previous"
-    with atomic_folder(target) as scratch:
-        (scratch / "new.txt").write_text("new")
-    assert [p.name for p in target.iterdir()] == ["new.txt"] and [p.name for p in tmp_path.iterdir()] == ["out"]

@@ -4,6 +4,7 @@ the conversation goes on; the image pixel limit is explicit."""
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -90,3 +91,17 @@ def test_any_reader_exception_is_one_line(
     monkeypatch.setattr(cv_reader, "select_patches", broken)
     with pytest.raises(MediaError, match=r"^clip\.mp4: cannot be read \(KeyError: 'motion_vectors\\nsecond line'\)$"):
         load_media(playground_video, engine.processor)
+
+
+def test_uniform_frames_are_read_at_load(
+    engine: ChatEngine, playground_video: Path, bad_media: dict[str, Path]
+) -> None:
+    """A processor in "uniform" video mode: the frames are decoded at load too, and damaged files refused there."""
+    processor = copy.deepcopy(engine.processor)
+    processor.video_mode = "uniform"
+    media = load_media(playground_video, processor)
+    assert len(media.item.frames) == processor.num_video_frames and media.figure is None
+    assert media.num_visual_tokens == processor.num_video_frames * processor.video_grid**2
+    for name in ("truncated_faststart.mp4", "corrupt_payload.mp4", "empty.mp4"):
+        with pytest.raises(MediaError, match=name.replace(".", r"\.")):
+            load_media(bad_media[name], processor)

@@ -1,7 +1,7 @@
 """Every checkpoint folder the project writes opens in the chat demo as is (processor and model `from_pretrained`,
 a question about an image answered): the SFT training output, the stage-1 output (whose projector file also feeds
-`conversion assemble --projector`), and the conversion command's folder. The conversion's upstream path and pickle
-refusal are covered in tests/model/test_llava_ov_conversion.py."""
+`conversion assemble --projector`), a LoRA run's output (adapters merged) and the conversion command's folder. The
+conversion's upstream path and pickle refusal are covered in tests/model/test_llava_ov_conversion.py."""
 
 from __future__ import annotations
 
@@ -34,11 +34,11 @@ def playground(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return module.main(["--out", str(tmp_path_factory.mktemp("playground")), *sizes])
 
 
-def _train(config: str, checkpoint: Path, data: Path, out: Path) -> Path:
+def _train(config: str, checkpoint: Path, data: Path, out: Path, *extra: str) -> Path:
     return train_main([
         str(Path(CONFIG_DIR) / config), "--model_name_or_path", str(checkpoint), "--data_path", str(data),
         "--output_dir", str(out), "--per_device_train_batch_size", "2", "--max_steps", "1", "--save_strategy", "no",
-        "--logging_steps", "1",
+        "--logging_steps", "1", *extra,
     ])  # fmt: skip
 
 
@@ -64,6 +64,17 @@ def test_training_outputs_open_in_the_demo(
     trained = LlavaOVForConditionalGeneration.from_pretrained(stage1).model.multi_modal_projector.state_dict()
     for key, tensor in trained.items():
         torch.testing.assert_close(projector[f"model.multi_modal_projector.{key}"], tensor, rtol=0, atol=0)
+
+    lora = _train("sft_tiny.yaml", tiny_checkpoint, playground / "sft.yaml", tmp_path / "lora", "--lora_enable",
+                  "true", "--lora_r", "4", "--warmup_steps", "0", "--train_vision_tower", "false")  # fmt: skip
+    assert (lora / "adapter" / "adapter_model.safetensors").is_file()  # the adapters, for peft
+    _chat_about_an_image(lora, playground_image)
+    base = LlavaOVForConditionalGeneration.from_pretrained(tiny_checkpoint).state_dict()
+    merged = LlavaOVForConditionalGeneration.from_pretrained(lora).state_dict()
+    assert not any("lora" in key for key in merged)
+    changed = [key for key in base if not torch.equal(base[key], merged[key])]
+    assert any(".q_proj." in key for key in changed)  # the adapters are merged into the LM
+    assert not any("vision_tower" in key for key in changed)  # frozen here: adapters and projector only
 
 
 def test_pickle_checkpoint_needs_allow_pickle_in_the_demo(tiny_checkpoint: Path, tmp_path: Path) -> None:

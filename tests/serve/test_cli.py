@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -15,12 +16,17 @@ from .bad_media import REFUSED
 from .terminal import PtySession
 
 
-def test_terminal_chat(tiny_checkpoint: Path, playground_video: Path, playground_image: Path, not_media: Path) -> None:
+def test_terminal_chat(
+    tiny_checkpoint: Path, playground_video: Path, playground_image: Path, not_media: Path, tmp_path: Path
+) -> None:
     command = [
         sys.executable, "-m", "llava.serve.cli", "--model-path", str(tiny_checkpoint),
         "--video", str(playground_video), "--max-new-tokens", "8", "--temperature", "1", "--seed", "0",
     ]  # fmt: skip
-    terminal = PtySession(command, env={**os.environ, "HF_HUB_OFFLINE": "1", "TERM": "dumb"})
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TERM": "dumb", "TMPDIR": str(scratch)}
+    terminal = PtySession(command, env=env)
     try:
         terminal.expect(rf"loaded video {playground_video} \((\d+) visual tokens; selected patches drawn in \S+\.png")
         terminal.expect("user> ")
@@ -58,6 +64,7 @@ def test_terminal_chat(tiny_checkpoint: Path, playground_video: Path, playground
         if terminal.process.poll() is None:
             terminal.process.kill()
             terminal.close()
+    assert list(scratch.iterdir()) == []  # the session's temporary folder went with it
 
 
 def test_terminal_reports_bad_files_and_goes_on(
@@ -96,8 +103,9 @@ def test_terminal_reports_bad_files_and_goes_on(
         terminal.send_line("Does anything move?")
         terminal.expect(r"\[prompt \d+ tokens \((\d+) visual\)")
         terminal.expect("user> ")
-        terminal.send_line("/quit")
-        assert terminal.close() == 0
+        assert list(scratch.iterdir())  # the session's figures
+        terminal.process.send_signal(signal.SIGTERM)  # e.g. the terminal window closed, or `kill`
+        assert terminal.close() == 128 + signal.SIGTERM
     finally:
         if terminal.process.poll() is None:
             terminal.process.kill()

@@ -57,9 +57,9 @@ def test_lora_with_the_tower_saves_tower_and_projector_in_full(tiny_llava, playg
     with caplog.at_level(logging.INFO, logger="llava.train"):
         out = train_main(_base_args(tiny_llava, playground_small, tmp_path / "lora", "--lora_enable", "true",
                                     "--lora_r", "4", "--train_vision_tower", "true"))  # fmt: skip
-    config = json.loads((out / "adapter_config.json").read_text())
+    config = json.loads((out / "adapter" / "adapter_config.json").read_text())
     assert sorted(config["modules_to_save"]) == ["multi_modal_projector", "vision_tower"]
-    adapter = load_file(out / "adapter_model.safetensors")
+    adapter = load_file(out / "adapter" / "adapter_model.safetensors")
     base = load_file(tiny_llava / "model.safetensors")
     tower = {key: value for key, value in adapter.items() if "vision_tower" in key}
     assert tower and all("lora" not in key for key in tower)

@@ -86,11 +86,13 @@ def test_step_changes_every_trainable_parameter_and_no_frozen_one(tiny_llava, pl
 def test_lora_trains_adapters_and_saves_the_projector_in_full(tiny_llava, playground_small, tmp_path):
     out = train_main(_base_args(tiny_llava, playground_small, tmp_path / "lora", "--lora_enable", "true",
                                 "--lora_r", "4", "--warmup_steps", "0", "--train_vision_tower", "false"))  # fmt: skip
-    adapter = load_file(out / "adapter_model.safetensors")
+    adapter = load_file(out / "adapter" / "adapter_model.safetensors")  # the merged model is the folder's own
     assert any("lora_A" in key for key in adapter)
     assert all("vision_tower" not in key for key in adapter)
     assert any("multi_modal_projector" in key and "lora" not in key for key in adapter)
-    assert json.loads((out / "adapter_config.json").read_text())["modules_to_save"] == ["multi_modal_projector"]
+    assert json.loads((out / "adapter" / "adapter_config.json").read_text())["modules_to_save"] == [
+        "multi_modal_projector"
+    ]
 
 
 def test_stage1_saves_the_projector_and_a_full_checkpoint(tiny_llava, playground_small, tmp_path):
@@ -153,7 +155,7 @@ def test_two_processes_lora(tiny_llava, playground_small, tmp_path):
     out = tmp_path / "lora2"
     _torchrun(_base_args(tiny_llava, playground_small, out, "--lora_enable", "true", "--lora_r", "4"),
               tmp_path / "lora2.log")  # fmt: skip
-    assert (out / "adapter_model.safetensors").is_file()
+    assert (out / "adapter" / "adapter_model.safetensors").is_file() and (out / "model.safetensors").is_file()
 
 
 def test_parts_are_named_consistently(tiny_llava):

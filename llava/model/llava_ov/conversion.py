@@ -39,10 +39,10 @@ import torch
 from safetensors.torch import save_file
 from transformers import AutoConfig, AutoTokenizer, Qwen3Config
 
-from ...atomic_io import write_atomic
+from ...atomic_io import atomic_folder, write_atomic
 from ..onevision_encoder import OneVisionEncoderConfig, OneVisionEncoderImageProcessor
 from ..onevision_encoder.checkpoint import UPSTREAM_CONFIG_FIELDS
-from ..safe_weights import atomic_folder, read_weights_file
+from ..safe_weights import read_weights_file
 from .configuration_llava_ov import LlavaOVConfig
 from .modeling_llava_ov import LlavaOVForConditionalGeneration
 from .processing_llava_ov import IMAGE_ASPECT_RATIOS, LlavaOVProcessor
@@ -243,7 +243,7 @@ def save_projector(
     else:
         state = {prefix + key: tensor for key, tensor in model.model.multi_modal_projector.state_dict().items()}
     state = {key: tensor.detach().contiguous().cpu() for key, tensor in state.items()}
-    # write then rename: an interrupted save never leaves a half file
+    # Atomic: an interrupted save never leaves a half-written file for stage 2 to read.
     return write_atomic(folder / PROJECTOR_FILE, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
 
 
