@@ -16,9 +16,9 @@ def box_downsample(plane: np.ndarray, factor: int) -> np.ndarray:
         return plane.astype(np.float32)
     h, w = plane.shape[0] // factor, plane.shape[1] // factor
     plane = plane[: h * factor, : w * factor]
-    # Separable sums of strided slices (several times faster than a reshape-mean); uint16 holds 16 x 255 for 8-bit
+    # Separable sums of strided slices (several times faster than a reshape-mean); uint16 holds 256 x 255 for 8-bit
     # input, wider input accumulates in float32.
-    acc_type = np.uint16 if plane.dtype == np.uint8 and factor <= 4 else np.float32
+    acc_type = np.uint16 if plane.dtype == np.uint8 and factor <= 16 else np.float32
     cols = plane[:, 0::factor].astype(acc_type)
     for dx in range(1, factor):
         cols += plane[:, dx::factor]
@@ -95,7 +95,7 @@ def mc_residual(
         field: float32 [H//b, W//b, 4] (L0_x, L0_y, L1_x, L1_y) in full-resolution pixels (`motion_field`), one
             row per `mv_block` = b pixels (4 or 8).
         has: bool [H//b, W//b, 2], which directions carry a vector.
-        factor: work resolution factor f (1, 2 or 4): one b x b MV block is b/f work pixels.
+        factor: work resolution factor f (1, 2, 4 or 8): one b x b MV block is b/f work pixels.
         prev, nxt: candidate references (work luma) for list 0 / list 1, e.g. the previous anchor and the previous
             frame. `source` in the exported vectors is a direction, not a reference index (spec 2.3), and with
             B-pyramids or several references the frame a vector points into is unknown: each candidate is tried and
@@ -108,6 +108,9 @@ def mc_residual(
     inter frames are mostly new or fast-moving content), else the high-pass texture proxy.
     """
     hw, ww = cur.shape
+    if mv_block < factor:  # 4-px vectors at a coarser work grid: one vector per work pixel (the block's first)
+        step = factor // mv_block
+        field, has, mv_block = field[::step, ::step], has[::step, ::step], factor
     block = mv_block // factor
     vec = upsample_blocks(field, block, height=hw, width=ww) / factor
     use = upsample_blocks(has, block, height=hw, width=ww)
