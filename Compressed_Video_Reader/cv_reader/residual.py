@@ -59,15 +59,24 @@ def upsample_blocks(field: np.ndarray, block: int, *, height: int, width: int) -
 def warp_bilinear(ref: np.ndarray, *, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
     """Sample `ref` [H, W] at `(y + dy, x + dx)` with bilinear interpolation, coordinates clamped to the frame
     (as the codec's unrestricted motion vectors replicate edges). `dx, dy` [H, W] in work pixels."""
-    h, w = ref.shape
-    padded = np.pad(ref, ((0, 1), (0, 1)), mode="edge").reshape(-1)  # the +1 taps never leave the array
+    return _apply_warp(ref, _warp_plan(ref.shape, dx=dx, dy=dy))
+
+
+def _warp_plan(shape: tuple[int, ...], *, dx: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Gather indices (into the edge-padded frame) and bilinear fractions of a displacement field: computed once
+    per direction and applied to every candidate reference of that direction."""
+    h, w = shape
     ys = np.clip(np.arange(h, dtype=np.float32)[:, None] + dy, 0, h - 1)
     xs = np.clip(np.arange(w, dtype=np.float32)[None, :] + dx, 0, w - 1)
     y0 = ys.astype(np.int32)
     x0 = xs.astype(np.int32)
-    fy = ys - y0
-    fx = xs - x0
-    base = y0 * (w + 1) + x0
+    return y0 * (w + 1) + x0, xs - x0, ys - y0
+
+
+def _apply_warp(ref: np.ndarray, plan: tuple[np.ndarray, ...]) -> np.ndarray:
+    base, fx, fy = plan
+    w = ref.shape[1]
+    padded = np.pad(ref, ((0, 1), (0, 1)), mode="edge").reshape(-1)  # the +1 taps never leave the array
     top = padded[base]
     top += (padded[base + 1] - top) * fx
     bottom = padded[base + (w + 1)]
@@ -118,8 +127,9 @@ def mc_residual(
     for refs, mask, (cx, cy) in ((prev, use[..., 0], (0, 1)), (nxt, use[..., 1], (2, 3))):
         if not refs or not mask.any():
             continue
+        plan = _warp_plan(cur.shape, dx=vec[..., cx], dy=vec[..., cy])
         for ref in refs:
-            err = np.abs(cur - warp_bilinear(ref, dx=vec[..., cx], dy=vec[..., cy]))
+            err = np.abs(cur - _apply_warp(ref, plan))
             np.minimum(error, np.where(mask, err, np.inf), out=error)
     no_pred = ~np.isfinite(error)
     if no_pred.any():
