@@ -132,8 +132,8 @@ def clip_matrix(folder: Path, *, quick: bool, long_seconds: float) -> list[tuple
     ]
     clips = []
     for label, spec in specs:
-        name = label.replace(" ", "_") + ".mp4"
-        clips.append((label, make_clip(folder / name, **spec)))
+        path = folder / f"{label.replace(' ', '_')}_{spec['seconds']:g}s.mp4"
+        clips.append((label, path if path.is_file() else make_clip(path, **spec)))
     return clips
 
 
@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=None, help="repetitions per arm and clip (minimum kept)")
     parser.add_argument("--clips", nargs="*", default=[], help="extra real clips")
     parser.add_argument("--lmms_site", default="", help="folder holding lmms_video_utils (pip --target)")
+    parser.add_argument("--clip_dir", default=None, help="keep the generated clips here and reuse them next time")
     args = parser.parse_args(argv)
     long_seconds = args.long_seconds or (60.0 if args.quick else 180.0)
     repeat = args.repeat or (1 if args.quick else 2)
@@ -152,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         f"# machine: {platform.platform()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; python "
         f"{platform.python_version()}, numpy {np.__version__}, av {av.__version__}"
     )
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.clip_dir or scratch
+        Path(tmp).mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         clips = [(Path(c).name, Path(c)) for c in args.clips] + [(p.stem, p) for p in sorted(DEMO.glob("*.mp4"))]
         clips += clip_matrix(Path(tmp), quick=args.quick, long_seconds=long_seconds)

@@ -113,21 +113,24 @@ def remove_stale_temps(directory: str | Path) -> int:
     return removed
 
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._+=@,-]")
-MAX_NAME_PART = 64  # two parts + hashes + suffixes stay well under the 255-byte name limit
+_UNSAFE = re.compile(r"[^\w.+=@,-]")  # \w: letters and digits of any script, and "_"
+MAX_NAME_PART = 64  # bytes: two parts + hashes + suffixes stay well under the 255-byte name limit
 
 
 def safe_name(text: str) -> str:
     """`text` made usable as one path component that stays inside its folder: separators and other unsafe
-    characters become `_`, a leading dot (`.`, `..`, hidden names) gets a `_` before it, and long values are cut
-    with a hash suffix. Plain ids (`s0`, `video_12`) are unchanged, so upstream file names stay the same."""
+    characters become `_`, a leading dot (`.`, `..`, hidden names) gets a `_` before it, and a changed or too
+    long value gets a hash of the original, so two ids that differ only in unsafe characters keep distinct names.
+    Plain ids (`s0`, `video_12`, `视频`) are unchanged, so upstream file names stay the same."""
     text = str(text)
     clean = _UNSAFE.sub("_", text)
     if not clean or clean.startswith("."):
         clean = "_" + clean
-    if len(clean) > MAX_NAME_PART:
-        clean = f"{clean[: MAX_NAME_PART - 11]}_{sha1_hex(text)[:10]}"
-    return clean
+    if clean == text and len(clean.encode("utf-8")) <= MAX_NAME_PART:
+        return clean
+    while len(clean.encode("utf-8")) > MAX_NAME_PART - 11:
+        clean = clean[:-1]
+    return f"{clean}_{sha1_hex(text)[:10]}"
 
 
 def inside(root: str | Path, path: str | Path) -> Path:

@@ -603,13 +603,15 @@ def cmd_precompute(args: argparse.Namespace) -> int:
     # Keys for the whole list first: collisions are found even when the colliding videos fall in other shards.
     jobs, results, owner = [], [], {}
     for n, entry in enumerate(entries):
+        mine = args.num_shards <= 1 or n % args.num_shards == args.shard_id
         problem = entry.get("_error") or (
             None
             if isinstance(entry.get("video"), str) and entry["video"]
             else f"entry {n}: needs a 'video' path string"
         )
         if problem is not None:
-            results.append(_failed({"video": str(entry.get("video", "")), "n": n}, problem))
+            if mine:  # each shard reports its own bad entries
+                results.append(_failed({"video": str(entry.get("video", "")), "n": n}, problem))
             continue
         path = resolve_video(entry["video"], roots=roots, base=base)
         key = _entry_key(entry, path=path, args=args, roots=roots)
@@ -619,7 +621,7 @@ def cmd_precompute(args: argparse.Namespace) -> int:
         if key in owner:
             raise BadInputError(f"asset key {key!r} collides for {owner[key]} and {path} (use --key_mode path)")
         owner[key] = path
-        if args.num_shards > 1 and n % args.num_shards != args.shard_id:
+        if not mine:
             continue
         jobs.append(
             {

@@ -83,7 +83,10 @@ def block_owner(records: np.ndarray, *, rows: int, cols: int, block: int = BLOCK
     r0 = records["dst_y"].astype(np.int64) // block - h // (2 * block)
     c0 = records["dst_x"].astype(np.int64) // block - w // (2 * block)
     lst = (records["source"] > 0).astype(np.int64)
-    for bh, bw in set(zip(h.tolist(), w.tolist(), strict=True)):
+    # The few distinct partition sizes, found in numpy (a Python set over 30k+ records cost ~5 ms per 1080p frame);
+    # the set keeps the group order (and so which record wins where records overlap) as before.
+    sizes = np.unique(h * 1024 + w)
+    for bh, bw in set(zip((sizes // 1024).tolist(), (sizes % 1024).tolist(), strict=True)):
         members = np.flatnonzero((h == bh) & (w == bw))
         nh, nw = max(bh // block, 1), max(bw // block, 1)
         rr = (r0[members, None] + np.arange(nh)[None, :])[:, :, None]

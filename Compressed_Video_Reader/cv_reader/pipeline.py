@@ -37,7 +37,7 @@ from .motion_estimation import frame_motion
 from .motion_vectors import field_block, motion_field
 from .packing import letterbox_canvas, pack_mosaics
 from .residual import box_downsample, highpass_residual, mc_residual
-from .saliency import EnergyConfig, cell_scores, compensate_motion, fuse_cells, normalise
+from .saliency import PERCENTILE_SAMPLES, EnergyConfig, cell_scores, compensate_motion, fuse_cells, normalise
 from .selection import Selection, select_topk, visible_indices
 
 logger = logging.getLogger(__name__)
@@ -165,12 +165,13 @@ class _Session:
         self.rotation = frame_rotation(frame)
         h0, w0 = (frame.width, frame.height) if self.rotation in (90, 270) else (frame.height, frame.width)
         self.box = letterbox(h0, w0, out_size=self.square)
-        # Work resolution: at least ~4 work pixels per canvas cell side, and a divisor of the 4-px motion block
-        # (factor 4 instead of 2 on the demo clips changed the agreement by 0.002 and halved the residual cost).
+        # Work resolution: at least ~4 work pixels per canvas cell side, and a divisor of the 8-px motion block
+        # (factor 4 instead of 2 on the demo clips changed the agreement by 0.002 and halved the residual cost;
+        # factor 8 from 720p on keeps 4.4-6.7 work pixels per cell and quarters the cost of the warps again).
         cell_px = max(h0, w0) * self.patch / self.square
-        self.factor = work_factor or (4 if cell_px >= 16 else 2 if cell_px >= 8 else 1)
-        if self.factor not in (1, 2, 4):
-            raise ValueError(f"work_factor must be 1, 2 or 4, got {self.factor}")
+        self.factor = work_factor or (8 if cell_px >= 32 else 4 if cell_px >= 16 else 2 if cell_px >= 8 else 1)
+        if self.factor not in (1, 2, 4, 8):
+            raise ValueError(f"work_factor must be 1, 2, 4 or 8, got {self.factor}")
         # The only pixel memory of a run: the content rectangle of each distinct sampled frame (bounded by T, not by
         # the video length). Separate arrays rather than one block: the allocator reuses them across videos.
         self.frames = [None] * len(distinct)
@@ -283,6 +284,8 @@ class _Session:
         cfg = self.cfg
         if cfg.mv_floor_moving_camera <= cfg.mv_floor:
             return cfg.mv_floor
+        step = 2 if valid.size > 4 * PERCENTILE_SAMPLES else 1  # large grids: every other block is plenty
+        vectors, valid = vectors[::step, ::step], valid[::step, ::step]
         camera = np.trunc(vectors[..., 0:2][valid]) if valid.any() else np.zeros((1, 2))
         busy = float(np.mean(np.any(camera != 0, axis=1)))
         if busy > BUSY_FIELD or bool(np.any(np.median(camera, axis=0) != 0)):
@@ -361,27 +364,19 @@ def select_patches(
 ) -> CodecSelection:
     """Select the patches of a video where something happens, in one decode pass.
 
-    Args:
-        video_path: any video FFmpeg decodes.
-        num_frames: T, the temporal grid (frames sampled at floor(linspace(start, N-1, T))).
-        num_images: mosaics produced; with `budget=None`, K = num_images * G*G, G = square_size // patch_size.
-        square_size: letterbox canvas side in pixels.
-        patch_size: selection cell side in pixels.
-        keep_first_full_frame: keep all cells of t=0 (production mode, spec 6).
-        budget: K, cells kept (default `num_images * G*G`).
-        sample_start_offset: first sampled frame (upstream `--sample_start_offset`).
-        energy: the energy recipe (`EnergyConfig()` = clean defaults).
-        motion_source: "auto" (codec vectors where the codec exports them, block matching for frames without),
-            "codec" (error if the codec exports none) or "pixel" (block matching everywhere).
-        keep_pixels: keep the letterboxed RGB of sampled frames for `mosaics()`.
-        work_factor: luma downscale (1, 2 or 4) for the residual proxy; default from the canvas cell size.
-        padding_policy: "zero" (letterbox padding cells rank after every content cell, upstream default) or
-            "exclude" (never picked; VideoReadError when the content cells cannot fill the budget).
+    Args: `num_frames` T (frames at floor(linspace(start, N-1, T)), start = `sample_start_offset`); `num_images`
+    mosaics of G*G cells, G = square_size // patch_size, and K = `budget` (default num_images * G*G);
+    `keep_first_full_frame` keeps all cells of t=0 (spec 6); `energy` the recipe (`EnergyConfig()` = clean);
+    `motion_source` "auto" (codec vectors where exported, block matching for frames without), "codec" (error if
+    none) or "pixel"; `keep_pixels` keeps the letterboxed RGB of sampled frames for `mosaics()`; `work_factor`
+    luma downscale (1, 2, 4 or 8) of the residual proxy (default from the cell size); `padding_policy` "zero"
+    (padding cells rank after every content cell) or "exclude" (never picked).
 
     Raises:
-        VideoReadError: the file is missing, empty, not a video, has no video stream or no decodable frame.
+        VideoReadError: the file is missing, empty, not a video, has no video stream or no decodable frame, changes
+            resolution, cannot be analysed, or (padding excluded) has too few content cells.
     """
-    t_start = time.perf_counter()
+    started = time.perf_counter()
     k_total = _check_arguments(
         num_images=num_images,
         square_size=square_size,
@@ -391,15 +386,7 @@ def select_patches(
         padding_policy=padding_policy,
     )
     info = probe_video(video_path)
-    if motion_source == "codec" and not info.exports_motion_vectors:
-        raise ValueError(f"{video_path}: codec {info.codec} exports no motion vectors (use motion_source='auto')")
-    use_codec = motion_source != "pixel" and info.exports_motion_vectors
-    if not use_codec and motion_source == "auto":
-        logger.info("%s: codec %s exports no motion vectors, using block-matching motion", video_path, info.codec)
     frame_ids = sample_frame_ids(info.num_frames, num_frames, start=sample_start_offset)
-    slots: dict[int, list[int]] = defaultdict(list)
-    for t, idx in enumerate(frame_ids.tolist()):
-        slots[idx].append(t)
     session = _Session(
         str(video_path),
         num_frames=num_frames,
@@ -409,27 +396,8 @@ def select_patches(
         motion_source=motion_source,
         keep_pixels=keep_pixels,
     )
-    session.use_codec = use_codec
-    num_decoded, pix_fmt = _decode_pass(session, info=info, slots=slots, work_factor=work_factor)
-    missing = sorted(set(slots) - set(session.scores))
-    if missing:
-        logger.warning(
-            "%s: %d packets but only %d decoded frames; sampled frames %s reuse the last decoded one",
-            video_path,
-            info.num_frames,
-            num_decoded,
-            missing[:8],
-        )
-    run = _Run(
-        info=info,
-        frame_ids=frame_ids,
-        slots=slots,
-        missing=missing,
-        num_decoded=num_decoded,
-        pix_fmt=pix_fmt,
-        use_codec=use_codec,
-        t_start=t_start,
-    )
+    session.use_codec = _use_codec_vectors(info, motion_source=motion_source)
+    run = _decode_pass(session, info=info, frame_ids=frame_ids, work_factor=work_factor, started=started)
     return _assemble(
         session,
         run,
@@ -438,6 +406,15 @@ def select_patches(
         keep_first_full_frame=keep_first_full_frame,
         exclude_padding=padding_policy == "exclude",
     )
+
+
+def _use_codec_vectors(info: VideoInfo, *, motion_source: str) -> bool:
+    """Whether the codec's motion vectors drive the motion energy (else block matching on decoded frames)."""
+    if motion_source == "codec" and not info.exports_motion_vectors:
+        raise ValueError(f"{info.path}: codec {info.codec} exports no motion vectors (use motion_source='auto')")
+    if not info.exports_motion_vectors and motion_source == "auto":
+        logger.info("%s: codec %s exports no motion vectors, using block-matching motion", info.path, info.codec)
+    return motion_source != "pixel" and info.exports_motion_vectors
 
 
 def _check_arguments(
@@ -558,14 +535,17 @@ class _Router:
 
 
 def _decode_pass(
-    session: _Session, *, info: VideoInfo, slots: dict[int, list[int]], work_factor: int | None
-) -> tuple[int, str | None]:
-    """The one decode pass: fills `session.scores` (and pixels); returns (frames decoded, pixel format).
+    session: _Session, *, info: VideoInfo, frame_ids: np.ndarray, work_factor: int | None, started: float
+) -> _Run:
+    """The one decode pass: fills `session.scores` (and pixels).
 
     Energies of finished samples are computed on one helper thread while this thread keeps decoding (numpy and
     FFmpeg release the GIL). Decoding itself stays on this thread with slice threading (spec 11: frame threading
     corrupts motion vectors); non-reference frames that no sample needs are not decoded at all.
     """
+    slots: dict[int, list[int]] = defaultdict(list)
+    for t, idx in enumerate(frame_ids.tolist()):
+        slots[idx].append(t)
     t_decode0 = time.perf_counter()
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cv_reader_energy")
     jobs: list[Future] = []
@@ -578,6 +558,44 @@ def _decode_pass(
             pending[0].result()
 
     router = _Router(session, slots=slots, submit=submit)
+    try:
+        num_decoded, pix_fmt = _decode_loop(session, router, info=info, work_factor=work_factor)
+        session.timing["decode_loop_s"] = time.perf_counter() - t_decode0
+        for sample in router.pending():  # end of the video: finish with what was seen
+            submit(sample)
+        worker.shutdown(wait=True)
+        for job in jobs:
+            job.result()  # re-raise any error of the energy thread here
+    finally:
+        worker.shutdown(wait=True, cancel_futures=True)
+    session.timing["energy_wait_s"] = time.perf_counter() - t_decode0 - session.timing["decode_loop_s"]
+    missing = sorted(set(slots) - set(session.scores))
+    if missing:
+        logger.warning(
+            "%s: %d packets but only %d decoded frames; sampled frames %s reuse the last decoded one",
+            session.video,
+            info.num_frames,
+            num_decoded,
+            missing[:8],
+        )
+    return _Run(
+        info=info,
+        frame_ids=frame_ids,
+        slots=slots,
+        missing=missing,
+        num_decoded=num_decoded,
+        pix_fmt=pix_fmt,
+        use_codec=session.use_codec,
+        t_start=started,
+    )
+
+
+def _decode_loop(
+    session: _Session, router: _Router, *, info: VideoInfo, work_factor: int | None
+) -> tuple[int, str | None]:
+    """Decode until every sampled frame and the later references its energy needs are in; returns (frames
+    decoded, pixel format)."""
+    slots = router.slots
     last_wanted, pix_fmt, num_decoded = max(slots), None, 0
     frames = iter_indexed_frames(
         session.video, export_mvs=session.use_codec, keep=needed_frames(sorted(slots)), display_pts=info.display_pts
@@ -598,16 +616,8 @@ def _decode_pass(
             num_decoded = index + 1
             if index >= last_wanted and not router.pending():
                 break  # every sampled frame is done: the rest of the file is not needed
-        session.timing["decode_loop_s"] = time.perf_counter() - t_decode0
-        for sample in router.pending():  # end of the video: finish with what was seen
-            submit(sample)
-        worker.shutdown(wait=True)
-        for job in jobs:
-            job.result()  # re-raise any error of the energy thread here
     finally:
         frames.close()
-        worker.shutdown(wait=True, cancel_futures=True)
-    session.timing["energy_wait_s"] = time.perf_counter() - t_decode0 - session.timing["decode_loop_s"]
     return num_decoded, pix_fmt
 
 

@@ -16,9 +16,9 @@ def box_downsample(plane: np.ndarray, factor: int) -> np.ndarray:
         return plane.astype(np.float32)
     h, w = plane.shape[0] // factor, plane.shape[1] // factor
     plane = plane[: h * factor, : w * factor]
-    # Separable sums of strided slices (several times faster than a reshape-mean); uint16 holds 16 x 255 for 8-bit
+    # Separable sums of strided slices (several times faster than a reshape-mean); uint16 holds 256 x 255 for 8-bit
     # input, wider input accumulates in float32.
-    acc_type = np.uint16 if plane.dtype == np.uint8 and factor <= 4 else np.float32
+    acc_type = np.uint16 if plane.dtype == np.uint8 and factor <= 16 else np.float32
     cols = plane[:, 0::factor].astype(acc_type)
     for dx in range(1, factor):
         cols += plane[:, dx::factor]
@@ -59,15 +59,24 @@ def upsample_blocks(field: np.ndarray, block: int, *, height: int, width: int) -
 def warp_bilinear(ref: np.ndarray, *, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
     """Sample `ref` [H, W] at `(y + dy, x + dx)` with bilinear interpolation, coordinates clamped to the frame
     (as the codec's unrestricted motion vectors replicate edges). `dx, dy` [H, W] in work pixels."""
-    h, w = ref.shape
-    padded = np.pad(ref, ((0, 1), (0, 1)), mode="edge").reshape(-1)  # the +1 taps never leave the array
+    return _apply_warp(ref, _warp_plan(ref.shape, dx=dx, dy=dy))
+
+
+def _warp_plan(shape: tuple[int, ...], *, dx: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Gather indices (into the edge-padded frame) and bilinear fractions of a displacement field: computed once
+    per direction and applied to every candidate reference of that direction."""
+    h, w = shape
     ys = np.clip(np.arange(h, dtype=np.float32)[:, None] + dy, 0, h - 1)
     xs = np.clip(np.arange(w, dtype=np.float32)[None, :] + dx, 0, w - 1)
     y0 = ys.astype(np.int32)
     x0 = xs.astype(np.int32)
-    fy = ys - y0
-    fx = xs - x0
-    base = y0 * (w + 1) + x0
+    return y0 * (w + 1) + x0, xs - x0, ys - y0
+
+
+def _apply_warp(ref: np.ndarray, plan: tuple[np.ndarray, ...]) -> np.ndarray:
+    base, fx, fy = plan
+    w = ref.shape[1]
+    padded = np.pad(ref, ((0, 1), (0, 1)), mode="edge").reshape(-1)  # the +1 taps never leave the array
     top = padded[base]
     top += (padded[base + 1] - top) * fx
     bottom = padded[base + (w + 1)]
@@ -95,7 +104,7 @@ def mc_residual(
         field: float32 [H//b, W//b, 4] (L0_x, L0_y, L1_x, L1_y) in full-resolution pixels (`motion_field`), one
             row per `mv_block` = b pixels (4 or 8).
         has: bool [H//b, W//b, 2], which directions carry a vector.
-        factor: work resolution factor f (1, 2 or 4): one b x b MV block is b/f work pixels.
+        factor: work resolution factor f (1, 2, 4 or 8): one b x b MV block is b/f work pixels.
         prev, nxt: candidate references (work luma) for list 0 / list 1, e.g. the previous anchor and the previous
             frame. `source` in the exported vectors is a direction, not a reference index (spec 2.3), and with
             B-pyramids or several references the frame a vector points into is unknown: each candidate is tried and
@@ -108,6 +117,9 @@ def mc_residual(
     inter frames are mostly new or fast-moving content), else the high-pass texture proxy.
     """
     hw, ww = cur.shape
+    if mv_block < factor:  # 4-px vectors at a coarser work grid: one vector per work pixel (the block's first)
+        step = factor // mv_block
+        field, has, mv_block = field[::step, ::step], has[::step, ::step], factor
     block = mv_block // factor
     vec = upsample_blocks(field, block, height=hw, width=ww) / factor
     use = upsample_blocks(has, block, height=hw, width=ww)
@@ -115,8 +127,9 @@ def mc_residual(
     for refs, mask, (cx, cy) in ((prev, use[..., 0], (0, 1)), (nxt, use[..., 1], (2, 3))):
         if not refs or not mask.any():
             continue
+        plan = _warp_plan(cur.shape, dx=vec[..., cx], dy=vec[..., cy])
         for ref in refs:
-            err = np.abs(cur - warp_bilinear(ref, dx=vec[..., cx], dy=vec[..., cy]))
+            err = np.abs(cur - _apply_warp(ref, plan))
             np.minimum(error, np.where(mask, err, np.inf), out=error)
     no_pred = ~np.isfinite(error)
     if no_pred.any():

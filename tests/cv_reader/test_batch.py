@@ -141,6 +141,12 @@ def test_non_object_rows_fail_alone(tiny_dataset, tmp_path, capsys):
     assert [json.loads(line)["id"] for line in out_jsonl.read_text().splitlines()] == ["ok"]
     fail = Path(str(out_jsonl) + ".fail.txt").read_text()
     assert "got list" in fail and "got int" in fail and "got str" in fail and "'video' must be a path" in fail
+    listing = tmp_path / "videos.jsonl"
+    listing.write_text(json.dumps({"video": str(tiny_dataset / "clip.mp4")}) + '\n[1, 2]\n42\n{"video": 3}\n')
+    out = tmp_path / "eval"
+    precompute = ["precompute", "--videos_jsonl", str(listing), "--out_root", str(out), "--num_workers", "0"]
+    assert _run([*precompute, "--seq_len_frames", "8", "--num_images", "2", "--square_size", "64"]) == 1
+    assert "1 done, 0 skipped (already done), 3 failed" in capsys.readouterr().out
 
 
 def test_unsafe_ids_stay_inside_the_output_root(tiny_dataset, tmp_path):
@@ -201,9 +207,13 @@ def test_unsafe_ids_stay_inside_the_output_root(tiny_dataset, tmp_path):
         )
         == 0
     )
-    assert [p.name for p in (out / "assets").iterdir()] == ["_.._.._escaped"]
+    (key_dir,) = (out / "assets").iterdir()
+    assert key_dir.name.startswith("_.._.._escaped_")
     assert not (tmp_path / "escaped").exists() and not (tmp_path / "deep" / "escaped").exists()
-    assert assets.safe_name("..") == "_.." and assets.safe_name("a/b") == "a_b" and assets.safe_name("s0") == "s0"
+    assert assets.safe_name("s0") == "s0" and assets.safe_name("视频") == "视频"
+    assert assets.safe_name("..").startswith("_.._") and assets.safe_name("a/b").startswith("a_b_")
+    assert assets.safe_name("a/b") != assets.safe_name("a:b")  # distinct ids keep distinct names
+    assert len(assets.safe_name("长" * 200).encode()) <= assets.MAX_NAME_PART
 
 
 def test_rerun_with_other_geometry_is_redone(tiny_dataset, tmp_path, capsys):
