@@ -49,7 +49,6 @@ SAMPLE_ERRORS = (
     OSError,
     KeyError,
     IndexError,
-    TypeError,
     av.error.FFmpegError,
     PIL.Image.DecompressionBombError,
 )
