@@ -211,7 +211,7 @@ def _run_pass(manifest: Manifest, processor: LlavaOVProcessor, *, num_workers: i
     _WORKER_STATE.update(manifest=manifest, processor=processor)
     bar = tqdm(total=size, desc="scanning the manifest", unit="samples", disable=not progress, mininterval=1.0)
     try:
-        if num_workers > 1 and len(chunks) > 1:
+        if num_workers > 1 and len(chunks) > 1 and "fork" in multiprocessing.get_all_start_methods():
             # fork: the workers inherit the index and the processor (no pickling); they only parse and read headers.
             with multiprocessing.get_context("fork").Pool(min(num_workers, len(chunks))) as pool:
                 results = pool.imap_unordered(_scan_chunk, chunks)
