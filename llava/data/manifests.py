@@ -65,12 +65,13 @@ def validate_sample(sample: Any, *, source: str) -> dict[str, Any]:
     conversations = sample.get("conversations")
     if not isinstance(conversations, list) or not conversations:
         raise ValueError(f"{source}: 'conversations' must be a non-empty list")
-    for index, turn in enumerate(conversations):
+    for index, turn in enumerate(conversations):  # runs for every line of the start-up scan: kept lean
         if not isinstance(turn, dict) or ("from" not in turn and "role" not in turn):
             raise ValueError(
                 f"{source}: conversations[{index}] must be a dict with 'from'/'value' or 'role'/'content'"
             )
-        if not isinstance(turn.get("value", turn.get("content")), (str, list)):
+        text = turn["value"] if "value" in turn else turn.get("content")
+        if not isinstance(text, (str, list)):
             raise ValueError(f"{source}: conversations[{index}] has no text ('value' or 'content')")
     for key in ("image", "images"):
         value = sample.get(key)
