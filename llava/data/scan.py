@@ -262,8 +262,9 @@ def exact_cost(manifest: Manifest, processor: LlavaOVProcessor, index: int) -> i
 
 
 def _calibrate(manifest: Manifest, processor: LlavaOVProcessor, result: ScanResult, *, seed: int) -> None:
-    """Fits text tokens ~ a * chars + b * turns + c on up to 2000 good samples tokenised exactly (half fit, half
-    held out to measure the error of the total cost estimate)."""
+    """Fits text tokens ~ a * chars + b * turns + c on up to 512 good samples tokenised exactly (half fit, half
+    held out to measure the error of the total cost estimate). A manifest of at most 512 good samples is costed
+    exactly (the estimate is then only reported)."""
     good = np.setdiff1d(np.arange(len(manifest)), result.bad)
     if len(good) == 0:
         return
