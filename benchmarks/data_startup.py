@@ -10,8 +10,8 @@ written and the samples cycle through them (every sample still has its own path 
 own `.npy` header: nothing is shared in the measurement). Conversations have 1-5 QA turns of varied length.
 
 Start-up = the manifest index (`load_manifest`) + `LlavaOVDataset.prepare()` (validation + costs; cache under
-ROOT/cache). Grouping quality: on a random subset, the fill ratio of rows packed by estimated cost is recomputed with
-the exact (tokenised) costs, with the share of rows that overflow the budget.
+ROOT/cache). Fill ratio: tokens / budget of the rows `TokenBudgetBatchSampler` packs. Grouping quality: on a random
+subset, rows packed by estimated cost are recomputed with the exact (tokenised) costs, with the rows that overflow.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 import PIL.Image
 
 from llava.atomic_io import atomic_path
-from llava.data import LlavaOVDataset, load_manifest
+from llava.data import LlavaOVDataset, TokenBudgetBatchSampler, load_manifest
 from llava.data.scan import exact_cost
 from llava.model import LlavaOVProcessor
 from llava.model.llava_ov.chat_format import frame_lines
@@ -120,25 +120,9 @@ def _cpu_seconds() -> float:
     return times.user + times.system + times.children_user + times.children_system
 
 
-def pack_fill(costs: np.ndarray, order: np.ndarray, budget: int) -> list[list[int]]:
-    """Rows of at most `budget` tokens filled greedily in `order` (cost-grouped order, as the token-budget sampler)."""
-    rows: list[list[int]] = []
-    used = budget + 1
-    for index in order.tolist():
-        cost = int(costs[index])
-        if used + cost <= budget:
-            rows[-1].append(index)
-            used += cost
-        else:
-            rows.append([index])
-            used = cost
-    return rows
-
-
-def grouped_order(costs: np.ndarray, *, megabatch: int, seed: int) -> np.ndarray:
-    order = np.random.default_rng(seed).permutation(len(costs))
-    chunks = [order[i : i + megabatch] for i in range(0, len(order), megabatch)]
-    return np.concatenate([chunk[np.argsort(-costs[chunk], kind="stable")] for chunk in chunks])
+def packed_rows(costs: np.ndarray, budget: int) -> list[list[int]]:
+    """The rows the training sampler packs (`TokenBudgetBatchSampler`, one rank) for these costs."""
+    return list(TokenBudgetBatchSampler(costs, max_tokens=budget, seed=0))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -146,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, default=1_540_000)
     parser.add_argument("--root", type=Path, default=Path("/tmp/llava_data_startup"))
     parser.add_argument("--distinct-media", type=int, default=256)
-    parser.add_argument("--budget", type=int, default=16384, help="tokens per packed row")
+    parser.add_argument("--budget", type=int, nargs="+", default=[16384, 32768], help="tokens per packed row")
     parser.add_argument("--max-length", type=int, default=16384)
     parser.add_argument("--exact-subset", type=int, default=2000, help="samples tokenised to grade the estimate")
     args = parser.parse_args(argv)
@@ -179,31 +163,29 @@ def main(argv: list[str] | None = None) -> None:
           f"text estimate mean |error| on held-out calibration samples: {100 * scan.estimate_error:.2f}%")  # fmt: skip
 
     costs = dataset.estimated_costs()
-    order = grouped_order(costs, megabatch=4096, seed=0)
-    rows = pack_fill(costs, order, args.budget)
-    fill = costs.sum() / (len(rows) * args.budget)
-    print(
-        f"packed rows at {args.budget} tokens (estimated costs, all samples): {len(rows)} rows, fill {100 * fill:.1f}%"
-    )
+    for budget in args.budget:
+        rows = packed_rows(costs, budget)
+        fill = costs.sum() / (len(rows) * budget)
+        print(
+            f"packed rows at {budget} tokens (estimated costs, all samples): {len(rows)} rows, fill {100 * fill:.1f}%"
+        )
 
-    subset = np.sort(
-        np.random.default_rng(1).choice(len(dataset), size=min(args.exact_subset, len(dataset)), replace=False)
-    )
+    rng = np.random.default_rng(1)
+    subset = np.sort(rng.choice(len(dataset), size=min(args.exact_subset, len(dataset)), replace=False))
     exact = np.asarray([exact_cost(dataset.manifest, processor, int(i)) for i in subset])
     estimated = costs[subset]
-    sub_order = grouped_order(estimated, megabatch=len(subset), seed=0)
-    sub_rows = pack_fill(estimated, sub_order, args.budget)
-    exact_fill = [int(exact[row].sum()) for row in sub_rows]
-    overflow = sum(total > args.budget for total in exact_fill)
-    exact_rows = pack_fill(exact, grouped_order(exact, megabatch=len(subset), seed=0), args.budget)
     error = 100 * np.mean(np.abs(estimated - exact) / exact)
-    by_estimate = 100 * sum(exact_fill) / (len(sub_rows) * args.budget)
-    by_exact = 100 * exact.sum() / (len(exact_rows) * args.budget)
     print(f"grouping quality on {len(subset)} random samples: cost estimate mean |error| {error:.2f}%")
-    print(
-        f"  rows packed by estimated cost: {by_estimate:.1f}% full in exact tokens, {overflow} of {len(sub_rows)} over"
-    )
-    print(f"  rows packed by exact cost:     {by_exact:.1f}% full")
+    for budget in args.budget:
+        rows = packed_rows(estimated, budget)
+        totals = [int(exact[row].sum()) for row in rows]
+        overflow = sum(total > budget and len(row) > 1 for total, row in zip(totals, rows, strict=True))
+        exact_rows = packed_rows(exact, budget)
+        print(
+            f"  budget {budget}: rows packed by estimated cost are {100 * sum(totals) / (len(rows) * budget):.1f}% "
+            f"full in exact tokens ({overflow} of {len(rows)} over the budget); packed by exact cost "
+            f"{100 * exact.sum() / (len(exact_rows) * budget):.1f}%"
+        )
 
 
 if __name__ == "__main__":

@@ -19,3 +19,10 @@ def reference_fixtures() -> Path:
     if not (FIXTURES_DIR / "ov_encoder_tiny").is_dir() or not (FIXTURES_DIR / "codec_demo").is_dir():
         raise FileNotFoundError(f"reference fixtures missing from {FIXTURES_DIR}: the checkout is incomplete")
     return FIXTURES_DIR
+
+
+@pytest.fixture(autouse=True)
+def _data_scan_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The training start-up scan caches under $LLAVA_DATA_CACHE: keep it in a temporary folder (never ~/.cache),
+    also for the training subprocesses the tests start (they inherit the environment)."""
+    monkeypatch.setenv("LLAVA_DATA_CACHE", str(tmp_path_factory.mktemp("data_scan_cache")))

@@ -8,6 +8,7 @@ object arrays, garbage, truncation) is a `ValueError` naming the path.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import struct
@@ -39,7 +40,7 @@ class NpyHeader:
 
     @property
     def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        return math.prod(self.shape) * self.dtype.itemsize
 
 
 def read_npy_header(path: str | Path) -> NpyHeader:

@@ -243,3 +243,31 @@ def test_visual_tokens_over_max_length_found_without_tokenising(small_processor,
     visual = [m for m in dataset.scan.messages if "64 visual tokens exceed max_length=60" in m]
     assert [m.split(": ")[0] for m in visual] == [f"{path}:2", f"{path}:5"]
     assert not {1, 4} & set(tokenised)
+
+
+def test_scan_accepts_and_rejects_what_loading_does(small_processor, media, tmp_path):
+    spread = "<image>\nWhat?\n" + "\n".join(["<image>"] * 3) + "\n"
+    layouts = [
+        codec("good.npy"),  # the regular codec layout
+        codec("good.npy", conversations=conversation("<video>\n")),  # one <video> marker
+        codec("good.npy", conversations=conversation("")),  # no marker: prepended
+        codec("good.npy", conversations=conversation(spread)),  # 4 markers, not consecutive
+        codec("good.npy", conversations=conversation(BLOCK + "<video>")),  # both kinds
+        codec("good.npy", video="clip.mp4"),  # positions and a raw video
+        {"image": "a.png", "conversations": conversation("")},  # marker prepended
+        {"image": "a.png", "conversations": conversation("<video>\n")},  # video marker without video
+        {"image": ["a.png", "a.png"], "conversations": conversation("<image>\n")},  # 1 marker, 2 images
+        {"conversations": [{"from": "gpt", "value": "<image> no user turn"}], "image": "a.png"},
+        {"video": "clip.mp4", "image": "a.png", "conversations": conversation("")},  # video and images
+        {"conversations": conversation("<image>\n")},  # marker without image
+    ]
+    path = write_manifest(tmp_path / "d.jsonl", layouts)
+    dataset = LlavaOVDataset(load_manifest(path, image_folder=media), small_processor)
+    loader_bad = set()
+    for index in range(len(dataset)):
+        try:
+            dataset.inputs(index)
+        except ValueError:
+            loader_bad.add(index)
+    result = scan_module.scan_manifest(dataset.manifest, small_processor, num_workers=1, use_cache=False)
+    assert set(result.bad.tolist()) == loader_bad == {3, 5, 7, 8, 10, 11}
