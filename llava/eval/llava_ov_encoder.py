@@ -345,11 +345,20 @@ def _distributed_setup(device: str | None) -> tuple[int, int, str, Any]:
         return 0, 1, device, None
     import torch.distributed as dist
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
     on_gpu = torch.cuda.is_available() and not str(device or "").startswith("cpu")
-    if not on_gpu and not dist.is_initialized():
-        dist.init_process_group(backend="gloo")
-    accelerator = Accelerator(cpu=not on_gpu)
+    if on_gpu:
+        accelerator = Accelerator()
+    else:
+        if not dist.is_initialized():
+            dist.init_process_group(backend="gloo")
+        if AcceleratorState._shared_state.get("num_processes", world_size) != world_size:
+            # lmms-eval's CLI built an Accelerator() before us; on the CPU under torchrun it took the run for a
+            # single process (every rank "rank 0", every rank the main process). Rebuild the shared state as
+            # MULTI_CPU on the gloo group so that lmms-eval's later Accelerator() calls agree with the ranks.
+            AcceleratorState._reset_state(reset_partial_state=True)
+        accelerator = Accelerator(cpu=True)
     device = f"cuda:{accelerator.local_process_index}" if on_gpu else "cpu"
     rank, size = accelerator.process_index, accelerator.num_processes
     if size != world_size:
