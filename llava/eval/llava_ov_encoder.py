@@ -159,6 +159,9 @@ class LlavaOVEncoder(lmms):
             # document's media, not a reason to end the whole run.
             raise MissingMediaError(f"{task} doc {doc_id}: the task's doc_to_visual exited: {exit_.code}",
                                     kind="video") from None  # fmt: skip
+        except Exception as error:  # noqa: BLE001 (temporalbench raises a bare Exception naming the missing file)
+            raise MissingMediaError(f"{task} doc {doc_id}: the task's doc_to_visual failed: "
+                                    f"{type(error).__name__}: {error}", kind="media") from error  # fmt: skip
         visuals = normalize_visuals(raw)
         if visuals.videos:
             self._video_tasks.add(task)

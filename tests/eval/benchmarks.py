@@ -78,6 +78,66 @@ def build_docvqa(hf_home: Path) -> None:
                       {"validation": Dataset.from_list(rows, features=DOC_FEATURES)})  # fmt: skip
 
 
+# ----------------------------------------------------------------------------------- AI2D, ChartQA, InfoVQA, OCRBench
+def build_ai2d(hf_home: Path) -> None:
+    # ai2d_doc_to_target: options[int(answer)] as a letter (mcq); gold A, B, A
+    features = Features({"question": Value("string"), "options": Sequence(Value("string")), "answer": Value("string"),
+                         "image": Image()})  # fmt: skip
+    rows = [
+        {
+            "question": "Which label points at the leaf?",
+            "options": ["leaf", "root", "stem", "seed"],
+            "answer": gold,
+            "image": draw_image(f"diagram {index}"),
+        }
+        for index, gold in enumerate(["0", "1", "0"])
+    ]
+    write_hub_dataset(hf_home, "lmms-lab-encoder/ai2d", None, {"test": Dataset.from_list(rows, features=features)})
+
+
+def build_chartqa(hf_home: Path) -> None:
+    # relaxed accuracy: "A" matches "A" exactly, not "7"; the splits by `type`
+    features = Features({"type": Value("string"), "question": Value("string"), "answer": Value("string"),
+                         "image": Image()})  # fmt: skip
+    rows = [{"type": kind, "question": "Which bar is highest?", "answer": gold, "image": draw_image(gold)}
+            for kind, gold in [("human_test", "A"), ("human_test", "7"), ("augmented_test", "A")]]  # fmt: skip
+    write_hub_dataset(hf_home, "lmms-lab-encoder/ChartQA", None, {"test": Dataset.from_list(rows, features=features)})
+
+
+def build_infovqa(hf_home: Path) -> None:
+    features = Features({"questionId": Value("string"), "question": Value("string"),
+                         "answers": Sequence(Value("string")), "image": Image(),
+                         "data_split": Value("string")})  # fmt: skip
+    rows = [{"questionId": str(index), "question": "Which letter is largest?", "answers": answers,
+             "image": draw_image("info"), "data_split": "val"}
+            for index, answers in enumerate([["A"], ["x", "y"]])]  # fmt: skip
+    write_hub_dataset(hf_home, "lmms-lab-encoder/DocVQA", "InfographicVQA",
+                      {"validation": Dataset.from_list(rows, features=features)})  # fmt: skip
+
+
+def build_ocrbench(hf_home: Path) -> None:
+    # Final score / 1000: one point per right answer ("answer in prediction", case-folded)
+    features = Features({"dataset": Value("string"), "question": Value("string"), "answer": Sequence(Value("string")),
+                         "question_type": Value("string"), "image": Image()})  # fmt: skip
+    rows = [{"dataset": "IIIT5K", "question": "what is written in the image?", "answer": answer,
+             "question_type": kind, "image": draw_image(answer[0])}
+            for answer, kind in [(["a"], "Regular Text Recognition"), (["zz"], "Regular Text Recognition"),
+                                 (["A", "B"], "Doc-oriented VQA")]]  # fmt: skip
+    write_hub_dataset(hf_home, "echo840/OCRBench", None, {"test": Dataset.from_list(rows, features=features)})
+
+
+# ------------------------------------------------------------------------------------------------ TemporalBench
+def build_temporalbench(hf_home: Path) -> None:
+    # doc_to_visual returns the bare path $HF_HOME/temporalbench/<video_name>; the score is a tuple
+    # (binary accuracy, multiple-binary accuracy): gold A, A on clip 0 and A, B on clip 1 -> (75, 50).
+    rows = [{"idx": index, "video_name": f"clips/clip{index // 2}.mp4", "question": "Is it A or B?", "GT": gold,
+             "dataset": "standin", "category": "", "task": "long_qa"}
+            for index, gold in enumerate(["A", "A", "A", "B"])]  # fmt: skip
+    for clip in range(2):
+        write_clip(hf_home / "temporalbench" / "clips" / f"clip{clip}.mp4", seed=10 + clip)
+    write_hub_dataset(hf_home, "microsoft/TemporalBench", None, {"test_long_qa": Dataset.from_list(rows)})
+
+
 # ------------------------------------------------------------------------------------------------------ registry
 STANDINS: dict[str, StandIn] = {
     "videomme": StandIn(
@@ -87,4 +147,17 @@ STANDINS: dict[str, StandIn] = {
     ),
     "mvbench": StandIn(task="mvbench", build=build_mvbench, expected=mvbench_expected()),
     "docvqa_val": StandIn(task="docvqa_val", build=build_docvqa, expected={"docvqa_val": {"anls": 2 / 3}}),
+    "ai2d": StandIn(task="ai2d", build=build_ai2d, expected={"ai2d": {"exact_match,flexible-extract": 2 / 3}}),
+    "chartqa": StandIn(
+        task="chartqa",
+        build=build_chartqa,
+        expected={"chartqa": {"relaxed_overall": 2 / 3, "relaxed_human_split": 1 / 2, "relaxed_augmented_split": 1.0}},
+    ),  # fmt: skip
+    "infovqa_val": StandIn(task="infovqa_val", build=build_infovqa, expected={"infovqa_val": {"anls": 0.5}}),
+    "temporalbench_long_qa": StandIn(
+        task="temporalbench_long_qa",
+        build=build_temporalbench,
+        expected={"temporalbench_long_qa": {"temporalbench_score": [75.0, 50.0]}},
+    ),
+    "ocrbench": StandIn(task="ocrbench", build=build_ocrbench, expected={"ocrbench": {"ocrbench_accuracy": 0.002}}),
 }
