@@ -138,6 +138,43 @@ def build_temporalbench(hf_home: Path) -> None:
     write_hub_dataset(hf_home, "microsoft/TemporalBench", None, {"test_long_qa": Dataset.from_list(rows)})
 
 
+# ------------------------------------------------------------------------------- TOMATO, LongVideoBench, NExT-QA
+GOLD_INDICES = [0, 1, 0]  # gold option per document: the known-answer model ("A") is right on 2 of 3
+
+
+def build_tomato(hf_home: Path) -> None:
+    # $HF_HOME/TOMATO/<video_path>; answer = option index; score = mean over documents
+    rows = [{"id": f"q{index}", "question": "Which way does the square move?", "options": ["right", "left", "up"],
+             "answer": gold, "reason_type": "direction", "demonstration_type": "object",
+             "video_path": f"videos/object/clip{index}.mp4", "key": f"k{index}"}
+            for index, gold in enumerate(GOLD_INDICES)]  # fmt: skip
+    for index in range(len(rows)):
+        write_clip(hf_home / "TOMATO" / "videos" / "object" / f"clip{index}.mp4", seed=20 + index)
+    write_hub_dataset(hf_home, "lmms-eval/TOMATO", None, {"test": Dataset.from_list(rows)})
+
+
+def build_longvideobench(hf_home: Path) -> None:
+    # $HF_HOME/datasets/longvideobench/videos/<video_path>; options option0..option4 ("N/A" when unused)
+    rows = [{"id": f"lvb{index}", "video_id": f"v{index}", "video_path": f"v{index}.mp4", "duration": 1.3,
+             "duration_group": 15, "question": "Which way does the square move?", "option0": "right",
+             "option1": "left", "option2": "up", "option3": "N/A", "option4": "N/A", "correct_choice": gold,
+             "question_category": "S2E", "subtitle_path": f"v{index}_en.json", "starting_timestamp_for_subtitles": 0}
+            for index, gold in enumerate(GOLD_INDICES)]  # fmt: skip
+    for index in range(len(rows)):
+        write_clip(hf_home / "datasets" / "longvideobench" / "videos" / f"v{index}.mp4", seed=30 + index)
+    write_hub_dataset(hf_home, "longvideobench/LongVideoBench", None, {"validation": Dataset.from_list(rows)})
+
+
+def build_nextqa(hf_home: Path) -> None:
+    # $HF_HOME/nextqa/NExTVideo/<video>.mp4; config MC, answers a0..a4, answer = index; exact_match
+    rows = [{"video": f"100{index}", "frame_count": 16, "width": 64, "height": 64, "question": "what happens",
+             "answer": gold, "qid": index, "type": "TN", "a0": "moves right", "a1": "moves left", "a2": "stops",
+             "a3": "jumps", "a4": "spins"} for index, gold in enumerate(GOLD_INDICES)]  # fmt: skip
+    for index in range(len(rows)):
+        write_clip(hf_home / "nextqa" / "NExTVideo" / f"100{index}.mp4", seed=40 + index)
+    write_hub_dataset(hf_home, "lmms-eval/NExTQA", "MC", {"test": Dataset.from_list(rows)})
+
+
 # ------------------------------------------------------------------------------------------------------ registry
 STANDINS: dict[str, StandIn] = {
     "videomme": StandIn(
@@ -158,6 +195,15 @@ STANDINS: dict[str, StandIn] = {
         task="temporalbench_long_qa",
         build=build_temporalbench,
         expected={"temporalbench_long_qa": {"temporalbench_score": [75.0, 50.0]}},
+    ),
+    "tomato": StandIn(task="tomato", build=build_tomato, expected={"tomato": {"tomato_score": 2 / 3}}),
+    "longvideobench_val_v": StandIn(
+        task="longvideobench_val_v",
+        build=build_longvideobench,
+        expected={"longvideobench_val_v": {"lvb_acc": 0.66667}},
+    ),
+    "nextqa_mc_test": StandIn(
+        task="nextqa_mc_test", build=build_nextqa, expected={"nextqa_mc_test": {"exact_match": 2 / 3}}
     ),
     "ocrbench": StandIn(task="ocrbench", build=build_ocrbench, expected={"ocrbench": {"ocrbench_accuracy": 0.002}}),
 }
