@@ -175,6 +175,29 @@ def build_nextqa(hf_home: Path) -> None:
     write_hub_dataset(hf_home, "lmms-eval/NExTQA", "MC", {"test": Dataset.from_list(rows)})
 
 
+# ------------------------------------------------------------------------------------------ PerceptionTest, MLVU
+def build_perceptiontest(hf_home: Path) -> None:
+    # $HF_HOME/perceptiontest_val/videos/<video_name>.mp4 (sys.exit when missing); config mc_question_val
+    rows = [{"video_name": f"video_{index}", "question_id": f"q{index}", "question": "Where does the square go?",
+             "options": ["right", "left", "nowhere"], "answer_id": gold, "area": "physics", "reasoning": "descriptive",
+             "tag": ["motion"]} for index, gold in enumerate(GOLD_INDICES)]  # fmt: skip
+    for index in range(len(rows)):
+        write_clip(hf_home / "perceptiontest_val" / "videos" / f"video_{index}.mp4", seed=50 + index)
+    write_hub_dataset(
+        hf_home, "lmms-eval/PerceptionTest_Val", "mc_question_val", {"validation": Dataset.from_list(rows)}
+    )
+
+
+def build_mlvu(hf_home: Path) -> None:
+    # $HF_HOME/mlvu/<video_name>; the score averages 7 task types (absent ones count 0): "count" at 2/3 -> 66.7 / 7
+    rows = [{"video_name": f"count/clip{index}.mp4", "duration": 1.3, "question": "How many squares?\n(A) 1\n(B) 2",
+             "candidates": ["1", "2"], "answer": "AB"[gold], "task_type": "count", "question_id": f"q{index}"}
+            for index, gold in enumerate(GOLD_INDICES)]  # fmt: skip
+    for index in range(len(rows)):
+        write_clip(hf_home / "mlvu" / "count" / f"clip{index}.mp4", seed=60 + index)
+    write_hub_dataset(hf_home, "sy1998/MLVU_dev", None, {"test": Dataset.from_list(rows)})
+
+
 # ------------------------------------------------------------------------------------------------------ registry
 STANDINS: dict[str, StandIn] = {
     "videomme": StandIn(
@@ -204,6 +227,14 @@ STANDINS: dict[str, StandIn] = {
     ),
     "nextqa_mc_test": StandIn(
         task="nextqa_mc_test", build=build_nextqa, expected={"nextqa_mc_test": {"exact_match": 2 / 3}}
+    ),
+    "perceptiontest_val_mc": StandIn(
+        task="perceptiontest_val_mc",
+        build=build_perceptiontest,
+        expected={"perceptiontest_val_mc": {"accuracy": 2 / 3}},
+    ),
+    "mlvu_dev": StandIn(
+        task="mlvu_dev", build=build_mlvu, expected={"mlvu_dev": {"mlvu_percetion_score": 200 / 3 / 7}}
     ),
     "ocrbench": StandIn(task="ocrbench", build=build_ocrbench, expected={"ocrbench": {"ocrbench_accuracy": 0.002}}),
 }
