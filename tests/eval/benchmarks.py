@@ -198,6 +198,21 @@ def build_mlvu(hf_home: Path) -> None:
     write_hub_dataset(hf_home, "sy1998/MLVU_dev", None, {"test": Dataset.from_list(rows)})
 
 
+# -------------------------------------------------------------------------------------------------- Video-MMMU
+VIDEO_MMMU_CONFIGS = ("Adaptation", "Comprehension", "Perception")
+
+
+def build_video_mmmu(hf_home: Path) -> None:
+    # id "test_<Subject>_<n>" -> $HF_HOME/video_mmmu/<discipline>/<id>.mp4; per config gold A, B -> acc 0.5
+    for number, config in enumerate(VIDEO_MMMU_CONFIGS):
+        rows = [{"id": f"test_Math_{10 * number + index}", "question": "Which curve?", "options": ["sine", "line"],
+                 "answer": gold, "question_type": "multiple-choice", "link_selected": "", "image": None}
+                for index, gold in enumerate(["A", "B"])]  # fmt: skip
+        for row in rows:
+            write_clip(hf_home / "video_mmmu" / "Science" / f"{row['id']}.mp4", seed=len(row["id"]))
+        write_hub_dataset(hf_home, "lmms-eval/VideoMMMU", config, {"test": Dataset.from_list(rows)})
+
+
 # ------------------------------------------------------------------------------------------------------ registry
 STANDINS: dict[str, StandIn] = {
     "videomme": StandIn(
@@ -235,6 +250,11 @@ STANDINS: dict[str, StandIn] = {
     ),
     "mlvu_dev": StandIn(
         task="mlvu_dev", build=build_mlvu, expected={"mlvu_dev": {"mlvu_percetion_score": 200 / 3 / 7}}
+    ),
+    "video_mmmu": StandIn(
+        task="video_mmmu",
+        build=build_video_mmmu,
+        expected={f"video_mmmu_{c.lower()}": {"mmmu_acc": 0.5} for c in VIDEO_MMMU_CONFIGS},
     ),
     "ocrbench": StandIn(task="ocrbench", build=build_ocrbench, expected={"ocrbench": {"ocrbench_accuracy": 0.002}}),
 }
