@@ -213,6 +213,28 @@ def build_video_mmmu(hf_home: Path) -> None:
         write_hub_dataset(hf_home, "lmms-eval/VideoMMMU", config, {"test": Dataset.from_list(rows)})
 
 
+# ------------------------------------------------------------------------------------------------ EgoSchema, MMVU
+def build_egoschema(hf_home: Path) -> None:
+    # $HF_HOME/egoschema/videos/<video_idx>.mp4; config Subset (the full test set is scored by an external server)
+    rows = [{"question_idx": str(index), "question": "What does the camera wearer do?", "video_idx": f"ego{index}",
+             "option": ["A. walks", "B. sits", "C. runs", "D. cooks", "E. reads"], "answer": str(gold)}
+            for index, gold in enumerate(GOLD_INDICES)]  # fmt: skip
+    for index in range(len(rows)):
+        write_clip(hf_home / "egoschema" / "videos" / f"ego{index}.mp4", seed=70 + index)
+    write_hub_dataset(hf_home, "lmms-eval/egoschema", "Subset", {"test": Dataset.from_list(rows)})
+
+
+def build_mmvu(hf_home: Path) -> None:
+    # $HF_HOME/mmvu/<video_path>, category = its folder; multiple-choice questions are scored by rule (no judge)
+    choices = {"A": "one", "B": "two", "C": "three", "D": "four", "E": "five"}
+    rows = [{"id": f"mmvu{index}", "video_path": f"videos/Biology/clip{index}.mp4", "question": "How many cells?",
+             "choices": choices, "answer": "AB"[gold], "question_type": "multiple-choice"}
+            for index, gold in enumerate(GOLD_INDICES)]  # fmt: skip
+    for index in range(len(rows)):
+        write_clip(hf_home / "mmvu" / "videos" / "Biology" / f"clip{index}.mp4", seed=80 + index)
+    write_hub_dataset(hf_home, "lmms-eval/MMVU", None, {"validation": Dataset.from_list(rows)})
+
+
 # ------------------------------------------------------------------------------------------------------ registry
 STANDINS: dict[str, StandIn] = {
     "videomme": StandIn(
@@ -256,5 +278,9 @@ STANDINS: dict[str, StandIn] = {
         build=build_video_mmmu,
         expected={f"video_mmmu_{c.lower()}": {"mmmu_acc": 0.5} for c in VIDEO_MMMU_CONFIGS},
     ),
+    "egoschema_subset": StandIn(
+        task="egoschema_subset", build=build_egoschema, expected={"egoschema_subset": {"score": 2 / 3}}
+    ),
+    "mmvu_val": StandIn(task="mmvu_val", build=build_mmvu, expected={"mmvu_val": {"accuracy": 200 / 3}}),
     "ocrbench": StandIn(task="ocrbench", build=build_ocrbench, expected={"ocrbench": {"ocrbench_accuracy": 0.002}}),
 }
