@@ -172,11 +172,12 @@ class LlavaOVEncoder(lmms):
 
     def _missing(self, error: MissingMediaError, *, task: str, doc_id: int) -> None:
         """A document whose media is missing: stop (`on_missing_video=error`) or log, count and score it failed."""
+        prefix = f"{task} doc {doc_id}: "
+        what = str(error) if str(error).startswith(prefix) else prefix + str(error)
         if self.on_missing_video == "error":
-            raise MissingMediaError(f"{task} doc {doc_id}: {error} (on_missing_video=skip scores it as failed)",
-                                    kind=error.kind) from error  # fmt: skip
-        self.missing_media.append(f"{task} doc {doc_id}: {error}")
-        logger.warning("%s doc %d: %s; scored as failed (on_missing_video=skip)", task, doc_id, error)
+            raise MissingMediaError(f"{what} (on_missing_video=skip scores it as failed)", kind=error.kind) from error
+        self.missing_media.append(what)
+        logger.warning("%s; scored as failed (on_missing_video=skip)", what)
 
     def _missing_summary(self) -> str:
         return f"documents with missing media (scored as failed): {len(self.missing_media)}"
