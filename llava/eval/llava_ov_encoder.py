@@ -157,17 +157,19 @@ class LlavaOVEncoder(lmms):
         except SystemExit as exit_:
             # videomme's doc_to_visual calls sys.exit("video path:... does not exist") for a missing video: one
             # document's media, not a reason to end the whole run.
-            raise MissingMediaError(f"{task} doc {doc_id}: the task's doc_to_visual exited: {exit_.code}",
-                                    kind="video") from None  # fmt: skip
+            raise MissingMediaError(str(exit_.code), kind="video",
+                                    message=f"{task} doc {doc_id}: the task's doc_to_visual exited: {exit_.code}",
+                                    ) from None  # fmt: skip
         except Exception as error:  # noqa: BLE001 (temporalbench raises a bare Exception naming the missing file)
-            raise MissingMediaError(f"{task} doc {doc_id}: the task's doc_to_visual failed: "
-                                    f"{type(error).__name__}: {error}", kind="media") from error  # fmt: skip
+            raise MissingMediaError(str(error), kind="media", message=f"{task} doc {doc_id}: the task's doc_to_visual "
+                                    f"failed: {type(error).__name__}: {error}") from error  # fmt: skip
         visuals = normalize_visuals(raw)
         if visuals.videos:
             self._video_tasks.add(task)
         elif not visuals.images and (task in self._video_tasks or is_video_task(task) or doc_mentions_video(doc)):
-            raise MissingMediaError(f"{task} doc {doc_id}: the task gave no visual (its video file is missing?)",
-                                    kind="video")  # fmt: skip
+            raise MissingMediaError(
+                "", kind="video", message=f"{task} doc {doc_id}: the task gave no visual (its video is missing?)"
+            )
         return visuals
 
     def _missing(self, error: MissingMediaError, *, task: str, doc_id: int) -> None:
@@ -175,7 +177,9 @@ class LlavaOVEncoder(lmms):
         prefix = f"{task} doc {doc_id}: "
         what = str(error) if str(error).startswith(prefix) else prefix + str(error)
         if self.on_missing_video == "error":
-            raise MissingMediaError(f"{what} (on_missing_video=skip scores it as failed)", kind=error.kind) from error
+            raise MissingMediaError(
+                error.path, kind=error.kind, message=f"{what} (on_missing_video=skip scores it as failed)"
+            ) from error
         self.missing_media.append(what)
         logger.warning("%s; scored as failed (on_missing_video=skip)", what)
 

@@ -32,10 +32,11 @@ _DICT_PATH_KEYS = ("path", "video", "video_path", "url", "image", "image_path")
 
 
 class MissingMediaError(FileNotFoundError):
-    """A visual names a file that does not exist (the message names the file)."""
+    """A visual names a file that does not exist (the message names the file), or a document's media could not be
+    found at all (`message` says how)."""
 
-    def __init__(self, path: str, *, kind: str) -> None:
-        super().__init__(f"{kind} not found: {path}")
+    def __init__(self, path: str, *, kind: str, message: str | None = None) -> None:
+        super().__init__(message or f"{kind} not found: {path}")
         self.path = path
         self.kind = kind
 

@@ -75,7 +75,7 @@ def _model_without_weights(on_missing_video: str):
 
 def test_no_visual_for_a_video_task_is_a_missing_video_never_a_text_only_answer():
     model = _model_without_weights("skip")
-    with pytest.raises(MissingMediaError, match="videomme doc 0: the task gave no visual"):
+    with pytest.raises(MissingMediaError, match="^videomme doc 0: the task gave no visual"):
         model._docs_visuals(lambda doc: [], 0, "videomme", "test")
     assert not model._docs_visuals(lambda doc: [], 0, "docvqa_val", "validation")  # a text-only task stays one
 
