@@ -159,23 +159,31 @@ class LlavaOVEncoder(lmms):
         except SystemExit as exit_:
             # videomme's doc_to_visual calls sys.exit("video path:... does not exist") for a missing video: one
             # document's media, not a reason to end the whole run.
-            raise MissingMediaError(f"{task} doc {doc_id}: the task's doc_to_visual exited: {exit_.code}",
-                                    kind="video") from None  # fmt: skip
+            raise MissingMediaError(str(exit_.code), kind="video",
+                                    message=f"{task} doc {doc_id}: the task's doc_to_visual exited: {exit_.code}",
+                                    ) from None  # fmt: skip
+        except Exception as error:  # noqa: BLE001 (temporalbench raises a bare Exception naming the missing file)
+            raise MissingMediaError(str(error), kind="media", message=f"{task} doc {doc_id}: the task's doc_to_visual "
+                                    f"failed: {type(error).__name__}: {error}") from error  # fmt: skip
         visuals = normalize_visuals(raw)
         if visuals.videos:
             self._video_tasks.add(task)
         elif not visuals.images and (task in self._video_tasks or is_video_task(task) or doc_mentions_video(doc)):
-            raise MissingMediaError(f"{task} doc {doc_id}: the task gave no visual (its video file is missing?)",
-                                    kind="video")  # fmt: skip
+            raise MissingMediaError(
+                "", kind="video", message=f"{task} doc {doc_id}: the task gave no visual (its video is missing?)"
+            )
         return visuals
 
     def _missing(self, error: MissingMediaError, *, task: str, doc_id: int) -> None:
         """A document whose media is missing: stop (`on_missing_video=error`) or log, count and score it failed."""
+        prefix = f"{task} doc {doc_id}: "
+        what = str(error) if str(error).startswith(prefix) else prefix + str(error)
         if self.on_missing_video == "error":
-            raise MissingMediaError(f"{task} doc {doc_id}: {error} (on_missing_video=skip scores it as failed)",
-                                    kind=error.kind) from error  # fmt: skip
-        self.missing_media.append(f"{task} doc {doc_id}: {error}")
-        logger.warning("%s doc %d: %s; scored as failed (on_missing_video=skip)", task, doc_id, error)
+            raise MissingMediaError(
+                error.path, kind=error.kind, message=f"{what} (on_missing_video=skip scores it as failed)"
+            ) from error
+        self.missing_media.append(what)
+        logger.warning("%s; scored as failed (on_missing_video=skip)", what)
 
     def _missing_summary(self) -> str:
         return f"documents with missing media (scored as failed): {len(self.missing_media)}"
@@ -346,11 +354,20 @@ def _distributed_setup(device: str | None) -> tuple[int, int, str, Any]:
         return 0, 1, device, None
     import torch.distributed as dist
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
     on_gpu = torch.cuda.is_available() and not str(device or "").startswith("cpu")
-    if not on_gpu and not dist.is_initialized():
-        dist.init_process_group(backend="gloo")
-    accelerator = Accelerator(cpu=not on_gpu)
+    if on_gpu:
+        accelerator = Accelerator()
+    else:
+        if not dist.is_initialized():
+            dist.init_process_group(backend="gloo")
+        if AcceleratorState._shared_state.get("num_processes", world_size) != world_size:
+            # lmms-eval's CLI built an Accelerator() before us; on the CPU under torchrun it took the run for a
+            # single process (every rank "rank 0", every rank the main process). Rebuild the shared state as
+            # MULTI_CPU on the gloo group so that lmms-eval's later Accelerator() calls agree with the ranks.
+            AcceleratorState._reset_state(reset_partial_state=True)
+        accelerator = Accelerator(cpu=True)
     device = f"cuda:{accelerator.local_process_index}" if on_gpu else "cpu"
     rank, size = accelerator.process_index, accelerator.num_processes
     if size != world_size:

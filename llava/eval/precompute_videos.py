@@ -7,8 +7,11 @@
 
 Assets go to `<out_root>/<task>/assets/<stem>__<sha1(path relative to the video folder)[:10]>/`; evaluate with
 `video_mode=codec_offline,offline_root=<out_root>/<task>` (the plugin finds the key from the video's path).
-A task's videos are where lmms-eval unpacks them: `$HF_HOME/<dataset_kwargs.cache_dir>` (spec lmms_eval_plugin.md
-section 3); run the benchmark once (or its download) first.
+A task's videos are listed through the task's own `doc_to_visual` over its evaluation documents (lmms-eval builds the
+task exactly as an evaluation does, so every benchmark's layout is handled: videomme's `data/<id>.mp4`, MVBench's
+per-subtask folders, TemporalBench's bare paths, ...); a group (mvbench, video_mmmu) lists all its subtasks. The data
+must be there (a first evaluation or lmms-eval's download puts it under `$HF_HOME/<cache_dir>`). A document whose
+video is missing is logged and counted, not fatal. The listing is written next to the assets (`videos.jsonl`).
 """
 
 from __future__ import annotations
@@ -17,41 +20,69 @@ import argparse
 import json
 import logging
 import os
+import tempfile
 from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
 
 logger = logging.getLogger("llava.eval.precompute_videos")
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".flv", ".mpg", ".mpeg", ".wmv", ".3gp")
 
 
-def hf_home() -> Path:
-    """lmms-eval's `HF_HOME` (default `~/.cache/huggingface`)."""
-    return Path(os.path.expanduser(os.environ.get("HF_HOME", "~/.cache/huggingface")))
+def _leaf_tasks(task_dict: dict) -> list[Any]:
+    """The task objects of lmms-eval's (nested) task dict: groups map to dicts of their subtasks."""
+    leaves = []
+    for value in task_dict.values():
+        leaves += _leaf_tasks(value) if isinstance(value, dict) else [value]
+    return leaves
 
 
-def task_cache_dirs(task: str) -> list[str]:
-    """The `dataset_kwargs.cache_dir` values of an lmms-eval task or group (subtasks followed), without importing
-    the tasks' Python code (their `!function`s are not resolved)."""
-    from lmms_eval import utils
-    from lmms_eval.tasks import TaskManager
+def task_videos(task: str) -> tuple[list[str], int]:
+    """(absolute video paths of `task`'s evaluation documents, in order and unique; number of documents whose
+    video could not be listed). The task's own `doc_to_visual` finds them."""
+    from lmms_eval.tasks import TaskManager, get_task_dict
 
-    index = TaskManager().task_index
-    found: list[str] = []
-    pending = [task]
-    while pending:
-        name = pending.pop()
-        if name not in index:
-            raise KeyError(f"lmms-eval has no task or group {name!r}")
-        config = utils.load_yaml_config(index[name]["yaml_path"], mode="simple")
-        if index[name].get("type") == "group" or isinstance(config.get("task"), list):
-            pending.extend(t if isinstance(t, str) else t["task"] for t in config.get("task", []))
-            continue
-        cache_dir = (config.get("dataset_kwargs") or {}).get("cache_dir")
-        if not cache_dir:
-            raise ValueError(f"task {name} has no dataset_kwargs.cache_dir: give its videos with --video_dir")
-        if cache_dir not in found:
-            found.append(cache_dir)
-    return found
+    from .visuals import normalize_visuals
+
+    manager = TaskManager()
+    if task not in manager.all_tasks:
+        raise KeyError(f"lmms-eval has no task or group {task!r}")
+    videos: dict[str, None] = {}
+    failed = 0
+    for leaf in _leaf_tasks(get_task_dict([task], manager)):
+        name = leaf.config.task
+        docs = leaf.eval_docs
+        for doc_id, doc in enumerate(tqdm(docs, desc=f"{name}: listing videos", unit="doc")):
+            try:
+                visuals = normalize_visuals(leaf.doc_to_visual(doc), check_files=False)
+            except (Exception, SystemExit) as error:  # noqa: BLE001 (a task's doc_to_visual may exit on a miss)
+                failed += 1
+                logger.warning("%s doc %d: doc_to_visual failed: %s", name, doc_id, error)
+                continue
+            for video in visuals.videos:
+                if Path(video).is_file():
+                    videos.setdefault(os.path.abspath(video), None)
+                else:
+                    failed += 1
+                    logger.warning("%s doc %d: video not found: %s", name, doc_id, video)
+    return list(videos), failed
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """`path` written through a temporary file and a rename (a concurrent shard never reads half a listing)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def list_videos(folder: Path) -> list[str]:
@@ -90,24 +121,33 @@ def main(argv: list[str] | None = None) -> int:
 
     from cv_reader.cli import main as cv_reader_main
 
-    folders = [hf_home() / d for d in task_cache_dirs(args.task)] if args.task else [Path(args.video_dir)]
     out = Path(args.out_root) / (args.name or args.task or Path(args.video_dir).resolve().name)
     out.mkdir(parents=True, exist_ok=True)
-    geometry = model_geometry(args.model_path)
-    status = 0
-    for number, folder in enumerate(folders):
-        videos = list_videos(folder)
+    if args.task:
+        videos, failed = task_videos(args.task)
         if not videos:
-            raise FileNotFoundError(f"no video files under {folder}")
-        listing = out / f"videos_{number}.jsonl"
-        listing.write_text("".join(json.dumps({"video": video}) + "\n" for video in videos))
-        logger.info("%s: %d videos -> %s (shard %d of %d)", folder, len(videos), out, args.shard_id, args.num_shards)
-        command = ["precompute", "--videos_jsonl", str(listing), "--video_root", str(folder), "--out_root", str(out),
-                   "--task", args.task or "", "--num_shards", str(args.num_shards), "--shard_id", str(args.shard_id),
-                   "--num_workers", str(args.num_workers)]  # fmt: skip
-        command += [f"--{key}={value}" for key, value in geometry.items()]
-        command += ["--overwrite"] if args.overwrite else []
-        status = max(status, cv_reader_main(command))
+            raise FileNotFoundError(f"task {args.task}: no video file found ({failed} documents without one)")
+        # cv_reader keys hash the path relative to --video_root; the plugin tries every ancestor of a video's path,
+        # so the common folder of the task's videos is a valid root.
+        root = Path(os.path.commonpath([os.path.dirname(video) for video in videos]))
+        listing = [os.path.relpath(video, root) for video in videos]
+        logger.info("%s: %d videos under %s (%d documents without a video)", args.task, len(videos), root, failed)
+    else:
+        root = Path(args.video_dir)
+        listing, failed = list_videos(root), 0
+        if not listing:
+            raise FileNotFoundError(f"no video files under {root}")
+    listing_path = out / "videos.jsonl"
+    write_atomic(listing_path, "".join(json.dumps({"video": video}) + "\n" for video in listing))
+    logger.info("%d videos -> %s (shard %d of %d)", len(listing), out, args.shard_id, args.num_shards)
+    command = ["precompute", "--videos_jsonl", str(listing_path), "--video_root", str(root), "--out_root", str(out),
+               "--task", args.task or "", "--num_shards", str(args.num_shards), "--shard_id", str(args.shard_id),
+               "--num_workers", str(args.num_workers)]  # fmt: skip
+    command += [f"--{key}={value}" for key, value in model_geometry(args.model_path).items()]
+    command += ["--overwrite"] if args.overwrite else []
+    status = cv_reader_main(command)
+    if failed:
+        logger.warning("%s: %d documents had no video to precompute (see the warnings above)", args.task, failed)
     return status
 
 

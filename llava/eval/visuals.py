@@ -26,18 +26,17 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".flv", ".mpg
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 # The video benchmarks (upstream's eval-script regex, lmms-eval 0.7.3 names): a task of these that gives no visual
 # for a document lost its video, it is not a text-only question.
-VIDEO_TASK_PATTERN = re.compile(
-    r"videomme|perceptiontest|mvbench|nextqa|temporalbench|video_mmmu|tomato|longvideobench|egoschema|mlvu|mmvu"
-)
+VIDEO_TASK_PATTERN = re.compile(r"video|perceptiontest|mvbench|nextqa|temporalbench|tomato|egoschema|mlvu|mmvu")
 # Keys of the dict visuals tasks return, in the order they are tried.
 _DICT_PATH_KEYS = ("path", "video", "video_path", "url", "image", "image_path")
 
 
 class MissingMediaError(FileNotFoundError):
-    """A visual names a file that does not exist (the message names the file)."""
+    """A visual names a file that does not exist (the message names the file), or a document's media could not be
+    found at all (`message` says how)."""
 
-    def __init__(self, path: str, *, kind: str) -> None:
-        super().__init__(f"{kind} not found: {path}")
+    def __init__(self, path: str, *, kind: str, message: str | None = None) -> None:
+        super().__init__(message or f"{kind} not found: {path}")
         self.path = path
         self.kind = kind
 

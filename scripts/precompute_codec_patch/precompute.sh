@@ -4,7 +4,8 @@
 #
 #   TASK=videomme bash scripts/precompute_codec_patch/precompute.sh          videos of an lmms-eval task
 #   VIDEO_DIR=/data/clips NAME=clips bash scripts/precompute_codec_patch/precompute.sh
-#   TASK        lmms-eval task or group; its videos are under $HF_HOME/<cache_dir> (run/download it first)
+#   TASK        lmms-eval task or group; its videos are listed through the task's own doc_to_visual (every
+#               benchmark's layout; the data must be there: run the benchmark or its download first)
 #   VIDEO_DIR   or a folder of videos (NAME: sub-folder of the output, default the folder's name)
 #   OUT_ROOT    output root (default: codec_assets); assets go to OUT_ROOT/<TASK or NAME>/assets/<key>/
 #   MODEL_PATH  checkpoint whose processor_config.json sets the geometry (default: 8 mosaics of 576 px, patch 16)

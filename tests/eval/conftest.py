@@ -50,29 +50,28 @@ def run_lmms_eval(
 
 
 @pytest.fixture(scope="session")
-def sft_checkpoint() -> tuple[Path, Path]:
-    """(playground-trained checkpoint, the playground it was trained on): `checkpoints/llava_ov_tiny_sft`, built
-    when missing exactly as `bash scripts/sft_ov_encoder.sh` does (tiny checkpoint, playground, the sft_tiny.yaml
-    training: a few minutes on 2 CPU cores), so that CI scores a really trained model."""
+def sft_checkpoint(tmp_path_factory) -> tuple[Path, Path]:
+    """(playground-trained checkpoint, the playground it was trained on). An existing
+    `checkpoints/llava_ov_tiny_sft` of the checkout (from `bash scripts/sft_ov_encoder.sh`) is only read; otherwise
+    it is built in a temporary folder exactly as that script does (tiny checkpoint, playground, the sft_tiny.yaml
+    training: a few minutes on 2 CPU cores), so that the test scores a really trained model and never writes into
+    the checkout."""
     checkpoint, playground = REPO_ROOT / "checkpoints" / "llava_ov_tiny_sft", REPO_ROOT / "playground" / "data"
-    if not (checkpoint / "model.safetensors").is_file() or not (playground / "raw_video_eval.json").is_file():
-        build_default_sft_checkpoint()
-    return checkpoint, playground
+    if (checkpoint / "model.safetensors").is_file() and (playground / "raw_video_eval.json").is_file():
+        return checkpoint, playground
+    return build_sft_checkpoint(tmp_path_factory.mktemp("sft"))
 
 
-def build_default_sft_checkpoint() -> None:
+def build_sft_checkpoint(root: Path) -> tuple[Path, Path]:
     from llava.playground.tiny_checkpoint import build_tiny_checkpoint
     from llava.train.arguments import CONFIG_DIR
     from llava.train.train import main as train_main
     from tests.train.conftest import playground_module
 
-    if not (REPO_ROOT / "playground" / "data" / "sft.yaml").is_file():
-        playground_module().main(["--out", str(REPO_ROOT / "playground" / "data")])
-    if not (REPO_ROOT / "checkpoints" / "llava_ov_tiny" / "model.safetensors").is_file():
-        build_tiny_checkpoint(REPO_ROOT / "checkpoints" / "llava_ov_tiny")
-    cwd = os.getcwd()
-    os.chdir(REPO_ROOT)  # the shipped config names repository-relative paths, as the script runs it
-    try:
-        train_main([str(Path(CONFIG_DIR) / "sft_tiny.yaml")])
-    finally:
-        os.chdir(cwd)
+    playground, tiny, sft = root / "playground", root / "llava_ov_tiny", root / "llava_ov_tiny_sft"
+    playground_module().main(["--out", str(playground)])
+    build_tiny_checkpoint(tiny)
+    # The shipped config with its repository-relative paths replaced by the temporary ones.
+    train_main([str(Path(CONFIG_DIR) / "sft_tiny.yaml"), "--model_name_or_path", str(tiny),
+                "--data_path", str(playground / "sft.yaml"), "--output_dir", str(sft)])  # fmt: skip
+    return sft, playground

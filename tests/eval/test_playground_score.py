@@ -3,11 +3,14 @@ through the lmms-eval CLI (the answers are known by construction)."""
 
 from __future__ import annotations
 
+import pytest
+
 from .conftest import run_lmms_eval
 
 LIMIT = 48  # questions (of 158): enough to separate ~0.6 from the ~0.35 chance level, ~1 min on 2 CPU cores
 
 
+@pytest.mark.slow  # trains the tiny checkpoint when the checkout has none (minutes)
 def test_trained_checkpoint_beats_chance_on_held_out_videos(sft_checkpoint, tmp_path):
     checkpoint, playground = sft_checkpoint
     out = tmp_path / "run" / "results"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -90,3 +91,14 @@ def test_visual_markers_go_in_front_unless_the_context_places_them():
     assert conversation == [{"from": "human", "value": "<image>\nWhat colour?"}] and images == [image] and not videos
     conversation, _, _ = model._sample("Look: <image> What colour?", [image])
     assert conversation[0]["value"] == "Look: <image> What colour?"
+
+
+@pytest.mark.slow  # lmms-eval's own start-up (its TaskManager) takes tens of seconds on 2 CPU cores
+def test_lmms_eval_task_listing_stays_clean(tmp_path):
+    # Our entry point is imported by every lmms-eval command: the listing must show no plugin error.
+    env = dict(os.environ, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
+    process = subprocess.run([sys.executable, "-m", "lmms_eval", "--tasks", "list"], capture_output=True, text=True,
+                             env=env, timeout=600)  # fmt: skip
+    log = process.stdout + process.stderr
+    assert process.returncode == 0 and "videomme" in process.stdout and "mvbench" in process.stdout
+    assert "Traceback" not in log and "Failed to load model entry-point" not in log

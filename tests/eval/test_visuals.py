@@ -62,3 +62,39 @@ def test_video_task_hints():
     assert is_video_task("videomme") and is_video_task("mvbench_action_count") and is_video_task("tomato")
     assert not is_video_task("docvqa_val") and not is_video_task("chartqa")
     assert doc_mentions_video({"video": "a/b.MP4", "q": "?"}) and not doc_mentions_video({"image": "x.png"})
+
+
+def _model_without_weights(on_missing_video: str):
+    from llava.eval.llava_ov_encoder import LlavaOVEncoder
+
+    model = LlavaOVEncoder.__new__(LlavaOVEncoder)  # the visual checks need no checkpoint
+    model.task_dict = {"videomme": {"test": [{"videoID": "x"}]}, "docvqa_val": {"validation": [{"q": "?"}]}}
+    model.on_missing_video, model.missing_media, model._video_tasks = on_missing_video, [], set()
+    return model
+
+
+def test_no_visual_for_a_video_task_is_a_missing_video_never_a_text_only_answer():
+    model = _model_without_weights("skip")
+    with pytest.raises(MissingMediaError, match="^videomme doc 0: the task gave no visual"):
+        model._docs_visuals(lambda doc: [], 0, "videomme", "test")
+    assert not model._docs_visuals(lambda doc: [], 0, "docvqa_val", "validation")  # a text-only task stays one
+
+
+def test_a_doc_to_visual_that_exits_or_raises_is_one_documents_missing_media():
+    import sys
+
+    model = _model_without_weights("skip")
+    with pytest.raises(MissingMediaError, match="exited: video path:/x.mp4 does not exist"):
+        model._docs_visuals(lambda doc: sys.exit("video path:/x.mp4 does not exist"), 0, "videomme", "test")
+    with pytest.raises(MissingMediaError, match="Exception: video path:/y.mp4"):
+        model._docs_visuals(lambda doc: (_ for _ in ()).throw(Exception("video path:/y.mp4")), 0, "videomme", "test")
+
+
+def test_on_missing_video_skip_counts_and_error_stops(tmp_path):
+    error = MissingMediaError(str(tmp_path / "gone.mp4"), kind="video")
+    model = _model_without_weights("skip")
+    model._missing(error, task="videomme", doc_id=3)
+    assert model.missing_media == [f"videomme doc 3: video not found: {tmp_path / 'gone.mp4'}"]
+    assert model._missing_summary() == "documents with missing media (scored as failed): 1"
+    with pytest.raises(MissingMediaError, match="videomme doc 3: video not found: .*gone.mp4"):
+        _model_without_weights("error")._missing(error, task="videomme", doc_id=3)
