@@ -32,8 +32,9 @@ def supervised_positions(labels: torch.Tensor) -> torch.Tensor:
 def supervised_logits_loss(outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
     """Causal-LM cross entropy from the logits of the supervised positions only.
 
-    The stock loss takes logits at every position: [tokens, 151936] in fp32 with their gradient is ~10 GB per 8K
-    tokens, ~40 GB for a 32K-token packed row, although only the answer tokens are supervised. With
+    The stock loss takes logits at every position: [tokens, 151936] in bf16, their fp32 upcast, log-softmax and
+    gradient are ~2 MB per token, ~70 GB for a 32K-token packed row (docs/real_scale.md), although only the answer
+    tokens are supervised. With
     ``logits_to_keep = supervised_positions(labels)`` (what `LlavaTrainer.compute_loss` passes) the model computes
     the rows the loss reads and nothing else; the value is the stock one (sum over supervised tokens divided by
     `num_items_in_batch`, else their mean). Full-length logits (evaluation) are shifted as usual.
