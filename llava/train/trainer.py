@@ -19,6 +19,7 @@ from transformers.trainer_utils import seed_worker
 
 from llava.data import TokenBudgetBatchSampler
 from llava.model.llava_ov.conversion import save_projector
+from llava.model.llava_ov.processing_llava_ov import IGNORE_INDEX
 
 from .arguments import LlavaTrainingArguments
 from .param_groups import optimizer_groups
@@ -29,12 +30,43 @@ ADAPTER_DIR = "adapter"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "README.md")
 
 
+def supervised_positions(labels: torch.Tensor) -> torch.Tensor:
+    """Positions p (int64 [k]) whose next label ``labels[:, p + 1]`` is supervised in at least one row."""
+    return (labels[:, 1:] != IGNORE_INDEX).any(0).nonzero().squeeze(1)
+
+
+def supervised_logits_loss(outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+    """Causal-LM cross entropy from the logits of the supervised positions only.
+
+    The stock loss takes logits at every position: [tokens, 151936] in bf16, their fp32 upcast, log-softmax and
+    gradient are ~2 MB per token, ~70 GB for a 32K-token packed row (docs/real_scale.md), although only the answer
+    tokens are supervised. With
+    ``logits_to_keep = supervised_positions(labels)`` (what `LlavaTrainer.compute_loss` passes) the model computes
+    the rows the loss reads and nothing else; the value is the stock one (sum over supervised tokens divided by
+    `num_items_in_batch`, else their mean). Full-length logits (evaluation) are shifted as usual.
+    """
+    logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
+    labels = labels.to(logits.device)
+    if logits.shape[1] == labels.shape[1]:
+        logits, targets = logits[:, :-1], labels[:, 1:]
+    else:
+        targets = labels[:, supervised_positions(labels) + 1]
+    loss = torch.nn.functional.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+    )
+    if num_items_in_batch is None:
+        return loss / (targets != IGNORE_INDEX).sum()
+    return loss / num_items_in_batch
+
+
 class LlavaTrainer(Trainer):
     args: LlavaTrainingArguments
 
     def __init__(self, *args, train_sampler: Sampler | None = None, **kwargs) -> None:
         """`train_sampler`: a sampler of indices (`LengthGroupedSampler`), or a `TokenBudgetBatchSampler` whose
         batches (one packed row each) replace `per_device_train_batch_size`."""
+        if kwargs.get("compute_loss_func") is None:
+            kwargs["compute_loss_func"] = supervised_logits_loss
         super().__init__(*args, **kwargs)
         self._cost_sampler = train_sampler
         self._row_tokens = 0  # tokens in the packed rows since the last log line (token-budget batches)
@@ -80,6 +112,15 @@ class LlavaTrainer(Trainer):
         if sampler is not None and hasattr(sampler, "set_epoch"):
             sampler.set_epoch(math.floor(self.state.epoch))
         return super().get_resumed_dataloader(dataloader, num_batches)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The stock loss step, with the logits limited to the supervised positions (see `supervised_logits_loss`)."""
+        if self.compute_loss_func is supervised_logits_loss and "labels" in inputs and not return_outputs:
+            # Without labels the model would default to a cache in eval mode, which hides packed rows' resets.
+            inputs = {**inputs, "logits_to_keep": supervised_positions(inputs["labels"]), "use_cache": False}
+        return super().compute_loss(
+            model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+        )
 
     def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
         if self._budget_sampler is not None:

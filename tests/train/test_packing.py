@@ -11,6 +11,8 @@ import torch
 from llava.data import LlavaOVCollator, LlavaOVDataset, load_manifest
 from llava.model import LlavaOVForConditionalGeneration, LlavaOVProcessor
 from llava.train.train import main as train_main
+from llava.train.train import parse_arguments
+from llava.train.trainer import LlavaTrainer, supervised_positions
 
 from .test_train import _base_args
 
@@ -84,3 +86,47 @@ def test_max_tokens_per_batch_needs_packing(tiny_llava, playground_small, tmp_pa
     args = _base_args(tiny_llava, playground_small, tmp_path / "x", "--max_tokens_per_batch", "700")
     with pytest.raises(ValueError, match="max_tokens_per_batch needs packing: true"):
         train_main(args)
+
+
+@pytest.mark.parametrize("packing", [True, False], ids=["packed", "padded"])
+def test_supervised_logits_loss_equals_the_stock_loss(tiny_llava, playground_small, tmp_path, packing):
+    """The Trainer's loss from the supervised positions' logits only == the model's stock loss over all logits,
+    in value and in gradient, with and without `num_items_in_batch`."""
+    samples, pad_id = _samples(tiny_llava, playground_small)
+    batch = LlavaOVCollator(pad_token_id=pad_id, packing=packing)(samples)
+    args = parse_arguments(_base_args(tiny_llava, playground_small, tmp_path / "x"))[2]
+    model = LlavaOVForConditionalGeneration.from_pretrained(tiny_llava)
+    trainer = LlavaTrainer(model=model, args=args)
+    kept = supervised_positions(batch["labels"])
+    assert 0 < len(kept) < batch["input_ids"].shape[1] // 2  # the prompt and visual tokens are not kept
+    for num_items in (None, torch.tensor(1000)):
+        model.zero_grad()
+        ours = trainer.compute_loss(model, dict(batch), num_items_in_batch=num_items)
+        ours.backward()
+        our_grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+        model.zero_grad()
+        stock = model(**batch, num_items_in_batch=num_items).loss
+        stock.backward()
+        torch.testing.assert_close(ours, stock, rtol=1e-5, atol=1e-6)
+        for name, param in model.named_parameters():
+            if param.grad is not None:
+                torch.testing.assert_close(our_grads[name], param.grad, rtol=1e-4, atol=1e-7, msg=name)
+
+
+def test_token_budget_run_resumed_mid_epoch_equals_a_straight_run(tiny_llava, playground_small, tmp_path):
+    """Deterministic and resumable: 2 steps + resume to 3 trains the same rows as 3 steps in one go."""
+    extra = ("--packing", "true", "--max_tokens_per_batch", "700", "--lr_scheduler_type", "constant",
+             "--warmup_steps", "0", "--train_vision_tower", "false")  # fmt: skip
+
+    def run(out, steps: int, *more: str):
+        args = _base_args(tiny_llava, playground_small, out, *extra, *more)
+        args[args.index("--max_steps") + 1] = str(steps)
+        return train_main(args)
+
+    straight = run(tmp_path / "straight", 3)
+    run(tmp_path / "resumed", 2, "--save_strategy", "steps", "--save_steps", "1")
+    resumed = run(tmp_path / "resumed", 3, "--save_strategy", "steps", "--save_steps", "1")
+    a = LlavaOVForConditionalGeneration.from_pretrained(straight)
+    b = LlavaOVForConditionalGeneration.from_pretrained(resumed)
+    for name, param in a.named_parameters():
+        torch.testing.assert_close(b.get_parameter(name), param, rtol=0, atol=1e-6, msg=name)

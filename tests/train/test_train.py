@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -151,11 +152,17 @@ def test_two_processes_zero3_equals_a_plain_run(tiny_llava, playground_small, tm
     assert log.count("'loss'") >= 2
 
 
-def test_two_processes_lora(tiny_llava, playground_small, tmp_path):
+def test_two_processes_lora_with_token_budget_rows(tiny_llava, playground_small, tmp_path):
+    """LoRA over 2 processes, with token-budget rows: each rank trains its own rows (the sampler deals them; the
+    accelerate shard wrapper must not deal them again), so an epoch is as many steps as a rank has rows."""
     out = tmp_path / "lora2"
-    _torchrun(_base_args(tiny_llava, playground_small, out, "--lora_enable", "true", "--lora_r", "4"),
-              tmp_path / "lora2.log")  # fmt: skip
+    args = _base_args(tiny_llava, playground_small, out, "--lora_enable", "true", "--lora_r", "4", "--packing", "true",
+                      "--max_tokens_per_batch", "700", "--num_train_epochs", "1")  # fmt: skip
+    args[args.index("--max_steps") + 1] = "-1"
+    _torchrun(args, tmp_path / "lora2.log")
     assert (out / "adapter" / "adapter_model.safetensors").is_file() and (out / "model.safetensors").is_file()
+    rows = int(re.search(r"token-budget batches: (\d+) rows", (tmp_path / "lora2.log").read_text()).group(1))
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == rows > 1
 
 
 def test_parts_are_named_consistently(tiny_llava):
