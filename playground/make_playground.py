@@ -131,12 +131,12 @@ def make_images(out: Path, *, count: int, split: str, seed: int) -> tuple[list[d
     return qa, captions
 
 
-def codec_pack(raw: Path, out_dir: Path, jsonl: Path, *, root: Path) -> None:
+def codec_pack(raw: Path, out_dir: Path, jsonl: Path, *, root: Path, square: int = SQUARE, patch: int = PATCH) -> None:
     """Runs the one-step ``cv_reader pack`` (single decode per video) at the playground geometry."""
     command = [
         sys.executable, "-m", "cv_reader", "pack", "--input_json", str(raw), "--video_root", str(root),
-        "--out_image_root", str(out_dir), "--out_jsonl", str(jsonl), "--square_size", str(SQUARE),
-        "--patch", str(PATCH), "--num_images", str(NUM_IMAGES), "--num_workers", "1",
+        "--out_image_root", str(out_dir), "--out_jsonl", str(jsonl), "--square_size", str(square),
+        "--patch", str(patch), "--num_images", str(NUM_IMAGES), "--num_workers", "1",
     ]  # fmt: skip
     logger.info("running %s", " ".join(command))
     subprocess.run(command, check=True)
@@ -150,16 +150,23 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--train-images", type=int, default=96)
     parser.add_argument("--eval-images", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--square", type=int, default=SQUARE, help="mosaic side in pixels")
+    parser.add_argument("--patch", type=int, default=PATCH, help="selection cell side in pixels")
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()  # cv_reader writes the media paths it is given into the JSONL
     out.mkdir(parents=True, exist_ok=True)
 
+    geometry = {"square": args.square, "patch": args.patch}
     train = make_videos(out, count=args.train_videos, split="train", seed=args.seed)
     held_out = make_videos(out, count=args.eval_videos, split="eval", seed=args.seed + 1)
     _write_json(out / "raw_video_train.json", train)
     _write_json(out / "raw_video_eval.json", held_out)
-    codec_pack(out / "raw_video_train.json", out / "codec" / "train", out / "video_train_codec.jsonl", root=out)
-    codec_pack(out / "raw_video_eval.json", out / "codec" / "eval", out / "video_eval_codec.jsonl", root=out)
+    codec_pack(
+        out / "raw_video_train.json", out / "codec" / "train", out / "video_train_codec.jsonl", root=out, **geometry
+    )
+    codec_pack(
+        out / "raw_video_eval.json", out / "codec" / "eval", out / "video_eval_codec.jsonl", root=out, **geometry
+    )
 
     image_qa, captions = make_images(out, count=args.train_images, split="train", seed=args.seed + 2)
     image_eval, _ = make_images(out, count=args.eval_images, split="eval", seed=args.seed + 3)

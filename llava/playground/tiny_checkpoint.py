@@ -5,7 +5,7 @@ The tokenizer is a byte-level BPE trained here with the ``tokenizers`` library o
 ``convert_tokens_to_ids``. The model is assembled through the same path as real weights (an OV-Encoder folder + a
 Qwen3 folder -> ``assemble_from_pretrained``).
 
-``python -m llava.playground.tiny_checkpoint OUT [--image-size 112] [--patch-size 14] [--seed 0]``
+``python -m llava.playground.tiny_checkpoint OUT [--image-size 112] [--video-patch-size 16] [--seed 0]``
 """
 
 from __future__ import annotations
@@ -103,7 +103,9 @@ def build_tiny_checkpoint(
     layer are ~0.05, attention is uniform, and the features move by 1e-4 of their norm when the (t, h, w) of the
     patches change, so the 3-D RoPE (the only way position enters) is invisible and receives almost no gradient
     (issue 11: the default learned colour but not direction). At ``1 / sqrt(width)`` they move by ~5%.
-    LM: :func:`tiny_text_config` with the vocabulary rounded up to a multiple of 64.
+    LM: :func:`tiny_text_config` with the vocabulary rounded up to a multiple of 64, also initialised at
+    ``1 / sqrt(width)``: at 0.02 its attention is uniform too, so the answer position sees the question through
+    1/300 of its weight beside the visual tokens and the model answers every question with the answer prior.
     """
     if image_size % patch_size:
         raise ValueError(f"image_size ({image_size}) must be a multiple of patch_size ({patch_size})")
@@ -112,7 +114,11 @@ def build_tiny_checkpoint(
     vision_fields = {"image_size": image_size, "patch_size": patch_size, **(vision_overrides or {})}
     width = vision_fields.get("hidden_size", onevision_encoder_tiny().hidden_size)
     vision_config = onevision_encoder_tiny(**{"initializer_range": width**-0.5, **vision_fields})
-    text_config = tiny_text_config(_round_up(len(tokenizer), 64), **(text_overrides or {}))
+    text_fields = dict(text_overrides or {})
+    text_width = text_fields.get("hidden_size", tiny_text_config(64).hidden_size)
+    text_config = tiny_text_config(
+        _round_up(len(tokenizer), 64), **{"initializer_range": text_width**-0.5, **text_fields}
+    )
     with tempfile.TemporaryDirectory(prefix="llava_ov_tiny_") as scratch:
         vision_dir, text_dir = Path(scratch, "vision"), Path(scratch, "text")
         build_random_checkpoint(vision_dir, config=vision_config, seed=seed)
@@ -154,9 +160,14 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("out", help="folder to write")
     parser.add_argument("--image-size", type=int, default=112)
     parser.add_argument("--patch-size", type=int, default=14)
+    parser.add_argument("--video-square-size", type=int, default=128, help="codec mosaic side in pixels")
+    parser.add_argument("--video-patch-size", type=int, default=16, help="codec cell side in pixels")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    folder = build_tiny_checkpoint(args.out, image_size=args.image_size, patch_size=args.patch_size, seed=args.seed)
+    folder = build_tiny_checkpoint(
+        args.out, image_size=args.image_size, patch_size=args.patch_size, seed=args.seed,
+        video_square_size=args.video_square_size, video_patch_size=args.video_patch_size,
+    )  # fmt: skip
     logger.info("wrote %s", folder)
     return folder
 
