@@ -1,10 +1,10 @@
 """Builds the embedded playground data through the real pipeline (a few minutes on one CPU core).
 
-    python playground/make_playground.py [--out playground/data] [--train-videos 240] [--eval-videos 64]
+    python playground/make_playground.py [--out playground/data] [--train-videos 600] [--eval-videos 192]
 
 1. synthetic H.264 clips (llava/data/synthetic.py) with motion questions, in the upstream raw format
    (``{"id", "video", "conversations"}`` with a ``<video>`` turn);
-2. ``cv_reader pack``: one decode per clip -> 4 mosaics of 128 px (patch 16: an 8x8 grid each) +
+2. ``cv_reader pack``: one decode per clip -> 4 mosaics of 128 px (32 px cells: a 4x4 grid each) +
    ``positions_thw.npy`` + the training JSONL with the ``<video>`` rewritten into 4 ``<image>`` lines, exactly the
    upstream stage-2 layout at a small geometry so a tiny model trains in minutes;
 3. shape images with captions (image QA for SFT, plain captions for stage 1);
@@ -37,12 +37,14 @@ from llava.data.synthetic import (
     render_shape_image,
     write_video,
 )
+from llava.playground.tiny_checkpoint import PLAYGROUND_GEOMETRY
 
 logger = logging.getLogger("playground")
 
 HERE = Path(__file__).resolve().parent
-# Small codec geometry (spec: codec.md; any square/patch/images triple works with cv_reader).
-SQUARE, PATCH, NUM_IMAGES = 128, 16, 4
+# Small codec geometry (spec: codec.md; any square/patch/images triple works with cv_reader): the tiny checkpoint's.
+SQUARE, PATCH = PLAYGROUND_GEOMETRY["video_square_size"], PLAYGROUND_GEOMETRY["video_patch_size"]
+NUM_IMAGES = 4
 
 
 def _write_json(path: Path, data) -> None:
@@ -145,10 +147,10 @@ def codec_pack(raw: Path, out_dir: Path, jsonl: Path, *, root: Path, square: int
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(HERE / "data"))
-    parser.add_argument("--train-videos", type=int, default=240)
-    parser.add_argument("--eval-videos", type=int, default=64)
-    parser.add_argument("--train-images", type=int, default=96)
-    parser.add_argument("--eval-images", type=int, default=32)
+    parser.add_argument("--train-videos", type=int, default=600)
+    parser.add_argument("--eval-videos", type=int, default=192)
+    parser.add_argument("--train-images", type=int, default=192)
+    parser.add_argument("--eval-images", type=int, default=96)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--square", type=int, default=SQUARE, help="mosaic side in pixels")
     parser.add_argument("--patch", type=int, default=PATCH, help="selection cell side in pixels")

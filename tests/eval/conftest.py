@@ -61,7 +61,7 @@ def sft_checkpoint() -> tuple[Path, Path]:
 
 
 def build_default_sft_checkpoint() -> None:
-    from llava.playground.tiny_checkpoint import build_tiny_checkpoint
+    from llava.playground.tiny_checkpoint import build_playground_checkpoint
     from llava.train.arguments import CONFIG_DIR
     from llava.train.train import main as train_main
     from tests.train.conftest import playground_module
@@ -69,7 +69,7 @@ def build_default_sft_checkpoint() -> None:
     if not (REPO_ROOT / "playground" / "data" / "sft.yaml").is_file():
         playground_module().main(["--out", str(REPO_ROOT / "playground" / "data")])
     if not (REPO_ROOT / "checkpoints" / "llava_ov_tiny" / "model.safetensors").is_file():
-        build_tiny_checkpoint(REPO_ROOT / "checkpoints" / "llava_ov_tiny")
+        build_playground_checkpoint(REPO_ROOT / "checkpoints" / "llava_ov_tiny")
     cwd = os.getcwd()
     os.chdir(REPO_ROOT)  # the shipped config names repository-relative paths, as the script runs it
     try:
