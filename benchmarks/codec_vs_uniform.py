@@ -3,13 +3,13 @@
     python benchmarks/codec_vs_uniform.py [--data playground/data] [--work DIR] [--seed 0] [--max_steps N]
 
 The same tiny random checkpoint, the same playground clips, the same training recipe (`sft_tiny.yaml`: steps,
-learning rates, batch) and the same number of visual tokens per clip (4 images of 8 x 8 patches = 256): one run
-sees each clip as codec mosaics (frame 0 in full + the 192 cells where something changes, each at its own t), the
-other as 4 uniformly sampled frames (t = 0, 21, 42, 63). Both are scored on the same held-out questions. Prints
-the table per question kind with chance, and one closing line of ratios (codec / uniform accuracy).
-The raw clips are decoded while training (`sft_raw_videos.yaml`) by the processor's `video_mode`, so both runs pay
-the decode; the codec run selects patches on the fly with `cv_reader.select_patches`, the same selection as the
-precomputed mosaics of the default run.
+learning rates, batch) and the same number of visual tokens per clip (4 images of 4 x 4 patches = 64, the
+playground geometry): one run sees each clip as codec mosaics (frame 0 in full + the 48 cells where something
+changes, each at its own t), the other as 4 uniformly sampled frames (t = 0, 21, 42, 63). Both are scored on the
+same held-out questions. Prints the table per question kind with chance, and one closing line of ratios (codec /
+uniform accuracy).
+The codec run reads the precomputed mosaics of the default run (`sft.yaml`, `cv_reader pack`); the uniform run
+decodes the same raw clips while training (`sft_raw_videos.yaml`, the processor's `video_mode="uniform"`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import transformers
 from llava.data.synthetic import CHANCE
 from llava.model import LlavaOVProcessor
 from llava.playground.evaluate import EvalArguments, evaluate
-from llava.playground.tiny_checkpoint import build_tiny_checkpoint
+from llava.playground.tiny_checkpoint import build_playground_checkpoint
 from llava.train.train import main as train_main
 
 logger = logging.getLogger("benchmarks.codec_vs_uniform")
@@ -55,11 +55,12 @@ def train_and_score(*, mode: str, data: Path, work: Path, seed: int, max_steps: 
     """Trains the tiny checkpoint with videos read in `mode` (codec | uniform); returns (results, training s)."""
     checkpoint = work / f"tiny_{mode}"
     if not (checkpoint / "model.safetensors").is_file():
-        build_tiny_checkpoint(checkpoint, seed=seed)
+        build_playground_checkpoint(checkpoint, seed=seed)
     # Same weights and geometry; only how a raw clip becomes 4 images + positions differs.
     LlavaOVProcessor.from_pretrained(checkpoint, video_mode=mode).save_pretrained(checkpoint)
+    mixture, videos = ("sft.yaml", "codec") if mode == "codec" else ("sft_raw_videos.yaml", "raw")
     argv = [
-        str(CONFIG), "--model_name_or_path", str(checkpoint), "--data_path", str(data / "sft_raw_videos.yaml"),
+        str(CONFIG), "--model_name_or_path", str(checkpoint), "--data_path", str(data / mixture),
         "--output_dir", str(work / f"sft_{mode}"), "--seed", str(seed),
     ]  # fmt: skip
     if max_steps:
@@ -67,7 +68,7 @@ def train_and_score(*, mode: str, data: Path, work: Path, seed: int, max_steps: 
     start = time.perf_counter()
     output = train_main(argv)
     seconds = time.perf_counter() - start
-    results = evaluate(EvalArguments(model_path=str(output), data=str(data), videos="raw"))
+    results = evaluate(EvalArguments(model_path=str(output), data=str(data), videos=videos))
     return results, seconds
 
 
@@ -85,7 +86,7 @@ def format_comparison(codec: dict, uniform: dict) -> str:
         for kind in MOTION_KINDS
         if kind in codec
     )
-    lines.append(f"codec / uniform accuracy at equal visual tokens (256 per clip): {ratios}")
+    lines.append(f"codec / uniform accuracy at equal visual tokens (64 per clip): {ratios}")
     return "\n".join(lines)
 
 

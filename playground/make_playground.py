@@ -1,10 +1,10 @@
 """Builds the embedded playground data through the real pipeline (a few minutes on one CPU core).
 
-    python playground/make_playground.py [--out playground/data] [--train-videos 240] [--eval-videos 64]
+    python playground/make_playground.py [--out playground/data] [--train-videos 600] [--eval-videos 192]
 
 1. synthetic H.264 clips (llava/data/synthetic.py) with motion questions, in the upstream raw format
    (``{"id", "video", "conversations"}`` with a ``<video>`` turn);
-2. ``cv_reader pack``: one decode per clip -> 4 mosaics of 128 px (patch 16: an 8x8 grid each) +
+2. ``cv_reader pack``: one decode per clip -> 4 mosaics of 128 px (32 px cells: a 4x4 grid each) +
    ``positions_thw.npy`` + the training JSONL with the ``<video>`` rewritten into 4 ``<image>`` lines, exactly the
    upstream stage-2 layout at a small geometry so a tiny model trains in minutes;
 3. shape images with captions (image QA for SFT, plain captions for stage 1);
@@ -37,12 +37,14 @@ from llava.data.synthetic import (
     render_shape_image,
     write_video,
 )
+from llava.playground.tiny_checkpoint import PLAYGROUND_GEOMETRY
 
 logger = logging.getLogger("playground")
 
 HERE = Path(__file__).resolve().parent
-# Small codec geometry (spec: codec.md; any square/patch/images triple works with cv_reader).
-SQUARE, PATCH, NUM_IMAGES = 128, 16, 4
+# Small codec geometry (spec: codec.md; any square/patch/images triple works with cv_reader): the tiny checkpoint's.
+SQUARE, PATCH = PLAYGROUND_GEOMETRY["video_square_size"], PLAYGROUND_GEOMETRY["video_patch_size"]
+NUM_IMAGES = 4
 
 
 def _write_json(path: Path, data) -> None:
@@ -129,12 +131,12 @@ def make_images(out: Path, *, count: int, split: str, seed: int) -> tuple[list[d
     return qa, captions
 
 
-def codec_pack(raw: Path, out_dir: Path, jsonl: Path, *, root: Path) -> None:
+def codec_pack(raw: Path, out_dir: Path, jsonl: Path, *, root: Path, square: int = SQUARE, patch: int = PATCH) -> None:
     """Runs the one-step ``cv_reader pack`` (single decode per video) at the playground geometry."""
     command = [
         sys.executable, "-m", "cv_reader", "pack", "--input_json", str(raw), "--video_root", str(root),
-        "--out_image_root", str(out_dir), "--out_jsonl", str(jsonl), "--square_size", str(SQUARE),
-        "--patch", str(PATCH), "--num_images", str(NUM_IMAGES), "--num_workers", "1",
+        "--out_image_root", str(out_dir), "--out_jsonl", str(jsonl), "--square_size", str(square),
+        "--patch", str(patch), "--num_images", str(NUM_IMAGES), "--num_workers", "1",
     ]  # fmt: skip
     logger.info("running %s", " ".join(command))
     subprocess.run(command, check=True)
@@ -143,21 +145,28 @@ def codec_pack(raw: Path, out_dir: Path, jsonl: Path, *, root: Path) -> None:
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(HERE / "data"))
-    parser.add_argument("--train-videos", type=int, default=240)
-    parser.add_argument("--eval-videos", type=int, default=64)
-    parser.add_argument("--train-images", type=int, default=96)
-    parser.add_argument("--eval-images", type=int, default=32)
+    parser.add_argument("--train-videos", type=int, default=600)
+    parser.add_argument("--eval-videos", type=int, default=192)
+    parser.add_argument("--train-images", type=int, default=192)
+    parser.add_argument("--eval-images", type=int, default=96)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--square", type=int, default=SQUARE, help="mosaic side in pixels")
+    parser.add_argument("--patch", type=int, default=PATCH, help="selection cell side in pixels")
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()  # cv_reader writes the media paths it is given into the JSONL
     out.mkdir(parents=True, exist_ok=True)
 
+    geometry = {"square": args.square, "patch": args.patch}
     train = make_videos(out, count=args.train_videos, split="train", seed=args.seed)
     held_out = make_videos(out, count=args.eval_videos, split="eval", seed=args.seed + 1)
     _write_json(out / "raw_video_train.json", train)
     _write_json(out / "raw_video_eval.json", held_out)
-    codec_pack(out / "raw_video_train.json", out / "codec" / "train", out / "video_train_codec.jsonl", root=out)
-    codec_pack(out / "raw_video_eval.json", out / "codec" / "eval", out / "video_eval_codec.jsonl", root=out)
+    codec_pack(
+        out / "raw_video_train.json", out / "codec" / "train", out / "video_train_codec.jsonl", root=out, **geometry
+    )
+    codec_pack(
+        out / "raw_video_eval.json", out / "codec" / "eval", out / "video_eval_codec.jsonl", root=out, **geometry
+    )
 
     image_qa, captions = make_images(out, count=args.train_images, split="train", seed=args.seed + 2)
     image_eval, _ = make_images(out, count=args.eval_images, split="eval", seed=args.seed + 3)

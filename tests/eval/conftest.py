@@ -63,14 +63,14 @@ def sft_checkpoint(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def build_sft_checkpoint(root: Path) -> tuple[Path, Path]:
-    from llava.playground.tiny_checkpoint import build_tiny_checkpoint
+    from llava.playground.tiny_checkpoint import build_playground_checkpoint
     from llava.train.arguments import CONFIG_DIR
     from llava.train.train import main as train_main
     from tests.train.conftest import playground_module
 
     playground, tiny, sft = root / "playground", root / "llava_ov_tiny", root / "llava_ov_tiny_sft"
     playground_module().main(["--out", str(playground)])
-    build_tiny_checkpoint(tiny)
+    build_playground_checkpoint(tiny)
     # The shipped config with its repository-relative paths replaced by the temporary ones.
     train_main([str(Path(CONFIG_DIR) / "sft_tiny.yaml"), "--model_name_or_path", str(tiny),
                 "--data_path", str(playground / "sft.yaml"), "--output_dir", str(sft)])  # fmt: skip

@@ -16,7 +16,7 @@ from llava.data.synthetic import ClipSpec, render_clip, write_video
 from llava.model import LlavaOVForConditionalGeneration, LlavaOVProcessor
 from llava.model.llava_ov.video_inputs import VideoFrames
 from llava.playground.evaluate import EvalArguments, evaluate, first_word
-from llava.playground.tiny_checkpoint import build_tiny_checkpoint
+from llava.playground.tiny_checkpoint import build_playground_checkpoint
 from llava.train.train import main as train_main
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +34,7 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     from make_playground import main as make_playground
 
     data = make_playground(["--out", str(root / "data")])
-    checkpoint = build_tiny_checkpoint(root / "tiny")
+    checkpoint = build_playground_checkpoint(root / "tiny")
     output = train_main([str(CONFIG), "--model_name_or_path", str(checkpoint), "--data_path",
                          str(data / "sft.yaml"), "--output_dir", str(root / "sft")])  # fmt: skip
     return output, data
