@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from .media import set_image_pixel_limit
 from .session import ChatEngine
 
 logger = logging.getLogger(__name__)
@@ -76,3 +77,15 @@ def engine_from_arguments(args: argparse.Namespace) -> ChatEngine:
         resolve_model_path(args.model_path), max_new_tokens=args.max_new_tokens, temperature=args.temperature,
         allow_pickle=args.allow_pickle,
     )  # fmt: skip
+
+
+def engine_or_report(args: argparse.Namespace) -> ChatEngine | None:
+    """The front ends' start: the image pixel limit of `--max-image-pixels`, then the engine; None (after one
+    error line in the log) when the model cannot be loaded, so the caller exits with status 2."""
+    set_image_pixel_limit(args.max_image_pixels)
+    try:
+        return engine_from_arguments(args)
+    except Exception as error:  # noqa: BLE001 - no checkpoint there, pickle weights refused, a bad config, ...
+        logger.debug("loading the model failed", exc_info=True)
+        logger.error("cannot load the model: %s", error)
+        return None

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from .checkpoint import add_model_arguments, engine_from_arguments
-from .media import MediaError, add_media_arguments, set_image_pixel_limit
+from .checkpoint import add_model_arguments, engine_or_report
+from .media import MediaError, add_media_arguments
 from .session import ChatSession
 
 logger = logging.getLogger("llava.serve.cli")
@@ -156,12 +156,8 @@ class Terminal:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = parse_args(argv)
-    set_image_pixel_limit(args.max_image_pixels)
-    try:
-        engine = engine_from_arguments(args)
-    except Exception as error:  # noqa: BLE001 - no checkpoint there, pickle weights refused, a bad config, ...
-        logger.debug("loading the model failed", exc_info=True)
-        logger.error("cannot load the model: %s", error)
+    engine = engine_or_report(args)
+    if engine is None:
         return 2
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _terminate)

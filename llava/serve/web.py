@@ -30,8 +30,8 @@ from typing import Any
 
 import gradio as gr
 
-from .checkpoint import add_model_arguments, engine_from_arguments
-from .media import DEFAULT_MAX_IMAGE_PIXELS, MediaError, add_media_arguments, set_image_pixel_limit
+from .checkpoint import add_model_arguments, engine_or_report
+from .media import DEFAULT_MAX_IMAGE_PIXELS, MediaError, add_media_arguments
 from .session import ChatEngine, ChatSession
 
 logger = logging.getLogger("llava.serve.web")
@@ -276,12 +276,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; serves until interrupted (Ctrl-C or SIGTERM), then removes the server's folder."""
     args = parse_args(argv)
-    set_image_pixel_limit(args.max_image_pixels)
-    try:
-        engine = engine_from_arguments(args)
-    except Exception as error:  # noqa: BLE001 - no checkpoint there, pickle weights refused, a bad config, ...
-        logger.debug("loading the model failed", exc_info=True)
-        logger.error("cannot load the model: %s", error)
+    engine = engine_or_report(args)
+    if engine is None:
         return 2
     # SIGTERM (a service manager, `kill`) stops the server like Ctrl-C, so the temporary folder goes too.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
