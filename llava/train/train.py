@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> Path:
         dataset.prepare(progress=training_args.should_log)
     sampler = None
     if data_args.group_by_cost or data_args.max_tokens_per_batch:
-        sampler = build_train_sampler(dataset.token_costs(), data_args=data_args, training_args=training_args)
+        sampler = build_train_sampler(dataset.estimated_costs(), data_args=data_args, training_args=training_args)
     collator = LlavaOVCollator(pad_token_id=processor.tokenizer.pad_token_id, packing=data_args.packing)
     trainer = LlavaTrainer(
         model=model, args=training_args, train_dataset=dataset, data_collator=collator, processing_class=processor,
