@@ -157,7 +157,7 @@ def test_two_processes_lora_with_token_budget_rows(tiny_llava, playground_small,
     accelerate shard wrapper must not deal them again), so an epoch is as many steps as a rank has rows."""
     out = tmp_path / "lora2"
     args = _base_args(tiny_llava, playground_small, out, "--lora_enable", "true", "--lora_r", "4", "--packing", "true",
-                      "--max_tokens_per_batch", "700", "--num_train_epochs", "1")  # fmt: skip
+                      "--max_tokens_per_batch", "300", "--num_train_epochs", "1")  # fmt: skip
     args[args.index("--max_steps") + 1] = "-1"
     _torchrun(args, tmp_path / "lora2.log")
     assert (out / "adapter" / "adapter_model.safetensors").is_file() and (out / "model.safetensors").is_file()
