@@ -61,6 +61,7 @@ def test_default_learns_the_direction(held_out):
     assert held_out["direction"]["accuracy"] >= DIRECTION_MINIMUM, held_out["direction"]
 
 
+@pytest.mark.xfail(strict=True, reason="issue 11: the default does not learn the direction (see above)")
 def test_time_mirrored_clips_get_different_directions(trained, tmp_path):
     output, _ = trained
     processor = LlavaOVProcessor.from_pretrained(output)
@@ -78,5 +79,6 @@ def test_time_mirrored_clips_get_different_directions(trained, tmp_path):
             batch = processor([question], videos=[[video]], add_generation_prompt=True)
             with torch.inference_mode():
                 generated = model.generate(**batch, max_new_tokens=4, do_sample=False)
-            answers[name] = first_word(processor.decode(generated[0, batch["input_ids"].shape[1] :]))
+            reply = processor.decode(generated[0, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+            answers[name] = first_word(reply)
     assert answers["right"] != answers["right_reversed"] and answers["down"] != answers["down_reversed"], answers
