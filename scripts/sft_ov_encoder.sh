@@ -2,7 +2,8 @@
 # SFT of the LLaVA-OV model (OneVision-Encoder -> projector -> Qwen3).
 #
 # With no environment: builds the tiny random checkpoint and the playground data when missing (a few minutes),
-# trains on the CPU (1200 steps, under 3 minutes on 2 cores) and prints the held-out playground accuracy.
+# trains on the CPU (1200 steps, ~140 CPU-seconds: under 3 minutes on 2 cores) and prints the held-out
+# playground accuracy.
 #
 # Real runs (any of these; extra arguments are passed to `python -m llava.train` as overrides):
 #   CONFIG          YAML of training arguments      (default: llava/train/configs/sft_tiny.yaml, or
