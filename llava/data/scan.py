@@ -153,6 +153,15 @@ class _Geometry:
         self.raw_video_tokens = processor.count_video_tokens()
         self.roots: dict[int, str] = {}
         self.blocks: dict[int, str] = {}
+        # `processor.visual` builds its preprocessor per call (its settings may change between calls); during one
+        # scan they do not, so the token count of each (frames, grid) is computed once.
+        self.video_tokens: dict[tuple[int, int], int] = {}
+
+    def count_video_tokens(self, *, num_frames: int, grid: int) -> int:
+        key = (num_frames, grid)
+        if key not in self.video_tokens:
+            self.video_tokens[key] = self.processor.count_video_tokens(num_frames=num_frames, grid=grid)
+        return self.video_tokens[key]
 
     def root(self, media_root: Path) -> str:
         key = id(media_root)
@@ -187,7 +196,7 @@ def _sample_cost(sample: dict[str, Any], source: str, media_root: Path, geometry
             inputs_from_sample(sample, source=source, media_root=media_root)  # raises the loader's error, if any
         rows = positions_rows(os.path.join(geometry.root(media_root), positions))
         grid = positions_grid(rows, num_frames=frames)
-        return geometry.processor.count_video_tokens(num_frames=frames, grid=grid), num_chars, len(texts)
+        return geometry.count_video_tokens(num_frames=frames, grid=grid), num_chars, len(texts)
     if sample.get("video") is None and no_video_marker and num_image_markers == len(images):
         if geometry.fixed_image_tokens is not None:
             return geometry.fixed_image_tokens * len(images), num_chars, len(texts)
