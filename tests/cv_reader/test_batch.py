@@ -22,6 +22,8 @@ from cv_reader.cli import build_parser, load_dataset, main
 from .synth import moving_object_clip
 
 SMALL = ["--T", "8", "--num_images", "2", "--square_size", "64", "--patch", "16"]
+# the same small geometry in stage 1's (upstream) option names
+STAGE1_SMALL = ["--sequence_length", "8", "--keep_frames_equiv", "2", "--square_size", "64"]
 CONV = [{"from": "human", "value": "<video>\nWhat moves?"}, {"from": "gpt", "value": "A square."}]
 
 
@@ -167,12 +169,7 @@ def test_unsafe_ids_stay_inside_the_output_root(tiny_dataset, tmp_path):
                 str(root),
                 "--video_root",
                 str(tiny_dataset),
-                "--sequence_length",
-                "8",
-                "--keep_frames_equiv",
-                "2",
-                "--square_size",
-                "64",
+                *STAGE1_SMALL,
                 "--num_workers",
                 "0",
             ]
@@ -313,12 +310,7 @@ def test_stale_temp_files_are_removed(tiny_dataset, tmp_path):
                 str(tiny_dataset / "data.json"),
                 "--out_root",
                 str(out),
-                "--sequence_length",
-                "8",
-                "--keep_frames_equiv",
-                "2",
-                "--square_size",
-                "64",
+                *STAGE1_SMALL,
                 "--num_workers",
                 "0",
             ]
@@ -384,12 +376,7 @@ def test_write_positions_and_first_full_options(tiny_dataset, tmp_path):
                 *base,
                 "--out_root",
                 str(stage1),
-                "--sequence_length",
-                "8",
-                "--keep_frames_equiv",
-                "2",
-                "--square_size",
-                "64",
+                *STAGE1_SMALL,
                 "--no-keep_first_full_frame",
             ]
         )
@@ -406,12 +393,7 @@ def test_write_positions_and_first_full_options(tiny_dataset, tmp_path):
                 *base,
                 "--out_root",
                 str(tmp_path / "s3"),
-                "--sequence_length",
-                "8",
-                "--keep_frames_equiv",
-                "2",
-                "--square_size",
-                "64",
+                *STAGE1_SMALL,
                 "--padding_policy",
                 "exclude",
             ]
