@@ -2,11 +2,11 @@
 
     python benchmarks/codec_vs_uniform.py [--data playground/data] [--work DIR] [--seed 0] [--max_steps N]
 
-The same tiny random checkpoint, the same playground clips, the same training recipe (`sft_tiny.yaml`: steps,
-learning rates, batch) and the same number of visual tokens per clip (4 images of 4 x 4 patches = 64, the
-playground geometry): one run sees each clip as codec mosaics (frame 0 in full + the 48 cells where something
-changes, each at its own t), the other as 4 uniformly sampled frames (t = 0, 21, 42, 63). Both are scored on the
-same held-out questions. Prints the table per question kind with chance, and one closing line of ratios (codec /
+The same tiny random checkpoint, the same playground clips, the same training recipe (stage 0 encoder motion
+pretraining, then `sft_tiny.yaml`: steps, learning rates, batch) and the same number of visual tokens per clip (4
+images of 4 x 4 patches = 64, the playground geometry): one run sees each clip as codec mosaics (frame 0 in full +
+the 48 cells where something changes, each at its own t), the other as 4 uniformly sampled frames (t = 0, 21, 42,
+63). Both are scored on the same held-out questions. Prints the table per question kind with chance, and one closing line of ratios (codec /
 uniform accuracy).
 The codec run reads the precomputed mosaics of the default run (`sft.yaml`, `cv_reader pack`); the uniform run
 decodes the same raw clips while training (`sft_raw_videos.yaml`, the processor's `video_mode="uniform"`).
@@ -30,6 +30,7 @@ import transformers
 from llava.data.synthetic import CHANCE
 from llava.model import LlavaOVProcessor
 from llava.playground.evaluate import EvalArguments, evaluate
+from llava.playground.pretrain_encoder import PretrainArguments, pretrain
 from llava.playground.tiny_checkpoint import build_playground_checkpoint
 from llava.train.train import main as train_main
 
@@ -59,13 +60,18 @@ def train_and_score(*, mode: str, data: Path, work: Path, seed: int, max_steps: 
     # Same weights and geometry; only how a raw clip becomes 4 images + positions differs.
     LlavaOVProcessor.from_pretrained(checkpoint, video_mode=mode).save_pretrained(checkpoint)
     mixture, videos = ("sft.yaml", "codec") if mode == "codec" else ("sft_raw_videos.yaml", "raw")
+    start = time.perf_counter()
+    # Stage 0 as in the default run, on the same clips seen the arm's way (mosaics, or 4 uniform frames).
+    pretrained = pretrain(PretrainArguments(
+        model_path=str(checkpoint), output_dir=str(work / f"tiny_{mode}_motion"), data=str(data), videos=videos,
+        seed=seed,
+    ))  # fmt: skip
     argv = [
-        str(CONFIG), "--model_name_or_path", str(checkpoint), "--data_path", str(data / mixture),
+        str(CONFIG), "--model_name_or_path", str(pretrained), "--data_path", str(data / mixture),
         "--output_dir", str(work / f"sft_{mode}"), "--seed", str(seed),
     ]  # fmt: skip
     if max_steps:
         argv += ["--max_steps", str(max_steps)]
-    start = time.perf_counter()
     output = train_main(argv)
     seconds = time.perf_counter() - start
     results = evaluate(EvalArguments(model_path=str(output), data=str(data), videos=videos))
