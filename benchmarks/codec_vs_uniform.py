@@ -6,8 +6,8 @@ The same tiny random checkpoint, the same playground clips, the same training re
 pretraining, then `sft_tiny.yaml`: steps, learning rates, batch) and the same number of visual tokens per clip (4
 images of 4 x 4 patches = 64, the playground geometry): one run sees each clip as codec mosaics (frame 0 in full +
 the 48 cells where something changes, each at its own t), the other as 4 uniformly sampled frames (t = 0, 21, 42,
-63). Both are scored on the same held-out questions. Prints the table per question kind with chance, and one closing line of ratios (codec /
-uniform accuracy).
+63). Both are scored on the same held-out questions. Prints the table per question kind with chance, and one
+closing line of ratios (codec / uniform accuracy).
 The codec run reads the precomputed mosaics of the default run (`sft.yaml`, `cv_reader pack`); the uniform run
 decodes the same raw clips while training (`sft_raw_videos.yaml`, the processor's `video_mode="uniform"`).
 """

@@ -37,7 +37,8 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
 
     data = make_playground(["--out", str(root / "data")])
     checkpoint = build_playground_checkpoint(root / "tiny")
-    checkpoint = pretrain(PretrainArguments(model_path=str(checkpoint), output_dir=str(root / "motion"), data=str(data)))
+    motion = PretrainArguments(model_path=str(checkpoint), output_dir=str(root / "motion"), data=str(data))
+    checkpoint = pretrain(motion)
     output = train_main([str(CONFIG), "--model_name_or_path", str(checkpoint), "--data_path",
                          str(data / "sft.yaml"), "--output_dir", str(root / "sft")])  # fmt: skip
     return output, data
