@@ -17,6 +17,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -30,13 +31,23 @@ from llava.model import LlavaOVForConditionalGeneration, LlavaOVProcessor
 logger = logging.getLogger("llava.playground.evaluate")
 
 
+def data_option() -> Any:
+    """The `--data` option of the playground commands."""
+    return field(default="playground/data", metadata={"help": "the playground data folder"})
+
+
+def videos_option() -> Any:
+    """The `--videos` option of the playground commands: how the clips reach the model."""
+    return field(
+        default="codec", metadata={"help": "codec (precomputed mosaics) or raw (clips, the processor's video_mode)"}
+    )
+
+
 @dataclass
 class EvalArguments:
     model_path: str = field(metadata={"help": "a LLaVA-OV checkpoint folder"})
-    data: str = field(default="playground/data", metadata={"help": "the playground data folder"})
-    videos: str = field(
-        default="codec", metadata={"help": "codec (precomputed mosaics) or raw (clips, the processor's video_mode)"}
-    )
+    data: str = data_option()
+    videos: str = videos_option()
     batch_size: int = 16
     max_new_tokens: int = 6
     limit: int | None = field(default=None, metadata={"help": "score only the first N questions"})

@@ -37,6 +37,7 @@ from llava.data import load_manifest
 from llava.data.samples import sample_inputs
 from llava.data.synthetic import DIRECTIONS
 from llava.model import LlavaOVForConditionalGeneration, LlavaOVProcessor
+from llava.playground.evaluate import data_option, videos_option
 
 logger = logging.getLogger("llava.playground.pretrain_encoder")
 
@@ -45,10 +46,8 @@ logger = logging.getLogger("llava.playground.pretrain_encoder")
 class PretrainArguments:
     model_path: str = field(metadata={"help": "the tiny LLaVA-OV checkpoint folder (its encoder is trained)"})
     output_dir: str = field(metadata={"help": "where the checkpoint with the pretrained encoder is written"})
-    data: str = field(default="playground/data", metadata={"help": "the playground data folder"})
-    videos: str = field(
-        default="codec", metadata={"help": "codec (precomputed mosaics) or raw (clips, the processor's video_mode)"}
-    )
+    data: str = data_option()
+    videos: str = videos_option()
     steps: int = 1500
     batch_size: int = 16
     learning_rate: float = 1e-3
