@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,13 +56,14 @@ class PretrainArguments:
 TRAIN_FILES = {"codec": "video_train_codec.jsonl", "raw": "raw_video_train.json"}
 
 
-def load_clips(model_path: str | Path, data: str | Path, *, videos: str = "codec") -> tuple[list, list, torch.Tensor]:
+def load_clips(
+    processor: LlavaOVProcessor, data: str | Path, *, videos: str = "codec"
+) -> tuple[list, list, torch.Tensor]:
     """(pixel values, positions, displacement [N, 2]) of every training clip, preprocessed once. `videos`: the
-    precomputed codec mosaics, or the raw clips read by the checkpoint processor's `video_mode` (codec or uniform)."""
+    precomputed codec mosaics, or the raw clips read by the processor's `video_mode` (codec or uniform)."""
     if videos not in TRAIN_FILES:
         raise ValueError(f"videos must be one of {sorted(TRAIN_FILES)}, got {videos!r}")
     data = Path(data)
-    processor = LlavaOVProcessor.from_pretrained(model_path)
     meta = {sample["id"]: sample["meta"] for sample in json.loads((data / "raw_video_train.json").read_text())}
     manifest = load_manifest(data / TRAIN_FILES[videos])
     pixels, positions, targets = [], [], []
@@ -124,7 +124,8 @@ def pretrain(args: PretrainArguments) -> Path:
     """Stage 0 on the playground's training clips; writes the checkpoint with the trained encoder to `output_dir`."""
     torch.manual_seed(args.seed)
     model = LlavaOVForConditionalGeneration.from_pretrained(args.model_path)
-    clips = load_clips(args.model_path, args.data, videos=args.videos)
+    processor = LlavaOVProcessor.from_pretrained(args.model_path)
+    clips = load_clips(processor, args.data, videos=args.videos)
     if len(clips[2]) < args.batch_size:
         raise ValueError(f"{args.data}: {len(clips[2])} training clips, fewer than one batch of {args.batch_size}")
     losses = train_encoder(
@@ -133,11 +134,8 @@ def pretrain(args: PretrainArguments) -> Path:
     model.eval()
     out = Path(args.output_dir)
     with atomic_folder(out) as scratch:  # a killed run leaves no half-written checkpoint for the next one to reuse
-        model.save_pretrained(scratch)
-        for name in ("generation_config.json", "tokenizer.json", "tokenizer_config.json", "processor_config.json"):
-            source = Path(args.model_path, name)
-            if source.is_file():
-                shutil.copyfile(source, scratch / name)
+        model.save_pretrained(scratch)  # with its generation config
+        processor.save_pretrained(scratch)
     tail = losses[-50:]
     logger.info("wrote %s (encoder pretrained for %d steps, mean loss of the last %d: %.4f)", out, args.steps,
                 len(tail), sum(tail) / max(len(tail), 1))  # fmt: skip

@@ -36,7 +36,7 @@ def tiny(tmp_path_factory) -> Path:
 
 
 def test_targets_follow_the_clip_motion(playground, tiny):
-    pixels, positions, targets = load_clips(tiny, playground)
+    pixels, positions, targets = load_clips(LlavaOVProcessor.from_pretrained(tiny), playground)
     assert len(pixels) == len(positions) == len(targets) == 9
     # 9 balanced clips: three static (0, 0), the others one unit step along one axis.
     assert int((targets.abs().sum(1) == 0).sum()) == 3
@@ -47,7 +47,8 @@ def test_targets_follow_the_clip_motion(playground, tiny):
 def test_the_encoder_fits_the_motion_of_its_clips(playground, tiny):
     torch.manual_seed(0)
     tower = LlavaOVForConditionalGeneration.from_pretrained(tiny).model.vision_tower
-    losses = train_encoder(tower, load_clips(tiny, playground), steps=120, batch_size=4, learning_rate=2e-3)
+    clips = load_clips(LlavaOVProcessor.from_pretrained(tiny), playground)
+    losses = train_encoder(tower, clips, steps=120, batch_size=4, learning_rate=2e-3)
     first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
     assert last < 0.5 * first, (first, last)
 
