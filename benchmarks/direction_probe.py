@@ -26,6 +26,7 @@ from llava.data import load_manifest
 from llava.data.samples import sample_inputs
 from llava.data.synthetic import DIRECTIONS
 from llava.model import LlavaOVForConditionalGeneration, LlavaOVProcessor
+from llava.playground.pretrain_encoder import pooled
 
 logger = logging.getLogger("benchmarks.direction_probe")
 
@@ -56,7 +57,7 @@ def clip_features(
         slopes = [np.polyfit(cells[:, 0], cells[:, axis], 1)[0] for axis in (1, 2)]
         features[0].append(np.array(slopes))
         for stage, tokens in ((1, encoded), (2, projected)):
-            features[stage].append(torch.cat([tokens[later].mean(0), tokens[~later].mean(0)]).numpy())
+            features[stage].append(pooled(tokens[None], positions[None])[0].numpy())  # as stage 0's read-out
         labels.append(list(DIRECTIONS).index(direction))
     return [np.stack(stage) for stage in features], np.array(labels)
 
