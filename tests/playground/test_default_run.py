@@ -5,7 +5,6 @@ time-mirrored clips differently. Slow: builds the playground and trains for a fe
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from llava.playground.evaluate import EvalArguments, evaluate, first_word
 from llava.playground.pretrain_encoder import PretrainArguments, pretrain
 from llava.playground.tiny_checkpoint import build_playground_checkpoint
 from llava.train.train import main as train_main
+from tests.train.conftest import playground_module
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG = REPO_ROOT / "llava" / "train" / "configs" / "sft_tiny.yaml"
@@ -32,10 +32,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("default")
-    sys.path.insert(0, str(REPO_ROOT / "playground"))
-    from make_playground import main as make_playground
-
-    data = make_playground(["--out", str(root / "data")])
+    data = playground_module().main(["--out", str(root / "data")])
     checkpoint = build_playground_checkpoint(root / "tiny")
     motion = PretrainArguments(model_path=str(checkpoint), output_dir=str(root / "motion"), data=str(data))
     checkpoint = pretrain(motion)

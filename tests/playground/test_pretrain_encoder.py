@@ -3,7 +3,6 @@ their displacement, changes only the encoder, and writes a checkpoint the SFT an
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -13,17 +12,13 @@ from safetensors.torch import load_file
 from llava.model import LlavaOVForConditionalGeneration, LlavaOVProcessor
 from llava.playground.pretrain_encoder import PretrainArguments, load_clips, pretrain, train_encoder
 from llava.playground.tiny_checkpoint import build_playground_checkpoint
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.train.conftest import playground_module
 
 
 @pytest.fixture(scope="module")
 def playground(tmp_path_factory) -> Path:
-    spec = importlib.util.spec_from_file_location("make_playground", REPO_ROOT / "playground" / "make_playground.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     sizes = ["--train-videos", "9", "--eval-videos", "1", "--train-images", "2", "--eval-images", "1"]
-    data = module.main(["--out", str(tmp_path_factory.mktemp("pg")), *sizes])
+    data = playground_module().main(["--out", str(tmp_path_factory.mktemp("pg")), *sizes])
     # Stage 0 must never read the held-out clips.
     for name in ("video_eval_codec.jsonl", "raw_video_eval.json", "image_eval.json"):
         (data / name).unlink()

@@ -5,7 +5,6 @@ conversion's upstream path and pickle refusal are covered in tests/model/test_ll
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -21,17 +20,13 @@ from llava.model.safe_weights import PickleWeightsError
 from llava.serve import ChatEngine, ChatSession
 from llava.train.arguments import CONFIG_DIR
 from llava.train.train import main as train_main
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.train.conftest import playground_module
 
 
 @pytest.fixture(scope="module")
 def playground(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    spec = importlib.util.spec_from_file_location("make_playground", REPO_ROOT / "playground" / "make_playground.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     sizes = ["--train-videos", "4", "--eval-videos", "1", "--train-images", "4", "--eval-images", "1"]
-    return module.main(["--out", str(tmp_path_factory.mktemp("playground")), *sizes])
+    return playground_module().main(["--out", str(tmp_path_factory.mktemp("playground")), *sizes])
 
 
 def _train(config: str, checkpoint: Path, data: Path, out: Path, *extra: str) -> Path:
