@@ -87,10 +87,11 @@ def compensate_motion(
     extra_modes: int = 0,
     mode_share: float = 0.35,
 ) -> np.ndarray:
-    """Magnitude [h, w] of `motion` [h, w, 2] (pixels) after removing the global (camera) motion.
+    """Magnitude [B, h, w] of `motion` [B, h, w, 2] (pixels, a batch of frames) after removing each frame's global
+    (camera) motion.
 
     Args:
-        valid: blocks that enter the camera estimate; blocks outside get magnitude 0.
+        valid: bool [B, h, w], blocks that enter the camera estimate; blocks outside get magnitude 0.
         mode: "median" (spec 4), "mean" or "none".
         extra_modes, mode_share: up to `extra_modes` further vectors shared by at least `mode_share` of the valid
             blocks also count as camera motion (magnitude = distance to the nearest camera vector).
@@ -103,43 +104,71 @@ def compensate_motion(
         raise ValueError(f"mv_compensate must be median, mean or none, got {mode!r}")
     if truncate not in ("before", "after", "none"):
         raise ValueError(f"mv_truncate must be before, after or none, got {truncate!r}")
+    count = motion.shape[0]
     vx, vy = motion[..., 0], motion[..., 1]
     if truncate == "before":
         vx, vy = np.trunc(vx), np.trunc(vy)
-    if mode != "none" and valid.any():
+    if mode != "none":
         reduce = np.median if mode == "median" else np.mean
-        vx = vx - reduce(vx[valid])
-        vy = vy - reduce(vy[valid])
+        if valid.all():  # the whole grid of every frame: one call for the batch
+            camera_x = reduce(vx.reshape(count, -1), axis=1)[:, None, None]
+            camera_y = reduce(vy.reshape(count, -1), axis=1)[:, None, None]
+        else:
+            camera_x = np.zeros((count, 1, 1), vx.dtype)
+            camera_y = np.zeros((count, 1, 1), vy.dtype)
+            for n in np.flatnonzero(valid.reshape(count, -1).any(axis=1)).tolist():
+                camera_x[n] = reduce(vx[n][valid[n]])
+                camera_y[n] = reduce(vy[n][valid[n]])
+        vx, vy = vx - camera_x, vy - camera_y
     if truncate == "after":
         vx, vy = np.trunc(vx), np.trunc(vy)
     mag = np.sqrt(vx * vx + vy * vy)
-    if extra_modes > 0 and valid.any():
-        # Vectors into different reference frames (unknown: `source` is only a direction) give several "camera"
-        # vectors in one frame; a block matching any dominant vector is background.
-        keys = np.round(vx[valid]).astype(np.int64) * 65536 + np.round(vy[valid]).astype(np.int64)
-        values, counts = np.unique(keys, return_counts=True)
-        order = np.argsort(-counts)
-        for idx in order[1 : 1 + extra_modes]:
-            if counts[idx] < mode_share * keys.size:
-                break
-            mx, my = divmod(int(values[idx]) + 32768, 65536)
-            my -= 32768
-            mag = np.minimum(mag, np.sqrt((vx - mx) ** 2 + (vy - my) ** 2))
+    if extra_modes > 0:
+        for n in range(count):
+            mag[n] = _other_camera_modes(vx[n], vy[n], mag[n], valid[n], extra_modes=extra_modes, share=mode_share)
     return np.where(valid, mag, 0.0).astype(np.float32)
+
+
+def _other_camera_modes(
+    vx: np.ndarray, vy: np.ndarray, mag: np.ndarray, valid: np.ndarray, *, extra_modes: int, share: float
+) -> np.ndarray:
+    """Vectors into different reference frames (unknown: `source` is only a direction) give several "camera"
+    vectors in one frame; a block matching any dominant vector is background."""
+    if not valid.any():
+        return mag
+    keys = np.round(vx[valid]).astype(np.int64) * 65536 + np.round(vy[valid]).astype(np.int64)
+    values, counts = np.unique(keys, return_counts=True)
+    order = np.argsort(-counts)
+    for idx in order[1 : 1 + extra_modes]:
+        if counts[idx] < share * keys.size:
+            break
+        mx, my = divmod(int(values[idx]) + 32768, 65536)
+        my -= 32768
+        mag = np.minimum(mag, np.sqrt((vx - mx) ** 2 + (vy - my) ** 2))
+    return mag
 
 
 PERCENTILE_SAMPLES = 16384  # percentiles of larger maps are taken on a regular subsample (same value to ~1 %)
 
 
-def normalise(energy: np.ndarray, *, pct: float, floor: float) -> np.ndarray:
-    """`clip(x / max(percentile(x, pct), floor), 0, 1)` (spec 4, numpy linear percentile)."""
-    flat = energy.reshape(-1)
-    if flat.size == 0:  # a frame too small for one block: nothing to normalise
+def normalise_batch(energy: np.ndarray, *, pct: float, floors: np.ndarray) -> np.ndarray:
+    """`clip(x / max(percentile(x, pct), floor), 0, 1)` per frame of `energy` [B, ...] (spec 4, numpy linear
+    percentile), `floors` [B]."""
+    count = energy.shape[0]
+    flat = energy.reshape(count, -1)
+    if flat.shape[1] == 0:  # a frame too small for one block: nothing to normalise
         return np.zeros(energy.shape, np.float32)
-    if flat.size > 2 * PERCENTILE_SAMPLES:
-        flat = flat[:: flat.size // PERCENTILE_SAMPLES]
-    scale = max(float(np.percentile(flat, pct)), floor)
-    return np.clip(energy / scale, 0.0, 1.0).astype(np.float32)
+    if flat.shape[1] > 2 * PERCENTILE_SAMPLES:
+        flat = flat[:, :: flat.shape[1] // PERCENTILE_SAMPLES]
+    # Compared in float64 and divided in float32, as `x / max(float(p), floor)` does for one float32 map.
+    scale = np.maximum(np.percentile(flat, pct, axis=1).astype(np.float64), np.asarray(floors, np.float64))
+    scale = scale.astype(energy.dtype if energy.dtype == np.float32 else np.float64)
+    return np.clip(energy / scale.reshape((count,) + (1,) * (energy.ndim - 1)), 0.0, 1.0).astype(np.float32)
+
+
+def normalise(energy: np.ndarray, *, pct: float, floor: float) -> np.ndarray:
+    """`normalise_batch` of one map."""
+    return normalise_batch(energy[None], pct=pct, floors=np.array([floor]))[0]
 
 
 class _SparseRows:
@@ -176,24 +205,30 @@ def _matrices(
 
 
 def rotate_map(energy: np.ndarray, rotation: int) -> np.ndarray:
-    """Turn a coded-orientation map [h, w] into display orientation (`rotation` = counter-clockwise degrees)."""
+    """Turn coded-orientation maps [B, h, w] into display orientation (`rotation` = counter-clockwise degrees)."""
     k = (rotation // 90) % 4
-    return np.ascontiguousarray(np.rot90(energy, k)) if k else energy
+    return np.ascontiguousarray(np.rot90(energy, k, axes=(1, 2))) if k else energy
 
 
 def cell_scores(
     energy: np.ndarray, step_px: float, *, box: Letterbox, patch_size: int, mode: str = "area", rotation: int = 0
 ) -> np.ndarray:
-    """float32 [G, G] sums of the letterboxed `energy` map over each canvas cell (canvas-pixel units).
+    """float32 [B, G, G] sums of each letterboxed `energy` map over each canvas cell (canvas-pixel units).
 
     Args:
-        energy: [h, w] map in [0, 1], coded orientation, one sample per `step_px` x `step_px` frame pixels.
+        energy: [B, h, w] maps in [0, 1], coded orientation, one sample per `step_px` x `step_px` frame pixels.
         rotation: display rotation in degrees (counter-clockwise), applied before the letterbox.
     """
-    energy = rotate_map(energy, rotation)
-    a_h, a_w = _matrices(box, energy.shape, step_px=float(step_px), patch_size=patch_size, mode=mode)
-    rows = a_h.left_multiply(energy.astype(np.float32, copy=False))  # [G, w]
-    return np.ascontiguousarray(a_w.left_multiply(rows.T).T)  # [G, G]
+    energy = rotate_map(energy, rotation).astype(np.float32, copy=False)
+    count, height, width = energy.shape
+    a_h, a_w = _matrices(box, (height, width), step_px=float(step_px), patch_size=patch_size, mode=mode)
+    # The batch rides along the columns of each product: column sums are independent, so every frame's cells are
+    # the same numbers as alone.
+    rows = a_h.left_multiply(energy.transpose(1, 0, 2).reshape(height, count * width))  # [G, B*w]
+    grid = rows.shape[0]
+    rows = rows.reshape(grid, count, width).transpose(2, 1, 0).reshape(width, count * grid)  # [w, B*G_h]
+    cells = a_w.left_multiply(rows)  # [G_w, B*G_h]
+    return np.ascontiguousarray(cells.reshape(grid, count, grid).transpose(1, 2, 0))
 
 
 def fuse_cells(motion_cells: np.ndarray, residual_cells: np.ndarray, *, cfg: EnergyConfig) -> np.ndarray:
