@@ -43,11 +43,11 @@ def field_blocks(records: list[np.ndarray | None]) -> list[int]:
     present = [n for n, size in enumerate(sizes) if size]
     if not present:
         return blocks
-    recs = np.concatenate([records[n] for n in present])
-    w, h = recs["w"].astype(np.int64), recs["h"].astype(np.int64)
-    left = recs["dst_x"].astype(np.int64) - w // 2
-    top = recs["dst_y"].astype(np.int64) - h // 2
-    aligned = (w >= 8) & (h >= 8) & (left % 8 == 0) & (top % 8 == 0)
+    recs = concat_records([records[n] for n in present])
+    w, h = recs["w"].astype(np.int32), recs["h"].astype(np.int32)
+    left = recs["dst_x"] - (w >> 1)
+    top = recs["dst_y"] - (h >> 1)
+    aligned = (w >= 8) & (h >= 8) & ((left | top) & 7 == 0)  # 8-aligned: the low 3 bits of both are zero
     starts = np.cumsum([0] + [sizes[n] for n in present[:-1]])
     for n, ok in zip(present, np.logical_and.reduceat(aligned, starts).tolist(), strict=True):
         blocks[n] = 2 * BLOCK if ok else BLOCK

@@ -222,7 +222,8 @@ class _Session:
             fields, has = motion_fields(
                 [s.records for s in group], height=self.coded[0], width=self.coded[1], block=block
             )
-            intra = 1.0 - np.mean(has[..., 0] | has[..., 1], axis=(1, 2))
+            coded = (has[..., 0] | has[..., 1]).reshape(len(group), -1)
+            intra = 1.0 - np.count_nonzero(coded, axis=1) / coded.shape[1]
             inter = intra <= INTRA_HEAVY
             if inter.any():
                 chosen = [s for s, ok in zip(group, inter, strict=True) if ok]
@@ -297,7 +298,7 @@ class _Session:
             mv_block=mv_block,
             intra=cfg.intra_residual,
         )
-        bidirectional = has[..., 1].reshape(len(samples), -1).any(axis=1)
+        bidirectional = np.ascontiguousarray(has[..., 1]).reshape(len(samples), -1).any(axis=1)
         self._finish(
             samples,
             magnitude=magnitude,
@@ -320,10 +321,12 @@ class _Session:
             return np.full(count, cfg.mv_floor)
         step = 2 if valid[0].size > 4 * PERCENTILE_SAMPLES else 1  # large grids: every other block is plenty
         vectors, valid = vectors[:, ::step, ::step], valid[:, ::step, ::step]
-        if valid.all():  # one call for the batch
-            camera = np.trunc(vectors[..., 0:2]).reshape(count, -1, 2)
-            busy = np.mean(np.any(camera != 0, axis=2), axis=1)
-            moving = (busy > BUSY_FIELD) | np.any(np.median(camera, axis=1) != 0, axis=1)
+        if valid.all():  # one call for the batch (x and y as contiguous rows: medians partition contiguous data)
+            camera_x = np.trunc(vectors[..., 0]).reshape(count, -1)
+            camera_y = np.trunc(vectors[..., 1]).reshape(count, -1)
+            busy = np.count_nonzero((camera_x != 0) | (camera_y != 0), axis=1) / camera_x.shape[1]
+            still = (np.median(camera_x, axis=1) == 0) & (np.median(camera_y, axis=1) == 0)
+            moving = (busy > BUSY_FIELD) | ~still
         else:
             moving = np.zeros(count, dtype=bool)
             for n in range(count):

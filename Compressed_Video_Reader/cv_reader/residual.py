@@ -137,16 +137,22 @@ def mc_residual(
         field, has, mv_block = field[:, ::step, ::step], has[:, ::step, ::step], factor
     block = mv_block // factor
     vec = upsample_blocks(field, block, height=hw, width=ww) / factor
-    use = upsample_blocks(has, block, height=hw, width=ww)
     error = np.full(cur.shape, np.inf, dtype=np.float32)
     for refs, direction, (cx, cy) in ((prev, 0, (0, 1)), (nxt, 1, (2, 3))):
-        mask = use[..., direction] & np.array([bool(r) for r in refs])[:, None, None]
-        if not mask.any():
+        # Only the frames that use this direction (P-frames have no list 1): warps cost per frame warped. Each
+        # direction's mask is made contiguous first (reductions over the interleaved [..., 2] are 50x slower).
+        coded = np.ascontiguousarray(has[..., direction])
+        frames = [n for n in np.flatnonzero(coded.reshape(count, -1).any(axis=1)).tolist() if refs[n]]
+        if not frames:
             continue
-        plan = _warp_plan((hw, ww), dx=vec[..., cx], dy=vec[..., cy])
-        for stack in _candidate_stacks(refs, cur):
-            err = np.abs(cur - _apply_warp(stack, plan))
-            np.minimum(error, np.where(mask, err, np.inf), out=error)
+        mask = upsample_blocks(coded[frames], block, height=hw, width=ww)
+        plan = _warp_plan((hw, ww), dx=vec[frames, ..., cx], dy=vec[frames, ..., cy])
+        part = cur[frames]
+        best = error[frames]
+        for stack in _candidate_stacks([refs[n] for n in frames], part):
+            err = np.abs(part - _apply_warp(stack, plan))
+            np.minimum(best, np.where(mask, err, np.inf), out=best)
+        error[frames] = best
     no_pred = ~np.isfinite(error)
     if no_pred.any():
         fallback = np.empty_like(error)

@@ -113,6 +113,8 @@ def compensate_motion(
         if valid.all():  # the whole grid of every frame: one call for the batch
             camera_x = reduce(vx.reshape(count, -1), axis=1)[:, None, None]
             camera_y = reduce(vy.reshape(count, -1), axis=1)[:, None, None]
+        elif mode == "median":
+            camera_x, camera_y = _masked_median(vx, valid), _masked_median(vy, valid)
         else:
             camera_x = np.zeros((count, 1, 1), vx.dtype)
             camera_y = np.zeros((count, 1, 1), vy.dtype)
@@ -127,6 +129,19 @@ def compensate_motion(
         for n in range(count):
             mag[n] = _other_camera_modes(vx[n], vy[n], mag[n], valid[n], extra_modes=extra_modes, share=mode_share)
     return np.where(valid, mag, 0.0).astype(np.float32)
+
+
+def _masked_median(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """float32 [B, 1, 1] median of each frame's `values` [B, h, w] where `valid`, 0 where none is: `np.median` of
+    `values[n][valid[n]]` for all frames in one sort (invalid entries sort last as +inf)."""
+    count = values.shape[0]
+    rows = np.sort(np.where(valid, values, np.inf).reshape(count, -1), axis=1)
+    sizes = np.count_nonzero(valid.reshape(count, -1), axis=1)
+    low = np.take_along_axis(rows, np.maximum(sizes - 1, 0)[:, None] // 2, axis=1)[:, 0]
+    high = np.take_along_axis(rows, (sizes // 2)[:, None], axis=1)[:, 0]
+    # np.median: the middle element, or the float32 mean of the two middle ones.
+    median = np.where(sizes % 2 == 1, low, (low + high) / np.float32(2)).astype(values.dtype)
+    return np.where(sizes > 0, median, 0).astype(values.dtype)[:, None, None]
 
 
 def _other_camera_modes(
