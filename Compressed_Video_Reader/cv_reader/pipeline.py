@@ -53,6 +53,7 @@ INTRA_HEAVY = 0.5  # inter frames with more intra blocks than this are treated l
 BUSY_FIELD = 0.3  # share of non-zero vectors above which a field is treated like camera motion
 BATCH = 8  # samples whose energies are computed together (numpy's per-call cost dominates at work resolution)
 MAX_PENDING = 2  # batches queued for the energy thread before decoding waits
+MAX_PIXEL_JOBS = 4  # sampled frames queued for the pixel thread before decoding waits
 
 
 def sample_frame_ids(num_decoded: int, num_frames: int = 64, *, start: int = 0) -> np.ndarray:
@@ -162,6 +163,8 @@ class _Session:
         self.frames: list[np.ndarray | None] = []  # content RGB [Hn, Wn, 3] per distinct sampled frame
         self.frame_row: dict[int, int] = {}
         self.reformatter = VideoReformatter()
+        self.pixel_worker: ThreadPoolExecutor | None = None
+        self.pixel_jobs: list[Future] = []
         self.timing = defaultdict(float)
 
     def setup(self, frame: av.VideoFrame, *, distinct: list[int], work_factor: int | None) -> None:
@@ -186,8 +189,19 @@ class _Session:
         return box_downsample(luma_plane(frame), self.factor)
 
     def keep_canvas(self, index: int, frame: av.VideoFrame) -> None:
+        """Letterboxed RGB of a sampled frame, on the pixel thread when there is one (swscale runs without the GIL,
+        so it overlaps the decoder and the energies); at most MAX_PIXEL_JOBS decoded frames wait for it."""
         if not self.keep_pixels:
             return
+        if self.pixel_worker is None:
+            self._store_canvas(index, frame)
+            return
+        self.pixel_jobs.append(self.pixel_worker.submit(self._store_canvas, index, frame))
+        pending = [j for j in self.pixel_jobs[-2 * MAX_PIXEL_JOBS :] if not j.done()]
+        if len(pending) > MAX_PIXEL_JOBS:
+            pending[0].result()
+
+    def _store_canvas(self, index: int, frame: av.VideoFrame) -> None:
         t0 = time.perf_counter()
         self.frames[self.frame_row[index]] = letterboxed_content(
             frame, self.box, rotation=self.rotation, reformatter=self.reformatter
@@ -589,6 +603,8 @@ def _decode_pass(
         slots[idx].append(t)
     t_decode0 = time.perf_counter()
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cv_reader_energy")
+    if session.keep_pixels:
+        session.pixel_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cv_reader_pixels")
     jobs: list[Future] = []
     ready: list[_Sample] = []
 
@@ -615,10 +631,13 @@ def _decode_pass(
             submit(sample)
         flush()
         worker.shutdown(wait=True)
-        for job in jobs:
-            job.result()  # re-raise any error of the energy thread here
+        for job in jobs + session.pixel_jobs:
+            job.result()  # re-raise any error of the helper threads here
     finally:
         worker.shutdown(wait=True, cancel_futures=True)
+        if session.pixel_worker is not None:
+            session.pixel_worker.shutdown(wait=True, cancel_futures=True)
+            session.pixel_worker = None
     session.timing["energy_wait_s"] = time.perf_counter() - t_decode0 - session.timing["decode_loop_s"]
     missing = sorted(set(slots) - set(session.scores))
     if missing:
