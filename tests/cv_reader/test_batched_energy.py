@@ -1,0 +1,86 @@
+"""The energies are computed for several sampled frames at once: batching must not change a single score."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cv_reader.pipeline as pipeline
+from cv_reader import EnergyConfig, select_patches
+from cv_reader.motion_estimation import estimate_motion
+from cv_reader.residual import box_downsample
+from cv_reader.saliency import _masked_median
+
+RECIPES = {
+    "clean": EnergyConfig(),
+    "upstream": EnergyConfig.upstream(),
+    # masked medians over coded blocks, extra camera modes, the high-pass proxy for intra blocks
+    "coded_median": EnergyConfig(median_over_coded=True, camera_modes=2, intra_residual="highpass"),
+}
+
+
+def _select(path, monkeypatch, *, batch: int, **kwargs):
+    monkeypatch.setattr(pipeline, "BATCH", batch)
+    return select_patches(path, **kwargs)
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+@pytest.mark.parametrize("clip", ["moving_clip", "cut_clip"])
+def test_batches_give_the_scores_of_single_frames(request, monkeypatch, clip, recipe):
+    path = request.getfixturevalue(clip).path
+    alone = _select(path, monkeypatch, batch=1, energy=RECIPES[recipe])
+    batched = _select(path, monkeypatch, batch=8, energy=RECIPES[recipe])
+    np.testing.assert_array_equal(batched.scores, alone.scores)
+    np.testing.assert_array_equal(batched.visidx_thw, alone.visidx_thw)
+    assert batched.meta["frame_signal"] == alone.meta["frame_signal"]
+    # both code paths ran: codec vectors (with B-frames) and intra frames
+    signals = set(alone.meta["frame_signal"])
+    assert {"codec_mv", "codec_mv_bi"} <= signals, signals
+    for a, b in zip(batched.mosaics(), alone.mosaics(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_block_matching_batches_give_the_scores_of_single_frames(moving_clip, monkeypatch):
+    alone = _select(moving_clip.path, monkeypatch, batch=1, motion_source="pixel")
+    batched = _select(moving_clip.path, monkeypatch, batch=8, motion_source="pixel")
+    assert set(alone.meta["frame_signal"]) == {"pixel_next", "pixel_prev"}
+    np.testing.assert_array_equal(batched.scores, alone.scores)
+
+
+def test_batched_block_matching_equals_one_frame_at_a_time():
+    rng = np.random.default_rng(0)
+    # dyadic grey levels (box-averaged 8-bit luma), shifted content plus noise, flat corners (ties)
+    cur = rng.integers(0, 255 * 16, (5, 30, 44)).astype(np.float32) / 16
+    ref = np.roll(cur, (1, -2), axis=(1, 2)) + rng.integers(-16, 16, cur.shape).astype(np.float32) / 16
+    cur[:, :9, :9] = ref[:, :9, :9] = 7.0
+    motion, residual = estimate_motion(cur, ref, block=4, search=3)
+    for n in range(len(cur)):
+        one_motion, one_residual = estimate_motion(cur[n], ref[n], block=4, search=3)
+        np.testing.assert_array_equal(motion[n], one_motion)
+        np.testing.assert_array_equal(residual[n], one_residual)
+    assert np.mean(motion[:, 3:-3, 3:-3] == (-2, 1)) > 0.9  # the shift is found: (dx, dy) from cur into ref
+
+
+def test_masked_median_is_numpy_median():
+    rng = np.random.default_rng(1)
+    values = np.trunc(rng.normal(0, 3, (6, 7, 9))).astype(np.float32)
+    valid = rng.random((6, 7, 9)) < 0.5
+    valid[0] = False  # no valid block: 0
+    valid[1] = True
+    valid[2] = False
+    valid[2, 0, :4] = True  # an even count
+    valid[3] = False
+    valid[3, 1, :3] = True  # an odd count
+    got = _masked_median(values, valid)[:, 0, 0]
+    for n in range(len(values)):
+        want = np.median(values[n][valid[n]]) if valid[n].any() else 0.0
+        assert got[n] == np.float32(want), (n, got[n], want)
+
+
+@pytest.mark.parametrize("factor", [1, 2, 4, 8])  # the work factors select_patches uses
+def test_box_downsample_is_the_block_mean(factor):
+    planes = np.random.default_rng(2).integers(0, 256, (3, 37, 53), dtype=np.uint8)
+    h, w = 37 // factor, 53 // factor
+    want = planes[:, : h * factor, : w * factor].reshape(3, h, factor, w, factor).astype(np.float64).mean(axis=(2, 4))
+    np.testing.assert_array_equal(box_downsample(planes, factor), want.astype(np.float32))
+    np.testing.assert_array_equal(box_downsample(planes[1], factor), want[1].astype(np.float32))
