@@ -236,8 +236,8 @@ class _Session:
             fields, has = motion_fields(
                 [s.records for s in group], height=self.coded[0], width=self.coded[1], block=block
             )
-            coded = (has[..., 0] | has[..., 1]).reshape(len(group), -1)
-            intra = 1.0 - np.count_nonzero(coded, axis=1) / coded.shape[1]
+            predicted = (has[..., 0] | has[..., 1]).reshape(len(group), -1)
+            intra = 1.0 - np.count_nonzero(predicted, axis=1) / predicted.shape[1]
             inter = intra <= INTRA_HEAVY
             if inter.any():
                 chosen = [s for s, ok in zip(group, inter, strict=True) if ok]

@@ -40,6 +40,15 @@ def test_batches_give_the_scores_of_single_frames(request, monkeypatch, clip, re
         np.testing.assert_array_equal(a, b)
 
 
+def test_batches_mixing_vector_grids(moving_clip, monkeypatch):
+    """Frames of one batch on different vector grids (4 and 8 px) are scored per grid, as alone."""
+    mixed = lambda records: [4 if len(r) % 2 else 8 for r in records]  # noqa: E731 (any fixed per-frame rule)
+    monkeypatch.setattr(pipeline, "field_blocks", mixed)
+    alone = _select(moving_clip.path, monkeypatch, batch=1)
+    batched = _select(moving_clip.path, monkeypatch, batch=8)
+    np.testing.assert_array_equal(batched.scores, alone.scores)
+
+
 def test_block_matching_batches_give_the_scores_of_single_frames(moving_clip, monkeypatch):
     alone = _select(moving_clip.path, monkeypatch, batch=1, motion_source="pixel")
     batched = _select(moving_clip.path, monkeypatch, batch=8, motion_source="pixel")
