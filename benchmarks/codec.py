@@ -11,6 +11,8 @@ Clips (generated with PyAV/x264/x265 unless given with --clips): H.264 360p/720p
 Arms, each in a fresh child process per clip and repetition (so peak RSS is that arm's alone):
 * `decode`: plain PyAV decode of every frame (library defaults), the floor any decoder-based frontend pays;
 * `ours`: `cv_reader.select_patches` + the 8 mosaics (no file writes);
+* `worker`: the same in a process set up as a `cv_reader` batch worker (`tune_worker_allocator`: freed memory stays
+  mapped instead of being faulted in again for every batch of the energy pass);
 * `lmms`: `lmms_video_utils.fetch_codec_video(path, target_canvas=8)`. It is not a project dependency: install it
   into a separate folder, `pip install --no-deps --target /tmp/bench-site lmms-video-utils` (it imports torch, which
   the project venv has), and pass that folder with `--lmms_site`. Without the flag the arm is left out.
@@ -41,8 +43,11 @@ _CHILD = """
 import json, resource, sys, time
 sys.path.insert(0, {pkg!r})
 arm, path, site = sys.argv[1], sys.argv[2], sys.argv[3]
-if arm == "ours":
+if arm in ("ours", "worker"):
     from cv_reader import select_patches
+    if arm == "worker":
+        from cv_reader.batch import tune_worker_allocator
+        tune_worker_allocator()
     def work():
         select_patches(path).mosaics()
 elif arm == "lmms":
@@ -148,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     long_seconds = args.long_seconds or (60.0 if args.quick else 180.0)
     repeat = args.repeat or (1 if args.quick else 2)
-    arms = ["decode", "ours"] + (["lmms"] if args.lmms_site else [])
+    arms = ["decode", "ours", "worker"] + (["lmms"] if args.lmms_site else [])
     print(
         f"# machine: {platform.platform()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; python "
         f"{platform.python_version()}, numpy {np.__version__}, av {av.__version__}"
@@ -165,7 +170,11 @@ def main(argv: list[str] | None = None) -> int:
         header = f"{'clip':24s} {'frames':>6s} {'size':>9s}"
         for arm in arms:
             header += f" {arm + ' s':>9s} {arm + ' cpu':>9s} {arm + ' MiB':>9s}"
-        print(header + f" {'ours/dec':>8s} {'cpu o/d':>8s}" + (f" {'lmms/dec':>8s}" if "lmms" in arms else ""))
+        print(
+            header
+            + f" {'ours/dec':>8s} {'cpu o/d':>8s} {'wrk/dec':>8s}"
+            + (f" {'lmms/dec':>8s}" if "lmms" in arms else "")
+        )
         rows = []
         for label, path in clips:
             with av.open(str(path)) as container:
@@ -188,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
             dec, ours = best["decode"], best["ours"]
             ratio = ours["wall"] / dec["wall"] if "error" not in ours else float("nan")
             cpu_ratio = ours["cpu"] / dec["cpu"] if "error" not in ours else float("nan")
-            line += f" {ratio:8.2f} {cpu_ratio:8.2f}"
+            worker = best["worker"]
+            worker_ratio = worker["wall"] / dec["wall"] if "error" not in worker else float("nan")
+            line += f" {ratio:8.2f} {cpu_ratio:8.2f} {worker_ratio:8.2f}"
             lmms_ratio = None
             if "lmms" in arms:
                 lmms_ratio = best["lmms"]["wall"] / dec["wall"] if "error" not in best["lmms"] else float("nan")
@@ -199,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                     "clip": label,
                     "ours_vs_decode": round(ratio, 2),
                     "ours_cpu_vs_decode": round(cpu_ratio, 2),
+                    "worker_vs_decode": round(worker_ratio, 2),
                     **({"lmms_vs_decode": round(lmms_ratio, 2)} if lmms_ratio is not None else {}),
                     "ours_rss_mb": round(ours.get("rss_mb", float("nan"))),
                 }
