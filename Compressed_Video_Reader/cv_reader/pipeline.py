@@ -3,7 +3,8 @@
 Memory is bounded by the sampled frames, not the video length: the loop keeps the letterboxed RGB content of the
 `num_frames` sampled frames, a reference to the last anchor and previous frame (motion compensation) and the
 sampled frames that wait for a later reference (B-frames need the next frames up to the next anchor, frames
-without motion vectors the next frame), with their work-resolution luma.
+without motion vectors the next frame) or for the energy thread (at most BATCH ready plus MAX_PENDING batches),
+with their work-resolution luma; at most MAX_PIXEL_JOBS decoded frames wait for the pixel thread.
 """
 
 from __future__ import annotations
@@ -218,11 +219,11 @@ class _Session:
             raise
         except Exception as err:
             logger.debug("%s: analysis of frames %s failed", self.video, [s.index for s in samples], exc_info=True)
-            where = " ".join(str(s.index) for s in samples)
+            where = ("frame " if len(samples) == 1 else "frames ") + ", ".join(str(s.index) for s in samples)
             raise VideoReadError(
                 self.video,
                 "analysis_error",
-                detail=f"frame {where} ({self.coded[1]}x{self.coded[0]}): {type(err).__name__}: {err}",
+                detail=f"{where} ({self.coded[1]}x{self.coded[0]}): {type(err).__name__}: {err}",
             ) from err
 
     def _route(self, samples: list[_Sample]) -> None:
@@ -594,9 +595,10 @@ def _decode_pass(
 ) -> _Run:
     """The one decode pass: fills `session.scores` (and pixels).
 
-    Energies of finished samples are computed on one helper thread while this thread keeps decoding (numpy and
-    FFmpeg release the GIL). Decoding itself stays on this thread with slice threading (spec 11: frame threading
-    corrupts motion vectors); non-reference frames that no sample needs are not decoded at all.
+    Energies of finished samples are computed in batches of BATCH on one helper thread, and the RGB of sampled
+    frames on another, while this thread keeps decoding (numpy, swscale and FFmpeg release the GIL). Decoding
+    itself stays on this thread with slice threading (spec 11: frame threading corrupts motion vectors);
+    non-reference frames that no sample needs are not decoded at all.
     """
     slots: dict[int, list[int]] = defaultdict(list)
     for t, idx in enumerate(frame_ids.tolist()):
