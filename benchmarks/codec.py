@@ -11,6 +11,8 @@ Clips (generated with PyAV/x264/x265 unless given with --clips): H.264 360p/720p
 Arms, each in a fresh child process per clip and repetition (so peak RSS is that arm's alone):
 * `decode`: plain PyAV decode of every frame (library defaults), the floor any decoder-based frontend pays;
 * `ours`: `cv_reader.select_patches` + the 8 mosaics (no file writes);
+* `baseline` (with `--baseline DIR`): `ours` with the `cv_reader` of another checkout, e.g. an older commit:
+  `git worktree add /tmp/base <rev>` then `--baseline /tmp/base/Compressed_Video_Reader`;
 * `worker`: the same in a process set up as a `cv_reader` batch worker (`tune_worker_allocator`: freed memory stays
   mapped instead of being faulted in again for every batch of the energy pass);
 * `lmms`: `lmms_video_utils.fetch_codec_video(path, target_canvas=8)`. It is not a project dependency: install it
@@ -43,7 +45,7 @@ _CHILD = """
 import json, resource, sys, time
 sys.path.insert(0, {pkg!r})
 arm, path, site = sys.argv[1], sys.argv[2], sys.argv[3]
-if arm in ("ours", "worker"):
+if arm in ("ours", "worker", "baseline"):
     from cv_reader import select_patches
     if arm == "worker":
         from cv_reader.batch import tune_worker_allocator
@@ -113,9 +115,9 @@ def make_clip(
     return path
 
 
-def run_arm(arm: str, path: Path, *, lmms_site: str) -> dict:
+def run_arm(arm: str, path: Path, *, lmms_site: str, baseline: str = "") -> dict:
     """Time, CPU and peak RSS of one arm on one clip, in a fresh child process."""
-    code = _CHILD.format(pkg=str(REPO / "Compressed_Video_Reader"))
+    code = _CHILD.format(pkg=baseline if arm == "baseline" else str(REPO / "Compressed_Video_Reader"))
     out = subprocess.run(
         [sys.executable, "-c", code, arm, str(path), lmms_site], capture_output=True, text=True, check=False
     )
@@ -150,10 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clips", nargs="*", default=[], help="extra real clips")
     parser.add_argument("--lmms_site", default="", help="folder holding lmms_video_utils (pip --target)")
     parser.add_argument("--clip_dir", default=None, help="keep the generated clips here and reuse them next time")
+    parser.add_argument("--baseline", default="", help="a Compressed_Video_Reader folder to time beside ours")
     args = parser.parse_args(argv)
     long_seconds = args.long_seconds or (60.0 if args.quick else 180.0)
     repeat = args.repeat or (1 if args.quick else 2)
-    arms = ["decode", "ours", "worker"] + (["lmms"] if args.lmms_site else [])
+    arms = (
+        ["decode", "ours", "worker"] + (["baseline"] if args.baseline else []) + (["lmms"] if args.lmms_site else [])
+    )
     print(
         f"# machine: {platform.platform()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; python "
         f"{platform.python_version()}, numpy {np.__version__}, av {av.__version__}"
@@ -173,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             header
             + f" {'ours/dec':>8s} {'cpu o/d':>8s} {'wrk/dec':>8s}"
+            + (f" {'base/dec':>8s}" if "baseline" in arms else "")
             + (f" {'lmms/dec':>8s}" if "lmms" in arms else "")
         )
         rows = []
@@ -183,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             best: dict[str, dict] = {}
             for _ in range(repeat):  # interleaved: background load moves absolute times a lot
                 for arm in arms:
-                    result = run_arm(arm, path, lmms_site=args.lmms_site)
+                    result = run_arm(arm, path, lmms_site=args.lmms_site, baseline=args.baseline)
                     if "error" in result or arm not in best or result["wall"] < best[arm]["wall"]:
                         best[arm] = {**result, "cpu": min(result.get("cpu", 1e9), best.get(arm, {}).get("cpu", 1e9))}
             line = f"{label[:24]:24s} {frames:6d} {size:>9s}"
@@ -200,6 +206,11 @@ def main(argv: list[str] | None = None) -> int:
             worker = best["worker"]
             worker_ratio = worker["wall"] / dec["wall"] if "error" not in worker else float("nan")
             line += f" {ratio:8.2f} {cpu_ratio:8.2f} {worker_ratio:8.2f}"
+            base_ratio = None
+            if "baseline" in arms:
+                base = best["baseline"]
+                base_ratio = base["wall"] / dec["wall"] if "error" not in base else float("nan")
+                line += f" {base_ratio:8.2f}"
             lmms_ratio = None
             if "lmms" in arms:
                 lmms_ratio = best["lmms"]["wall"] / dec["wall"] if "error" not in best["lmms"] else float("nan")
@@ -211,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                     "ours_vs_decode": round(ratio, 2),
                     "ours_cpu_vs_decode": round(cpu_ratio, 2),
                     "worker_vs_decode": round(worker_ratio, 2),
+                    **({"baseline_vs_decode": round(base_ratio, 2)} if base_ratio is not None else {}),
                     **({"lmms_vs_decode": round(lmms_ratio, 2)} if lmms_ratio is not None else {}),
                     "ours_rss_mb": round(ours.get("rss_mb", float("nan"))),
                 }
