@@ -238,7 +238,8 @@ class _Session:
                 [s.records for s in group], height=self.coded[0], width=self.coded[1], block=block
             )
             predicted = (has[..., 0] | has[..., 1]).reshape(len(group), -1)
-            intra = 1.0 - np.count_nonzero(predicted, axis=1) / predicted.shape[1]
+            # A frame smaller than one vector block has an empty grid: all intra (block matching), no 0/0 warning.
+            intra = 1.0 - np.count_nonzero(predicted, axis=1) / max(predicted.shape[1], 1)
             inter = intra <= INTRA_HEAVY
             if inter.any():
                 chosen = [s for s, ok in zip(group, inter, strict=True) if ok]

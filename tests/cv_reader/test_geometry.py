@@ -27,10 +27,12 @@ def _panning_clip(path, *, height: int, width: int, num_frames: int):
         (4096, 64, 6),  # tall
         (16, 16, 12),  # tiny: 4x4 motion blocks, one canvas cell is a third of a pixel
         (8, 8, 8),  # smaller than the block-matching block
+        (2, 2, 6),  # smaller than one motion-vector block: empty vector grid
         (320, 96, 12),  # portrait
         (50, 70, 10),  # odd sizes (not multiples of the 4-px motion grid)
     ],
 )
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # no 0/0 or empty-slice numpy warnings on any geometry
 def test_every_geometry_selects(tmp_path, height, width, num_frames):
     path = _panning_clip(tmp_path / f"clip_{height}x{width}.mp4", height=height, width=width, num_frames=num_frames)
     selection = select_patches(path, num_frames=16, num_images=2)
