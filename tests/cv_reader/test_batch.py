@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import signal
 import socket
 import subprocess
@@ -71,7 +72,7 @@ def test_killed_worker_fails_only_its_item():
         assert by_n[n]["status"] == "ok" and by_n[n]["value"] == n * 10
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc allocator setting")
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a glibc allocator setting")
 def test_workers_keep_freed_memory_mapped():
     """Pool workers do not fault freed temporaries back in (glibc thresholds raised by the pool initializer); the
     same work in a plain spawned interpreter does (the setting is not a property of this machine)."""
