@@ -54,11 +54,6 @@ def field_blocks(records: list[np.ndarray | None]) -> list[int]:
     return blocks
 
 
-def field_block(records: np.ndarray | None) -> int:
-    """`field_blocks` of one frame."""
-    return field_blocks([records])[0]
-
-
 def motion_fields(
     records: list[np.ndarray | None], *, height: int, width: int, block: int = BLOCK
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -57,6 +57,15 @@ MAX_PENDING = 2  # batches queued for the energy thread before decoding waits
 MAX_PIXEL_JOBS = 4  # sampled frames queued for the pixel thread before decoding waits
 
 
+def submit_bounded(pool: ThreadPoolExecutor, jobs: list[Future], fn: Callable, *args, limit: int) -> None:
+    """`pool.submit(fn, *args)`, appended to `jobs`, then wait for the oldest unfinished job while more than `limit`
+    are queued: back-pressure, so the memory held by queued work does not depend on thread scheduling."""
+    jobs.append(pool.submit(fn, *args))
+    pending = [job for job in jobs[-2 * limit :] if not job.done()]
+    if len(pending) > limit:
+        pending[0].result()
+
+
 def sample_frame_ids(num_decoded: int, num_frames: int = 64, *, start: int = 0) -> np.ndarray:
     """int32 [num_frames] = floor(linspace(start, N-1, num_frames)) (spec 3; duplicates when N < num_frames)."""
     if num_decoded <= 0:
@@ -197,10 +206,7 @@ class _Session:
         if self.pixel_worker is None:
             self._store_canvas(index, frame)
             return
-        self.pixel_jobs.append(self.pixel_worker.submit(self._store_canvas, index, frame))
-        pending = [j for j in self.pixel_jobs[-2 * MAX_PIXEL_JOBS :] if not j.done()]
-        if len(pending) > MAX_PIXEL_JOBS:
-            pending[0].result()
+        submit_bounded(self.pixel_worker, self.pixel_jobs, self._store_canvas, index, frame, limit=MAX_PIXEL_JOBS)
 
     def _store_canvas(self, index: int, frame: av.VideoFrame) -> None:
         t0 = time.perf_counter()
@@ -614,12 +620,8 @@ def _decode_pass(
     def flush() -> None:
         if not ready:
             return
-        jobs.append(worker.submit(session.finish, list(ready)))
+        submit_bounded(worker, jobs, session.finish, list(ready), limit=MAX_PENDING)
         ready.clear()
-        # Back-pressure: at most MAX_PENDING batches queued, so memory does not depend on thread scheduling.
-        pending = [j for j in jobs[-2 * MAX_PENDING :] if not j.done()]
-        if len(pending) > MAX_PENDING:
-            pending[0].result()
 
     def submit(sample: _Sample) -> None:
         ready.append(sample)

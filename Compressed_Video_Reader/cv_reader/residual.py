@@ -91,11 +91,10 @@ def _apply_warp(refs: np.ndarray, plan: tuple[np.ndarray, ...]) -> np.ndarray:
     return top
 
 
-def _candidate_stacks(refs: list[list[np.ndarray]], cur: np.ndarray) -> list[np.ndarray]:
-    """Slot k of each frame's candidate list, stacked [B, H, W]; frames with fewer candidates repeat their first
-    (the minimum over candidates is unchanged) and frames without any take `cur` (masked out by the caller)."""
-    slots = max((len(r) for r in refs), default=0)
-    return [np.stack([r[min(k, len(r) - 1)] if r else cur[n] for n, r in enumerate(refs)]) for k in range(slots)]
+def _candidate_stacks(refs: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """Slot k of each frame's (non-empty) candidate list, stacked [B, H, W]; frames with fewer candidates repeat
+    their first (the minimum over candidates is unchanged)."""
+    return [np.stack([r[min(k, len(r) - 1)] for r in refs]) for k in range(max(len(r) for r in refs))]
 
 
 def mc_residual(
@@ -149,7 +148,7 @@ def mc_residual(
         plan = _warp_plan((hw, ww), dx=vec[frames, ..., cx], dy=vec[frames, ..., cy])
         part = cur[frames]
         best = error[frames]
-        for stack in _candidate_stacks([refs[n] for n in frames], part):
+        for stack in _candidate_stacks([refs[n] for n in frames]):
             err = np.abs(part - _apply_warp(stack, plan))
             np.minimum(best, np.where(mask, err, np.inf), out=best)
         error[frames] = best
@@ -159,7 +158,7 @@ def mc_residual(
         by_difference = [n for n in range(count) if prev[n] and intra == "difference"]
         if by_difference:
             fallback[by_difference] = np.abs(cur[by_difference] - np.stack([prev[n][0] for n in by_difference]))
-        by_texture = [n for n in range(count) if not (prev[n] and intra == "difference")]
+        by_texture = sorted(set(range(count)) - set(by_difference))
         if by_texture:
             fallback[by_texture] = highpass_residual(cur[by_texture], max(intra_sigma / factor, 0.5))
         error = np.where(no_pred, fallback, error)
