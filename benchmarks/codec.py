@@ -13,8 +13,6 @@ Arms, each in a fresh child process per clip and repetition (so peak RSS is that
 * `ours`: `cv_reader.select_patches` + the 8 mosaics (no file writes);
 * `baseline` (with `--baseline DIR`): `ours` with the `cv_reader` of another checkout, e.g. an older commit:
   `git worktree add /tmp/base <rev>` then `--baseline /tmp/base/Compressed_Video_Reader`;
-* `worker`: the same in a process set up as a `cv_reader` batch worker (`tune_worker_allocator`: freed memory stays
-  mapped instead of being faulted in again for every batch of the energy pass);
 * `lmms`: `lmms_video_utils.fetch_codec_video(path, target_canvas=8)`. It is not a project dependency: install it
   into a separate folder, `pip install --no-deps --target /tmp/bench-site lmms-video-utils` (it imports torch, which
   the project venv has), and pass that folder with `--lmms_site`. Without the flag the arm is left out.
@@ -45,11 +43,8 @@ _CHILD = """
 import json, resource, sys, time
 sys.path.insert(0, {pkg!r})
 arm, path, site = sys.argv[1], sys.argv[2], sys.argv[3]
-if arm in ("ours", "worker", "baseline"):
+if arm in ("ours", "baseline"):
     from cv_reader import select_patches
-    if arm == "worker":
-        from cv_reader.batch import tune_worker_allocator
-        tune_worker_allocator()
     def work():
         select_patches(path).mosaics()
 elif arm == "lmms":
@@ -156,9 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     long_seconds = args.long_seconds or (60.0 if args.quick else 180.0)
     repeat = args.repeat or (1 if args.quick else 2)
-    arms = (
-        ["decode", "ours", "worker"] + (["baseline"] if args.baseline else []) + (["lmms"] if args.lmms_site else [])
-    )
+    arms = ["decode", "ours"] + (["baseline"] if args.baseline else []) + (["lmms"] if args.lmms_site else [])
     print(
         f"# machine: {platform.platform()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; python "
         f"{platform.python_version()}, numpy {np.__version__}, av {av.__version__}"
@@ -177,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             header += f" {arm + ' s':>9s} {arm + ' cpu':>9s} {arm + ' MiB':>9s}"
         print(
             header
-            + f" {'ours/dec':>8s} {'cpu o/d':>8s} {'wrk/dec':>8s}"
+            + f" {'ours/dec':>8s} {'cpu o/d':>8s}"
             + (f" {'base/dec':>8s}" if "baseline" in arms else "")
             + (f" {'lmms/dec':>8s}" if "lmms" in arms else "")
         )
@@ -203,9 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             dec, ours = best["decode"], best["ours"]
             ratio = ours["wall"] / dec["wall"] if "error" not in ours else float("nan")
             cpu_ratio = ours["cpu"] / dec["cpu"] if "error" not in ours else float("nan")
-            worker = best["worker"]
-            worker_ratio = worker["wall"] / dec["wall"] if "error" not in worker else float("nan")
-            line += f" {ratio:8.2f} {cpu_ratio:8.2f} {worker_ratio:8.2f}"
+            line += f" {ratio:8.2f} {cpu_ratio:8.2f}"
             base_ratio = None
             if "baseline" in arms:
                 base = best["baseline"]
@@ -221,7 +212,6 @@ def main(argv: list[str] | None = None) -> int:
                     "clip": label,
                     "ours_vs_decode": round(ratio, 2),
                     "ours_cpu_vs_decode": round(cpu_ratio, 2),
-                    "worker_vs_decode": round(worker_ratio, 2),
                     **({"baseline_vs_decode": round(base_ratio, 2)} if base_ratio is not None else {}),
                     **({"lmms_vs_decode": round(lmms_ratio, 2)} if lmms_ratio is not None else {}),
                     "ours_rss_mb": round(ours.get("rss_mb", float("nan"))),

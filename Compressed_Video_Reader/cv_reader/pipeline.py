@@ -21,6 +21,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from .allocator import keep_freed_memory_mapped
 from .decode import (
     PICT_I,
     PICT_P,
@@ -440,6 +441,7 @@ def select_patches(
             resolution, cannot be analysed, or (padding excluded) has too few content cells.
     """
     started = time.perf_counter()
+    keep_freed_memory_mapped()  # the energy pass's temporaries are not faulted in again for every batch
     k_total = _check_arguments(
         num_images=num_images,
         square_size=square_size,

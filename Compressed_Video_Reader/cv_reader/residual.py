@@ -51,8 +51,10 @@ def highpass_residual(luma: np.ndarray, sigma: float) -> np.ndarray:
 
 def upsample_blocks(field: np.ndarray, block: int, *, height: int, width: int) -> np.ndarray:
     """Nearest-upsample per-block arrays [B, h_b, w_b, ...] by `block` pixels to exactly [B, height, width, ...]
-    (edge-replicated where the block grid does not reach the border)."""
-    out = np.repeat(np.repeat(field, block, axis=1), block, axis=2)[:, :height, :width]
+    (edge-replicated where the block grid does not reach the border; a view of `field` when block is 1 and nothing
+    is padded)."""
+    out = field if block == 1 else np.repeat(np.repeat(field, block, axis=1), block, axis=2)
+    out = out[:, :height, :width]  # a view when nothing is repeated or padded: callers only read it
     pad_h, pad_w = height - out.shape[1], width - out.shape[2]
     if pad_h > 0 or pad_w > 0:
         pad = [(0, 0), (0, max(pad_h, 0)), (0, max(pad_w, 0))] + [(0, 0)] * (out.ndim - 3)
@@ -67,27 +69,42 @@ def warp_bilinear(ref: np.ndarray, *, dx: np.ndarray, dy: np.ndarray) -> np.ndar
 
 
 def _warp_plan(shape: tuple[int, ...], *, dx: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Gather indices (into the stack of edge-padded frames) and bilinear fractions of displacement fields
+    """Gather indices (into the stack of edge-padded frames) and float32 bilinear fractions of displacement fields
     `dx, dy` [B, H, W]: computed once per direction and applied to every candidate reference of that direction."""
     h, w = shape
-    ys = np.clip(np.arange(h, dtype=np.float32)[None, :, None] + dy, 0, h - 1)
-    xs = np.clip(np.arange(w, dtype=np.float32)[None, None, :] + dx, 0, w - 1)
-    y0 = ys.astype(np.int32)
-    x0 = xs.astype(np.int32)
-    frame = np.arange(dx.shape[0], dtype=np.int64)[:, None, None] * ((h + 1) * (w + 1))
-    return frame + (y0 * (w + 1) + x0), xs - x0, ys - y0
+    ys = np.add(np.arange(h, dtype=np.float32)[None, :, None], dy, dtype=np.float32)
+    xs = np.add(np.arange(w, dtype=np.float32)[None, None, :], dx, dtype=np.float32)
+    np.clip(ys, 0, h - 1, out=ys)
+    np.clip(xs, 0, w - 1, out=xs)
+    y0, x0 = np.floor(ys), np.floor(xs)
+    ys -= y0  # the fractions, exact in float32 (float32 - int32 would promote them to float64: twice the traffic)
+    xs -= x0
+    base = y0.astype(np.intp)
+    base *= w + 1
+    base += x0.astype(np.intp)
+    base += (np.arange(dx.shape[0], dtype=np.intp) * ((h + 1) * (w + 1)))[:, None, None]
+    return base, xs, ys
 
 
 def _apply_warp(refs: np.ndarray, plan: tuple[np.ndarray, ...]) -> np.ndarray:
-    """Bilinear samples of each reference of `refs` [B, H, W] at its frame's plan."""
+    """Bilinear samples of each reference of `refs` [B, H, W] at its frame's plan (float32, in place: these arrays
+    are the largest temporaries of the energy pass)."""
     base, fx, fy = plan
     w = refs.shape[2]
     padded = np.pad(refs, ((0, 0), (0, 1), (0, 1)), mode="edge").reshape(-1)  # the +1 taps never leave a frame
-    top = padded[base]
-    top += (padded[base + 1] - top) * fx
-    bottom = padded[base + (w + 1)]
-    bottom += (padded[base + (w + 2)] - bottom) * fx
-    top += (bottom - top) * fy
+    top = padded.take(base)
+    step = padded.take(base + 1)
+    step -= top
+    step *= fx
+    top += step
+    bottom = padded.take(base + (w + 1))
+    step = padded.take(base + (w + 2))
+    step -= bottom
+    step *= fx
+    bottom += step
+    bottom -= top
+    bottom *= fy
+    top += bottom
     return top
 
 
@@ -144,14 +161,18 @@ def mc_residual(
         frames = [n for n in np.flatnonzero(coded.reshape(count, -1).any(axis=1)).tolist() if refs[n]]
         if not frames:
             continue
-        mask = upsample_blocks(coded[frames], block, height=hw, width=ww)
-        plan = _warp_plan((hw, ww), dx=vec[frames, ..., cx], dy=vec[frames, ..., cy])
-        part = cur[frames]
-        best = error[frames]
+        rows = slice(None) if len(frames) == count else frames  # a slice keeps `best` a view of `error`
+        mask = upsample_blocks(coded[rows], block, height=hw, width=ww)
+        plan = _warp_plan((hw, ww), dx=vec[rows, ..., cx], dy=vec[rows, ..., cy])
+        part = cur[rows]
+        best = error[rows]
         for stack in _candidate_stacks([refs[n] for n in frames]):
-            err = np.abs(part - _apply_warp(stack, plan))
-            np.minimum(best, np.where(mask, err, np.inf), out=best)
-        error[frames] = best
+            err = _apply_warp(stack, plan)
+            np.subtract(part, err, out=err)
+            np.abs(err, out=err)
+            np.minimum(best, err, out=best, where=mask)
+        if not isinstance(rows, slice):
+            error[rows] = best
     no_pred = ~np.isfinite(error)
     if no_pred.any():
         fallback = np.empty_like(error)
@@ -161,5 +182,5 @@ def mc_residual(
         by_texture = sorted(set(range(count)) - set(by_difference))
         if by_texture:
             fallback[by_texture] = highpass_residual(cur[by_texture], max(intra_sigma / factor, 0.5))
-        error = np.where(no_pred, fallback, error)
-    return error.astype(np.float32)
+        np.copyto(error, fallback, where=no_pred)
+    return error

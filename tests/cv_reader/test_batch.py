@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import signal
 import socket
 import subprocess
@@ -35,20 +34,6 @@ def _work_or_die(job: dict) -> dict:
     return {"value": job["n"] * 10}
 
 
-def _refault_count(job: dict) -> dict:
-    """Pool work: page faults of 20 rounds of allocating and freeing two 2.4 MB arrays (the energy pass's pattern)."""
-    import resource
-
-    for _ in range(3):
-        a, b = np.ones(300_000), np.ones(300_000)
-        del a, b
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(20):
-        a, b = np.ones(300_000), np.ones(300_000)
-        del a, b
-    return {"faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before}
-
-
 def _run(argv: list[str]) -> int:
     return main(["--log_level", "ERROR", *argv])
 
@@ -70,26 +55,6 @@ def test_killed_worker_fails_only_its_item():
     assert by_n[2]["status"] == "failed" and by_n[2]["error"] == WORKER_DIED
     for n in (0, 1, 3, 4, 5):
         assert by_n[n]["status"] == "ok" and by_n[n]["value"] == n * 10
-
-
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a glibc allocator setting")
-def test_workers_keep_freed_memory_mapped():
-    """Pool workers do not fault freed temporaries back in (glibc thresholds raised by the pool initializer); the
-    same work in a plain spawned interpreter does (the setting is not a property of this machine)."""
-    (result,) = run_jobs(_refault_count, [{}], num_workers=1, desc="test")
-    assert result["status"] == "ok" and result["faults"] < 100, result
-    plain = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import json; from tests.cv_reader.test_batch import _refault_count as f; print(json.dumps(f({})))",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=Path(__file__).resolve().parents[2],
-    )
-    assert json.loads(plain.stdout)["faults"] > 1000, plain.stdout
 
 
 def test_exit_status_and_help(tiny_dataset, tmp_path, capsys):
