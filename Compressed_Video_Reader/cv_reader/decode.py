@@ -217,16 +217,28 @@ def luma_plane(frame: av.VideoFrame) -> np.ndarray:
 _ONE_SWS_THREAD = {"threads": 1} if int(av.__version__.split(".")[0]) >= 17 else {}
 
 
-def rgb_resized(
-    frame: av.VideoFrame, *, height: int, width: int, reformatter: VideoReformatter | None = None
-) -> np.ndarray:
-    """uint8 [height, width, 3] RGB of the frame scaled with swscale area averaging (coded orientation;
-    anti-aliased). Pass a long-lived `reformatter` to reuse its scaler context (about 4x faster per frame)."""
-    reformatter = reformatter or VideoReformatter()
-    out = reformatter.reformat(
-        frame, width=width, height=height, format="rgb24", interpolation="AREA", **_ONE_SWS_THREAD
-    )
-    return out.to_ndarray()
+class RgbScaler:
+    """Decoded frames -> uint8 RGB at a given size, anti-aliased (swscale area averaging), in two swscale passes:
+    area-scaled to 4:2:0 at the target size, then converted to RGB at that size. swscale's one-pass scaled RGB
+    output is 2-3x slower (per frame 0.73 vs 0.28 ms from 360p, 1.47 vs 0.45 ms from 720p, 1.79 vs 0.86 ms from
+    1080p); the price is chroma at half the output resolution, as in the 4:2:0 JPEG mosaics the models are trained
+    on (luma is the same to 48 dB PSNR, RGB to 44 dB on the demo clips). One long-lived reformatter per pass: each
+    keeps its scaler context (rebuilding it costs about 4x a frame)."""
+
+    def __init__(self) -> None:
+        self._scale, self._convert = VideoReformatter(), VideoReformatter()
+
+    def __call__(self, frame: av.VideoFrame, *, height: int, width: int) -> np.ndarray:
+        """uint8 [height, width, 3] RGB of `frame` (coded orientation)."""
+        small = self._scale.reformat(
+            frame, width=width, height=height, format="yuv420p", interpolation="AREA", **_ONE_SWS_THREAD
+        )
+        return self._convert.reformat(small, format="rgb24", interpolation="AREA", **_ONE_SWS_THREAD).to_ndarray()
+
+
+def rgb_resized(frame: av.VideoFrame, *, height: int, width: int, scaler: RgbScaler | None = None) -> np.ndarray:
+    """uint8 [height, width, 3] RGB of the frame, area-averaged (`RgbScaler`; pass a long-lived one for a stream)."""
+    return (scaler or RgbScaler())(frame, height=height, width=width)
 
 
 def motion_records(frame: av.VideoFrame) -> np.ndarray | None:

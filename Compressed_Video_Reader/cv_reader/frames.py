@@ -7,25 +7,24 @@ from pathlib import Path
 
 import av
 import numpy as np
-from av.video.reformatter import VideoReformatter
 
-from .decode import frame_rotation, iter_frames, rgb_resized
+from .decode import RgbScaler, frame_rotation, iter_frames, rgb_resized
 from .geometry import Letterbox, letterbox
 
 logger = logging.getLogger(__name__)
 
 
 def letterboxed_content(
-    frame: av.VideoFrame, box: Letterbox, *, rotation: int, reformatter: VideoReformatter | None = None
+    frame: av.VideoFrame, box: Letterbox, *, rotation: int, scaler: RgbScaler | None = None
 ) -> np.ndarray:
     """uint8 [Hn, Wn, 3] RGB content rectangle of the letterboxed frame (display orientation).
 
-    Scaled by swscale with area averaging (anti-aliased; upstream used OpenCV bilinear on BGR, spec 5), then turned
-    by the display rotation (counter-clockwise degrees).
+    Scaled by swscale with area averaging (anti-aliased, `RgbScaler`; upstream used OpenCV bilinear on BGR, spec 5),
+    then turned by the display rotation (counter-clockwise degrees).
     """
     rotated = rotation in (90, 270)
     h, w = (box.Wn, box.Hn) if rotated else (box.Hn, box.Wn)
-    rgb = rgb_resized(frame, height=h, width=w, reformatter=reformatter)
+    rgb = rgb_resized(frame, height=h, width=w, scaler=scaler)
     if rotation:
         rgb = np.ascontiguousarray(np.rot90(rgb, rotation // 90))
     return rgb
@@ -44,7 +43,7 @@ def read_letterboxed_frames(
     distinct = sorted(set(frame_ids.tolist()))
     row = {idx: n for n, idx in enumerate(distinct)}
     frames = np.zeros((len(distinct), square_size, square_size, 3), dtype=np.uint8)
-    reformatter = VideoReformatter()
+    scaler = RgbScaler()
     done: set[int] = set()
     box = None
     rotation = 0
@@ -56,7 +55,7 @@ def read_letterboxed_frames(
             box = letterbox(h0, w0, out_size=square_size)
         last = index
         if index in row:
-            content = letterboxed_content(frame, box, rotation=rotation, reformatter=reformatter)
+            content = letterboxed_content(frame, box, rotation=rotation, scaler=scaler)
             frames[row[index], box.pad_top : box.pad_top + box.Hn, box.pad_left : box.pad_left + box.Wn] = content
             done.add(index)
             if index >= distinct[-1]:

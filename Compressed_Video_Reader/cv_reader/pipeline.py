@@ -19,12 +19,12 @@ from pathlib import Path
 
 import av
 import numpy as np
-from av.video.reformatter import VideoReformatter
 
 from .allocator import keep_freed_memory_mapped
 from .decode import (
     PICT_I,
     PICT_P,
+    RgbScaler,
     VideoInfo,
     frame_rotation,
     iter_indexed_frames,
@@ -173,7 +173,7 @@ class _Session:
         self.paths: dict[int, str] = {}
         self.frames: list[np.ndarray | None] = []  # content RGB [Hn, Wn, 3] per distinct sampled frame
         self.frame_row: dict[int, int] = {}
-        self.reformatter = VideoReformatter()
+        self.scaler = RgbScaler()
         self.pixel_worker: ThreadPoolExecutor | None = None
         self.pixel_jobs: list[Future] = []
         self.timing = defaultdict(float)
@@ -212,7 +212,7 @@ class _Session:
     def _store_canvas(self, index: int, frame: av.VideoFrame) -> None:
         t0 = time.perf_counter()
         self.frames[self.frame_row[index]] = letterboxed_content(
-            frame, self.box, rotation=self.rotation, reformatter=self.reformatter
+            frame, self.box, rotation=self.rotation, scaler=self.scaler
         )
         self.timing["pixels_s"] += time.perf_counter() - t0
 
