@@ -140,6 +140,7 @@ class _Sample:
     prev_frame: np.ndarray | None
     pict_type: int
     next_refs: list[np.ndarray] = field(default_factory=list)
+    prev_source: av.VideoFrame | None = None  # block matching: the previous frame, made luma only if no next comes
 
 
 class _Session:
@@ -535,6 +536,14 @@ class _Router:
     def pending(self) -> list[_Sample]:
         return self.wait_frame + self.wait_anchor
 
+    def drain(self) -> list[_Sample]:
+        """The samples still waiting at the end of the video; those without a next frame get the previous one."""
+        for sample in self.pending():
+            if sample.prev_source is not None and not sample.next_refs:
+                sample.prev_frame = self.session.work_luma(sample.prev_source)
+            sample.prev_source = None
+        return self.pending()
+
     def _luma_of(self, ref: tuple[av.VideoFrame, np.ndarray | None] | None) -> np.ndarray | None:
         if ref is None:
             return None
@@ -554,6 +563,7 @@ class _Router:
         luma = session.work_luma(frame) if needed else None
         for sample in self.wait_frame:
             sample.next_refs.append(luma)
+            sample.prev_source = None
             self.submit(sample)
         self.wait_frame = []
         for sample in self.wait_anchor:
@@ -571,16 +581,32 @@ class _Router:
         self.prev = (frame, luma)
 
     def _sample(self, index: int, frame: av.VideoFrame, *, luma: np.ndarray, ptype: int) -> None:
-        records = motion_records(frame) if self.session.use_codec else None
-        anchor_luma, prev_luma = self._luma_of(self.anchor), self._luma_of(self.prev)
+        if not self.session.use_codec:
+            # Block matching pairs a sample with the next frame; the previous one is needed only at the end of the
+            # video, so its luma is made then (`drain`), not for every sample.
+            sample = _Sample(
+                index=index,
+                ts=self.slots[index],
+                luma=luma,
+                records=None,
+                prev_refs=[],
+                prev_frame=None,
+                pict_type=ptype,
+                prev_source=self.prev[0] if self.prev is not None else None,
+            )
+            self.session.keep_canvas(index, frame)
+            self.wait_frame.append(sample)
+            return
+        records = motion_records(frame)
+        anchor_luma = self._luma_of(self.anchor)
+        same = self.anchor is not None and self.prev is not None and self.anchor[0] is self.prev[0]
+        prev_luma = anchor_luma if same else self._luma_of(self.prev)
         if self.anchor is not None:
             self.anchor = (self.anchor[0], anchor_luma)
         if self.prev is not None:
             self.prev = (self.prev[0], prev_luma)
         # List-0 candidates: the previous anchor and the previous frame (B-pyramid / multi-reference).
-        prev_refs = [r for r in (anchor_luma, prev_luma) if r is not None]
-        if len(prev_refs) == 2 and self.anchor[0] is self.prev[0]:
-            prev_refs = prev_refs[:1]
+        prev_refs = [anchor_luma] if same else [r for r in (anchor_luma, prev_luma) if r is not None]
         sample = _Sample(
             index=index,
             ts=self.slots[index],
@@ -634,7 +660,7 @@ def _decode_pass(
     try:
         num_decoded, pix_fmt = _decode_loop(session, router, info=info, work_factor=work_factor)
         session.timing["decode_loop_s"] = time.perf_counter() - t_decode0
-        for sample in router.pending():  # end of the video: finish with what was seen
+        for sample in router.drain():  # end of the video: finish with what was seen
             submit(sample)
         flush()
         worker.shutdown(wait=True)
