@@ -15,20 +15,24 @@ from .errors import VideoReadError
 
 logger = logging.getLogger(__name__)
 
-# Decoders that export AVMotionVector side data with `flags2=+export_mvs` (spec 11). HEVC, VP8/9, AV1 export none.
+# Decoders that export AVMotionVector side data with `flags2=+export_mvs` (spec 11), by the decoder name FFmpeg
+# reports (`codec_context.name`: FLV1 decodes as "flv", MS-MPEG4 v3 as "msmpeg4"). HEVC, VP8/9, AV1 export none.
 MV_CODECS = frozenset(
     {
         "h264",
         "mpeg1video",
         "mpeg2video",
+        "mpegvideo",
         "mpeg4",
         "msmpeg4v1",
         "msmpeg4v2",
-        "msmpeg4v3",
+        "msmpeg4",
+        "wmv1",
+        "wmv2",
         "h263",
         "h263p",
         "h263i",
-        "flv1",
+        "flv",
         "h261",
         "rv10",
         "rv20",
@@ -87,8 +91,14 @@ class VideoInfo:
     display_pts: tuple[int, ...] | None = None
 
 
-def open_video(path: str | Path) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
-    """Open `path` and return its container and first video stream, or raise `VideoReadError` saying why."""
+def open_video(
+    path: str | Path, *, demux_only: bool = False
+) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+    """Open `path` and return its container and first video stream, or raise `VideoReadError` saying why.
+
+    `demux_only`: the caller reads packets, never frames. Opening a file decodes its first frames to learn the
+    stream's parameters (FFmpeg's stream-info probe: 15-30 ms for the first I-frame of a 720p-1080p H.264 clip);
+    with this flag those probe decoders skip every frame, so the pixel format stays unknown (None)."""
     path = Path(path)
     if not path.exists():
         raise VideoReadError(path, "missing", detail="no such file")
@@ -97,7 +107,7 @@ def open_video(path: str | Path) -> tuple[av.container.InputContainer, av.video.
     if path.stat().st_size == 0:
         raise VideoReadError(path, "empty", detail="zero-byte file")
     try:
-        container = av.open(str(path), mode="r")
+        container = av.open(str(path), mode="r", options={"skip_frame": "all"} if demux_only else None)
     except (av.FFmpegError, OSError, UnicodeDecodeError) as err:
         raise VideoReadError(
             path, "not_a_video", detail=f"cannot open: not a video, or truncated/corrupt; {err}"
@@ -121,7 +131,7 @@ def open_video(path: str | Path) -> tuple[av.container.InputContainer, av.video.
 
 def probe_video(path: str | Path) -> VideoInfo:
     """Count the decodable frames of `path` by demuxing (cheap: no decoding) and read its codec and size."""
-    container, stream = open_video(path)
+    container, stream = open_video(path, demux_only=True)
     try:
         count = 0
         pts: list[int | None] = []

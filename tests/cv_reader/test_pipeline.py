@@ -236,6 +236,24 @@ def test_10bit_422_input(clip_dir):
     )
 
 
+@pytest.mark.parametrize(("codec", "suffix"), [("flv", ".flv"), ("msmpeg4", ".avi"), ("wmv2", ".asf")])
+def test_older_codecs_use_their_motion_vectors(clip_dir, codec, suffix):
+    """FLV1, MS-MPEG4 v3 and WMV2 export vectors under decoder names ("flv", "msmpeg4", "wmv2") other than their
+    codec ids: they take the codec-vector path, not block matching."""
+    import av
+
+    if codec not in av.codecs_available:
+        pytest.skip(f"{codec} not available in this PyAV build")
+    clip = moving_object_clip(clip_dir / f"mv_{codec}{suffix}", num_frames=30, seed=17, codec=codec)
+    selection = select_patches(clip.path, budget=2592)
+    assert selection.meta["signal"] == "codec_mv+mc_residual"
+    assert selection.meta["frame_signal_counts"].get("codec_mv", 0) >= 20
+    assert (
+        recall(selection.visidx_thw, moving_cells(clip.masks, selection.frame_ids), frame_ids=selection.frame_ids)
+        >= 0.65
+    )
+
+
 @pytest.mark.parametrize("codec", ["libx265", "libvpx-vp9"])
 def test_codec_without_motion_vectors_falls_back(clip_dir, codec):
     import av
