@@ -65,7 +65,7 @@ def upsample_blocks(field: np.ndarray, block: int, *, height: int, width: int) -
 def warp_bilinear(ref: np.ndarray, *, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
     """Sample `ref` [H, W] at `(y + dy, x + dx)` with bilinear interpolation, coordinates clamped to the frame
     (as the codec's unrestricted motion vectors replicate edges). `dx, dy` [H, W] in work pixels."""
-    return _apply_warp(ref[None], _warp_plan(ref.shape, dx=dx[None], dy=dy[None]))[0]
+    return _apply_warp(_edge_padded([ref]), _warp_plan(ref.shape, dx=dx[None], dy=dy[None]))[0]
 
 
 def _warp_plan(shape: tuple[int, ...], *, dx: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -86,12 +86,24 @@ def _warp_plan(shape: tuple[int, ...], *, dx: np.ndarray, dy: np.ndarray) -> tup
     return base, xs, ys
 
 
-def _apply_warp(refs: np.ndarray, plan: tuple[np.ndarray, ...]) -> np.ndarray:
-    """Bilinear samples of each reference of `refs` [B, H, W] at its frame's plan (float32, in place: these arrays
-    are the largest temporaries of the energy pass)."""
+def _edge_padded(frames: list[np.ndarray]) -> np.ndarray:
+    """float32 [B, H+1, W+1]: the frames [H, W] stacked with their last row and column repeated once (the +1 taps
+    of a bilinear sample never leave its frame), written in one pass (np.stack then np.pad copied twice)."""
+    h, w = frames[0].shape
+    out = np.empty((len(frames), h + 1, w + 1), dtype=np.float32)
+    for n, frame in enumerate(frames):
+        out[n, :h, :w] = frame
+    out[:, h, :w] = out[:, h - 1, :w]
+    out[:, :, w] = out[:, :, w - 1]
+    return out
+
+
+def _apply_warp(padded: np.ndarray, plan: tuple[np.ndarray, ...]) -> np.ndarray:
+    """Bilinear samples of each edge-padded reference of `padded` [B, H+1, W+1] (`_edge_padded`) at its frame's
+    plan (float32, in place: these arrays are the largest temporaries of the energy pass)."""
     base, fx, fy = plan
-    w = refs.shape[2]
-    padded = np.pad(refs, ((0, 0), (0, 1), (0, 1)), mode="edge").reshape(-1)  # the +1 taps never leave a frame
+    w = padded.shape[2] - 1
+    padded = padded.reshape(-1)
     top = padded.take(base)
     step = padded.take(base + 1)
     step -= top
@@ -109,9 +121,9 @@ def _apply_warp(refs: np.ndarray, plan: tuple[np.ndarray, ...]) -> np.ndarray:
 
 
 def _candidate_stacks(refs: list[list[np.ndarray]]) -> list[np.ndarray]:
-    """Slot k of each frame's (non-empty) candidate list, stacked [B, H, W]; frames with fewer candidates repeat
-    their first (the minimum over candidates is unchanged)."""
-    return [np.stack([r[min(k, len(r) - 1)] for r in refs]) for k in range(max(len(r) for r in refs))]
+    """Slot k of each frame's (non-empty) candidate list, stacked and edge-padded [B, H+1, W+1]; frames with fewer
+    candidates repeat their first (the minimum over candidates is unchanged)."""
+    return [_edge_padded([r[min(k, len(r) - 1)] for r in refs]) for k in range(max(len(r) for r in refs))]
 
 
 def mc_residual(
@@ -152,7 +164,7 @@ def mc_residual(
         step = factor // mv_block
         field, has, mv_block = field[:, ::step, ::step], has[:, ::step, ::step], factor
     block = mv_block // factor
-    vec = upsample_blocks(field, block, height=hw, width=ww) / factor
+    vec = upsample_blocks(field / np.float32(factor), block, height=hw, width=ww)  # divided on the block grid
     error = np.full(cur.shape, np.inf, dtype=np.float32)
     for refs, direction, (cx, cy) in ((prev, 0, (0, 1)), (nxt, 1, (2, 3))):
         # Only the frames that use this direction (P-frames have no list 1): warps cost per frame warped. Each
