@@ -25,7 +25,7 @@ from . import assets
 from .batch import run_jobs
 from .frames import read_letterboxed_frames
 from .packing import pack_mosaics
-from .pipeline import select_patches
+from .pipeline import CodecSelection, select_patches
 from .saliency import EnergyConfig
 from .selection import positions_from_visidx
 
@@ -217,6 +217,23 @@ def _run_collect(
         yield result
 
 
+def _select_job(job: dict, *, num_images: int, **options) -> CodecSelection:
+    """`select_patches` of a batch job: the geometry every command stores under the same names (T, square_size,
+    patch_size, sample_start_offset) plus the job's energy recipe; `num_images` and the rest are stored under
+    command-specific names (stage 1 keeps upstream's), so the caller passes them."""
+    params = job["params"]
+    return select_patches(
+        job["path"],
+        num_frames=params["T"],
+        num_images=num_images,
+        square_size=params["square_size"],
+        patch_size=params["patch_size"],
+        sample_start_offset=params["sample_start_offset"],
+        energy=job["energy"],
+        **options,
+    )
+
+
 # ------------------------------------------------------------------------------------------------ stage 1
 def _stage1_work(job: dict) -> dict:
     prefix = Path(job["prefix"])
@@ -228,16 +245,11 @@ def _stage1_work(job: dict) -> dict:
     ):
         return {"skipped": True}
     params = job["params"]
-    selection = select_patches(
-        job["path"],
-        num_frames=params["T"],
+    selection = _select_job(
+        job,
         num_images=params["keep_frames_equiv"],
-        square_size=params["square_size"],
-        patch_size=params["patch_size"],
         keep_first_full_frame=params["keep_first_full_frame"],
         budget=params["budget"],
-        sample_start_offset=params["sample_start_offset"],
-        energy=job["energy"],
         padding_policy=params["padding_policy"],
         keep_pixels=False,
     )
@@ -384,16 +396,7 @@ def _pack_work(job: dict) -> dict:
     if params["command"] == "stage2":
         mosaics, positions, extra, meta = _stage2_selection(job)
     else:
-        selection = select_patches(
-            job["path"],
-            num_frames=params["T"],
-            num_images=params["num_images"],
-            square_size=params["square_size"],
-            patch_size=params["patch_size"],
-            keep_first_full_frame=params["first_full"],
-            sample_start_offset=params["sample_start_offset"],
-            energy=job["energy"],
-        )
+        selection = _select_job(job, num_images=params["num_images"], keep_first_full_frame=params["first_full"])
         positions, mosaics = selection.positions_thw, selection.mosaics()
         meta = {"video": job["video"], "source": "pack", **selection.meta}
         extra = {"frame_ids.npy": selection.frame_ids, "visidx_thw.npy": selection.visidx_thw}
@@ -550,15 +553,7 @@ def _precompute_work(job: dict) -> dict:
     _clear_outputs(directory)
     started = time.perf_counter()
     try:
-        selection = select_patches(
-            job["path"],
-            num_frames=params["T"],
-            num_images=params["num_images"],
-            square_size=params["square_size"],
-            patch_size=params["patch_size"],
-            sample_start_offset=params["sample_start_offset"],
-            energy=job["energy"],
-        )
+        selection = _select_job(job, num_images=params["num_images"])
     except Exception as err:
         assets.save_json(directory / "error.json", {"error": repr(err), "video": job["video"], "key": job["key"]})
         raise
