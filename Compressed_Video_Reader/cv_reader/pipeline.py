@@ -2,9 +2,10 @@
 
 Memory is bounded by the sampled frames, not the video length: the loop keeps the letterboxed RGB content of the
 `num_frames` sampled frames, a reference to the last anchor and previous frame (motion compensation) and the
-sampled frames that wait for a later reference (B-frames need the next frames up to the next anchor, frames
-without motion vectors the next frame) or for the energy thread (at most BATCH ready plus MAX_PENDING batches),
-with their work-resolution luma; at most MAX_PIXEL_JOBS decoded frames wait for the pixel thread.
+sampled frames that wait for a later reference (B-frames need the next frames up to the next anchor; frames
+without motion vectors and P-frames that may be intra-heavy the next frame) or for the energy thread (at most
+BATCH ready plus MAX_PENDING batches), with their work-resolution luma; at most MAX_PIXEL_JOBS decoded frames wait
+for the pixel thread.
 """
 
 from __future__ import annotations
@@ -65,6 +66,18 @@ def submit_bounded(pool: ThreadPoolExecutor, jobs: list[Future], fn: Callable, *
     pending = [job for job in jobs[-2 * limit :] if not job.done()]
     if len(pending) > limit:
         pending[0].result()
+
+
+def surely_inter(records: np.ndarray, *, height: int, width: int, margin: float = 0.1) -> bool:
+    """Whether a frame's list-0 vectors cover so much of it that `_Session._route` cannot find it intra-heavy: the
+    share of 16x16 macroblocks holding no vector (a macroblock is intra or inter as a whole in these codecs) is
+    below INTRA_HEAVY by `margin`. Conservative: a frame it passes over still gets its next frame, and one it lets
+    through wrongly would fall back to the previous frame, never fail."""
+    mb_rows, mb_cols = -(-height // 16), -(-width // 16)
+    rows = np.clip(records["dst_y"].astype(np.int64) // 16, 0, mb_rows - 1)
+    cols = np.clip(records["dst_x"].astype(np.int64) // 16, 0, mb_cols - 1)
+    coded = np.count_nonzero(np.bincount(rows * mb_cols + cols, minlength=mb_rows * mb_cols))
+    return 1.0 - coded / (mb_rows * mb_cols) < INTRA_HEAVY - margin
 
 
 def sample_frame_ids(num_decoded: int, num_frames: int = 64, *, start: int = 0) -> np.ndarray:
@@ -619,9 +632,13 @@ class _Router:
         self.session.keep_canvas(index, frame)
         if records is not None and np.any(records["source"] > 0):
             self.wait_anchor.append(sample)  # B-frame: needs the next frames up to the next anchor
+        elif records is not None and surely_inter(records, height=frame.height, width=frame.width):
+            # A P-frame that is mostly predicted takes the codec-vector path, which reads no later frame: ready now
+            # (the next frame's luma is not made for it).
+            self.submit(sample)
         else:
-            # P-frames, I-frames and codecs without vectors wait for the next frame: the block-matching fallback of
-            # intra-heavy frames (scene cuts) compares with it (same shot after a cut).
+            # I-frames and intra-heavy P-frames wait for the next frame: the block-matching fallback of intra-heavy
+            # frames (scene cuts) compares with it (same shot after a cut).
             self.wait_frame.append(sample)
 
 

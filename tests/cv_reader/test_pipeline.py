@@ -132,6 +132,42 @@ def test_scene_cut_first_frame_after_cut(cut_clip):
     assert got["ours"] >= 0.5 and got["ours"] > got["upstream"], got
 
 
+def test_cut_coded_as_p_frame_still_matches_the_next_frame(clip_dir):
+    """x264 without scene-cut detection codes the cut as a P-frame of intra macroblocks: that frame must still wait
+    for the next frame (block matching), while the mostly predicted P-frames go straight to the energy pass."""
+    clip = moving_object_clip(
+        clip_dir / "cut_p.mp4",
+        num_frames=64,
+        cut_at=32,
+        seed=18,
+        options={"x264-params": "bframes=0:keyint=250:scenecut=0:threads=1"},
+    )
+    selection = select_patches(clip.path, num_frames=64, budget=2592)
+    signals = selection.meta["frame_signal"]
+    assert signals[32] == "pixel_next", signals[30:35]
+    assert signals[31] == signals[33] == "codec_mv"
+
+
+def test_surely_inter_is_conservative():
+    from cv_reader.pipeline import INTRA_HEAVY, surely_inter
+
+    height, width = 64, 128  # 4 x 8 macroblocks
+    centres = [(8 + 16 * (n % 8), 8 + 16 * (n // 8)) for n in range(32)]
+
+    def records(count: int) -> np.ndarray:
+        out = np.zeros(count, dtype=[("dst_x", "<i2"), ("dst_y", "<i2")])
+        out["dst_x"], out["dst_y"] = np.array(centres[:count]).T if count else ([], [])
+        return out
+
+    assert surely_inter(records(32), height=height, width=width)
+    assert surely_inter(records(20), height=height, width=width)  # 37.5 % intra
+    assert not surely_inter(records(19), height=height, width=width)  # 40.6 %: within the margin of INTRA_HEAVY
+    assert not surely_inter(records(0), height=height, width=width)
+    doubled = np.concatenate([records(12), records(12)])  # several partitions of one macroblock count once
+    assert not surely_inter(doubled, height=height, width=width)
+    assert INTRA_HEAVY == 0.5
+
+
 def test_camera_pan_is_compensated(pan_clip):
     """Median compensation: under a pan the background does not take the budget (better than upstream's recipe)."""
     truth = None
