@@ -4,9 +4,9 @@ glibc returns a freed block above its mmap threshold to the OS at once, and trim
 threshold; both start low (128 KiB) and only rise as the process frees large mmapped blocks, up to a 32 MiB mmap /
 64 MiB trim ceiling. Until a process gets there, every batch of the energy pass (a few hundred KiB to a few MiB per
 array, freed after each batch) is faulted in again page by page: about half of a fresh process's ~37k page faults
-on a 4 s 360p clip, 0.05-0.1 s of system time (measured with `benchmarks/codec.py`). Setting the ceiling values up
-front is the state glibc itself reaches after the first large free, so a host process is not given a setting it
-would not have reached on its own. Set `CV_READER_MALLOC_TUNING=0` to leave the allocator alone.
+on a 4 s 360p clip, 0.05-0.1 s of system time (`tests/cv_reader/test_allocator.py` pins the effect). Setting the
+ceiling values up front is the state glibc itself reaches after the first large free, so a host process is not
+given a setting it would not have reached on its own. Set `CV_READER_MALLOC_TUNING=0` to leave the allocator alone.
 """
 
 from __future__ import annotations
