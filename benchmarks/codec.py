@@ -121,6 +121,11 @@ def run_arm(arm: str, path: Path, *, lmms_site: str, baseline: str = "") -> dict
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _vs_decode(best: dict[str, dict], arm: str, key: str = "wall") -> float:
+    """`key` ("wall" or "cpu") of an arm over the plain decode's; NaN when the arm failed."""
+    return best[arm][key] / best["decode"][key] if "error" not in best[arm] else float("nan")
+
+
 def clip_matrix(folder: Path, *, quick: bool, long_seconds: float) -> list[tuple[str, Path]]:
     """(label, path) of the generated clips."""
     short = 4.0 if quick else 10.0
@@ -193,28 +198,17 @@ def main(argv: list[str] | None = None) -> int:
                     if "error" in r
                     else f" {r['wall']:9.3f} {r['cpu']:9.3f} {r['rss_mb']:9.0f}"
                 )
-            dec, ours = best["decode"], best["ours"]
-            ratio = ours["wall"] / dec["wall"] if "error" not in ours else float("nan")
-            cpu_ratio = ours["cpu"] / dec["cpu"] if "error" not in ours else float("nan")
-            line += f" {ratio:8.2f} {cpu_ratio:8.2f}"
-            base_ratio = None
-            if "baseline" in arms:
-                base = best["baseline"]
-                base_ratio = base["wall"] / dec["wall"] if "error" not in base else float("nan")
-                line += f" {base_ratio:8.2f}"
-            lmms_ratio = None
-            if "lmms" in arms:
-                lmms_ratio = best["lmms"]["wall"] / dec["wall"] if "error" not in best["lmms"] else float("nan")
-                line += f" {lmms_ratio:8.2f}"
+            ratio, cpu_ratio = _vs_decode(best, "ours"), _vs_decode(best, "ours", "cpu")
+            others = {arm: _vs_decode(best, arm) for arm in ("baseline", "lmms") if arm in arms}
+            line += f" {ratio:8.2f} {cpu_ratio:8.2f}" + "".join(f" {r:8.2f}" for r in others.values())
             print(line, flush=True)
             rows.append(
                 {
                     "clip": label,
                     "ours_vs_decode": round(ratio, 2),
                     "ours_cpu_vs_decode": round(cpu_ratio, 2),
-                    **({"baseline_vs_decode": round(base_ratio, 2)} if base_ratio is not None else {}),
-                    **({"lmms_vs_decode": round(lmms_ratio, 2)} if lmms_ratio is not None else {}),
-                    "ours_rss_mb": round(ours.get("rss_mb", float("nan"))),
+                    **{f"{arm}_vs_decode": round(r, 2) for arm, r in others.items()},
+                    "ours_rss_mb": round(best["ours"].get("rss_mb", float("nan"))),
                 }
             )
             for arm in arms:
