@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .residual import box_downsample
+from .residual import box_downsample, box_sums
 
 ME_LONG_SIDE = 192  # match on luma downscaled to about this long side: cheap, and +-search covers fast motion
 
@@ -50,15 +50,9 @@ def estimate_motion(
     for dy in range(-search, search + 1):
         np.subtract(cur[None], columns[:, :, search + dy : search + dy + height], out=diff)
         np.abs(diff, out=diff)
-        # Block sums as strided adds (rows, then columns): luma box-averaged by powers of two is dyadic, so these
-        # float32 sums are exact in any order and equal the reshape-mean of one block.
-        rows = diff[:, :, 0::block].copy()
-        for k in range(1, block):
-            rows += diff[:, :, k::block]
-        sums = rows[..., 0::block].copy()
-        for k in range(1, block):
-            sums += rows[..., k::block]
-        sad[[rank[(dy, dx)] for dx in range(-search, search + 1)]] = sums / np.float32(block * block)
+        # Luma box-averaged by powers of two is dyadic, so these float32 block sums are exact in any order and
+        # equal the reshape-mean of one block.
+        sad[[rank[(dy, dx)] for dx in range(-search, search + 1)]] = box_sums(diff, block) / np.float32(block * block)
     sad[rank[(0, 0)]] -= zero_bias
     best = np.argmin(sad, axis=0)
     table = np.array([(dx, dy) for dy, dx in shifts], dtype=np.float32)

@@ -9,16 +9,15 @@ from __future__ import annotations
 import numpy as np
 
 
-def box_downsample(plane: np.ndarray, factor: int) -> np.ndarray:
-    """float32 [..., H//f, W//f] mean of each f x f block of the last two axes of `plane` [..., H, W] (trailing
-    rows/cols that do not fill a block are dropped: at most f-1 pixels)."""
-    if factor == 1:
-        return plane.astype(np.float32)
+def box_sums(plane: np.ndarray, factor: int) -> np.ndarray:
+    """Sums [..., H//f, W//f] of each f x f block of the last two axes of `plane` [..., H, W] (trailing rows/cols
+    that do not fill a block are dropped): uint16 for 8-bit input (it holds 256 x 255), else float32.
+
+    Separable sums of strided slices (several times faster than a reshape-sum), rows first: whole contiguous rows add
+    at full vector speed, and the strided column pass then reads a plane f times smaller (2.5x faster than columns
+    first at 720p). Float input is summed rows then columns, always in the same order."""
     h, w = plane.shape[-2] // factor, plane.shape[-1] // factor
     plane = plane[..., : h * factor, : w * factor]
-    # Separable sums of strided slices (several times faster than a reshape-mean), rows first: whole contiguous
-    # rows add at full vector speed, and the strided column pass then reads a plane f times smaller (2.5x faster
-    # than columns first at 720p). uint16 holds 256 x 255 for 8-bit input, wider input accumulates in float32.
     acc_type = np.uint16 if plane.dtype == np.uint8 and factor <= 16 else np.float32
     rows = plane[..., 0::factor, :].astype(acc_type)
     for dy in range(1, factor):
@@ -26,7 +25,15 @@ def box_downsample(plane: np.ndarray, factor: int) -> np.ndarray:
     acc = rows[..., 0::factor].copy()
     for dx in range(1, factor):
         acc += rows[..., dx::factor]
-    return acc.astype(np.float32) * np.float32(1.0 / (factor * factor))
+    return acc
+
+
+def box_downsample(plane: np.ndarray, factor: int) -> np.ndarray:
+    """float32 [..., H//f, W//f] mean of each f x f block of the last two axes of `plane` [..., H, W] (trailing
+    rows/cols that do not fill a block are dropped: at most f-1 pixels)."""
+    if factor == 1:
+        return plane.astype(np.float32)
+    return box_sums(plane, factor).astype(np.float32) * np.float32(1.0 / (factor * factor))
 
 
 def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
