@@ -594,32 +594,23 @@ class _Router:
         self.prev = (frame, luma)
 
     def _sample(self, index: int, frame: av.VideoFrame, *, luma: np.ndarray, ptype: int) -> None:
-        if not self.session.use_codec:
+        if self.session.use_codec:
+            records = motion_records(frame)
+            anchor_luma = self._luma_of(self.anchor)
+            same = self.anchor is not None and self.prev is not None and self.anchor[0] is self.prev[0]
+            prev_luma = anchor_luma if same else self._luma_of(self.prev)
+            if self.anchor is not None:
+                self.anchor = (self.anchor[0], anchor_luma)
+            if self.prev is not None:
+                self.prev = (self.prev[0], prev_luma)
+            # List-0 candidates: the previous anchor and the previous frame (B-pyramid / multi-reference).
+            prev_refs = [anchor_luma] if same else [r for r in (anchor_luma, prev_luma) if r is not None]
+            prev_source = None
+        else:
             # Block matching pairs a sample with the next frame; the previous one is needed only at the end of the
             # video, so its luma is made then (`drain`), not for every sample.
-            sample = _Sample(
-                index=index,
-                ts=self.slots[index],
-                luma=luma,
-                records=None,
-                prev_refs=[],
-                prev_frame=None,
-                pict_type=ptype,
-                prev_source=self.prev[0] if self.prev is not None else None,
-            )
-            self.session.keep_canvas(index, frame)
-            self.wait_frame.append(sample)
-            return
-        records = motion_records(frame)
-        anchor_luma = self._luma_of(self.anchor)
-        same = self.anchor is not None and self.prev is not None and self.anchor[0] is self.prev[0]
-        prev_luma = anchor_luma if same else self._luma_of(self.prev)
-        if self.anchor is not None:
-            self.anchor = (self.anchor[0], anchor_luma)
-        if self.prev is not None:
-            self.prev = (self.prev[0], prev_luma)
-        # List-0 candidates: the previous anchor and the previous frame (B-pyramid / multi-reference).
-        prev_refs = [anchor_luma] if same else [r for r in (anchor_luma, prev_luma) if r is not None]
+            records, prev_refs, prev_luma = None, [], None
+            prev_source = self.prev[0] if self.prev is not None else None
         sample = _Sample(
             index=index,
             ts=self.slots[index],
@@ -628,6 +619,7 @@ class _Router:
             prev_refs=prev_refs,
             prev_frame=prev_luma,
             pict_type=ptype,
+            prev_source=prev_source,
         )
         self.session.keep_canvas(index, frame)
         if records is not None and np.any(records["source"] > 0):
