@@ -42,29 +42,31 @@ def pack_mosaics(
     k = positions_thw.shape[0]
     if k > num_images * cells:
         raise ValueError(f"{k} positions do not fit in {num_images} images of {cells} cells")
-    out = np.zeros((num_images * cells, patch_size, patch_size, 3), dtype=np.uint8)
-    src = np.asarray(frame_of_t)[positions_thw[:, 0]]
     side = grid * patch_size
-    for f in np.unique(src):
+    # Cells are written straight into the mosaics, seen as [N, G, p, G, p, 3] (no cell array to transpose and copy).
+    mosaics = np.zeros((num_images, size, size, 3), dtype=np.uint8)
+    target = mosaics[:, :side, :side].reshape(num_images, grid, patch_size, grid, patch_size, 3)
+    rank = np.arange(k)
+    image, row, col = rank // cells, (rank % cells) // grid, rank % grid
+    src = np.asarray(frame_of_t)[positions_thw[:, 0]]
+    blank = np.zeros((size, size, 3), dtype=np.uint8)  # one canvas for all frames (same size, same black padding)
+    for f in sorted(set(src.tolist())):  # (np.unique would import numpy.ma: 20 ms on a process's first video)
         rows = np.flatnonzero(src == f)
-        canvas = letterbox_canvas(frames[f], size, pad_top=pad_top, pad_left=pad_left)[:side, :side]
+        canvas = letterbox_canvas(frames[f], size, pad_top=pad_top, pad_left=pad_left, out=blank)
         # Cells as a view [G, p, G, p, 3]: one gather of whole cells instead of per-pixel index arithmetic.
-        cell_view = canvas.reshape(grid, patch_size, grid, patch_size, 3)
-        out[rows] = cell_view[positions_thw[rows, 1], :, positions_thw[rows, 2]]
-    out = out.reshape(num_images, grid, grid, patch_size, patch_size, 3).transpose(0, 1, 3, 2, 4, 5)
-    mosaic = out.reshape(num_images, grid * patch_size, grid * patch_size, 3)
-    if grid * patch_size != size:  # square not a multiple of the patch: keep the canvas size
-        padded = np.zeros((num_images, size, size, 3), dtype=np.uint8)
-        padded[:, : grid * patch_size, : grid * patch_size] = mosaic
-        mosaic = padded
-    return [np.ascontiguousarray(m) for m in mosaic]
+        cell_view = canvas[:side, :side].reshape(grid, patch_size, grid, patch_size, 3)
+        target[image[rows], row[rows], :, col[rows]] = cell_view[positions_thw[rows, 1], :, positions_thw[rows, 2]]
+    return list(mosaics)
 
 
-def letterbox_canvas(content: np.ndarray, square_size: int, *, pad_top: int = 0, pad_left: int = 0) -> np.ndarray:
+def letterbox_canvas(
+    content: np.ndarray, square_size: int, *, pad_top: int = 0, pad_left: int = 0, out: np.ndarray | None = None
+) -> np.ndarray:
     """uint8 [S, S, 3] black canvas with `content` [Hn, Wn, 3] placed at (pad_top, pad_left) (content that is
-    already a whole canvas is returned as it is)."""
+    already a whole canvas is returned as it is). `out`: a canvas to write into, black where the content does not
+    go (a new one, or one last filled with content of the same size and place)."""
     if content.shape[:2] == (square_size, square_size) and pad_top == 0 and pad_left == 0:
         return content
-    canvas = np.zeros((square_size, square_size, 3), dtype=np.uint8)
+    canvas = out if out is not None else np.zeros((square_size, square_size, 3), dtype=np.uint8)
     canvas[pad_top : pad_top + content.shape[0], pad_left : pad_left + content.shape[1]] = content
     return canvas

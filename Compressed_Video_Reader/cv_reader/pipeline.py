@@ -46,6 +46,7 @@ from .saliency import (
     cell_scores,
     compensate_motion,
     fuse_cells,
+    median,
     normalise_batch,
 )
 from .selection import Selection, select_topk, visible_indices
@@ -362,14 +363,14 @@ class _Session:
             camera_x = np.trunc(vectors[..., 0]).reshape(count, -1)
             camera_y = np.trunc(vectors[..., 1]).reshape(count, -1)
             busy = np.count_nonzero((camera_x != 0) | (camera_y != 0), axis=1) / camera_x.shape[1]
-            still = (np.median(camera_x, axis=1) == 0) & (np.median(camera_y, axis=1) == 0)
+            still = (median(camera_x, axis=1) == 0) & (median(camera_y, axis=1) == 0)
             moving = (busy > BUSY_FIELD) | ~still
         else:
             moving = np.zeros(count, dtype=bool)
             for n in range(count):
                 camera = np.trunc(vectors[n][..., 0:2][valid[n]]) if valid[n].any() else np.zeros((1, 2))
                 busy = float(np.mean(np.any(camera != 0, axis=1)))
-                moving[n] = busy > BUSY_FIELD or bool(np.any(np.median(camera, axis=0) != 0))
+                moving[n] = busy > BUSY_FIELD or bool(np.any(median(camera, axis=0) != 0))
         return np.where(moving, cfg.mv_floor_moving_camera, cfg.mv_floor)
 
     def finish_pixel(self, samples: list[_Sample], refs: list[np.ndarray], labels: list[str]) -> None:

@@ -7,6 +7,7 @@ fusing, letterboxing with an area filter and summing 16x16 cells, at a fraction 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -109,7 +110,7 @@ def compensate_motion(
     if truncate == "before":
         vx, vy = np.trunc(vx), np.trunc(vy)
     if mode != "none":
-        reduce = np.median if mode == "median" else np.mean
+        reduce = median if mode == "median" else np.mean
         if valid.all():  # the whole grid of every frame: one call for the batch
             camera_x = reduce(vx.reshape(count, -1), axis=1)[:, None, None]
             camera_y = reduce(vy.reshape(count, -1), axis=1)[:, None, None]
@@ -129,6 +130,21 @@ def compensate_motion(
         for n in range(count):
             mag[n] = _other_camera_modes(vx[n], vy[n], mag[n], valid[n], extra_modes=extra_modes, share=mode_share)
     return np.where(valid, mag, 0.0).astype(np.float32)
+
+
+def median(values: np.ndarray, axis: int) -> np.ndarray:
+    """`np.median(values, axis=axis)` of finite float data, the same values: the middle element, or the mean of the
+    two middle ones in the data's float type. Written out because np.median's NaN check imports numpy.ma on its
+    first call (20-40 ms, paid on the clock of a process's first video) and reads the data once more."""
+    values = np.asarray(values)
+    if values.dtype.kind != "f":
+        values = values.astype(np.float64)
+    size = values.shape[axis]
+    half = size // 2
+    if size % 2:
+        return np.take(np.partition(values, half, axis=axis), half, axis=axis)
+    part = np.partition(values, [half - 1, half], axis=axis)
+    return (np.take(part, half - 1, axis=axis) + np.take(part, half, axis=axis)) / values.dtype.type(2)
 
 
 def _masked_median(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -166,6 +182,24 @@ def _other_camera_modes(
 PERCENTILE_SAMPLES = 16384  # percentiles of larger maps are taken on a regular subsample (same value to ~1 %)
 
 
+def percentile_rows(rows: np.ndarray, pct: float) -> np.ndarray:
+    """`np.percentile(rows, pct, axis=1)` (linear method) of finite float rows [B, n], n >= 1, the same values
+    computed the same way: the two order statistics around `(n - 1) * pct / 100`, interpolated as numpy does in the
+    rows' float type. Written out because np.percentile's index bookkeeping imports numpy.ma on its first call
+    (20-40 ms, paid on the clock of a process's first video) and checks every row for NaN."""
+    size = rows.shape[1]
+    virtual = (size - 1) * (float(pct) / 100)  # Python floats: a weak scalar keeps the rows' float type
+    low = math.floor(virtual) if virtual < size - 1 else size - 1
+    high = min(low + 1, size - 1)
+    gamma = virtual - low if virtual < size - 1 else 0.0
+    part = np.partition(rows, sorted({low, high}), axis=1)
+    below, above = part[:, low], part[:, high]
+    step = above - below
+    if gamma >= 0.5:  # numpy's lerp interpolates from the nearer end
+        return above - step * (1 - gamma)
+    return below + step * gamma
+
+
 def normalise_batch(energy: np.ndarray, *, pct: float, floors: np.ndarray) -> np.ndarray:
     """`clip(x / max(percentile(x, pct), floor), 0, 1)` per frame of `energy` [B, ...] (spec 4, numpy linear
     percentile), `floors` [B]."""
@@ -176,7 +210,7 @@ def normalise_batch(energy: np.ndarray, *, pct: float, floors: np.ndarray) -> np
     if flat.shape[1] > 2 * PERCENTILE_SAMPLES:
         flat = flat[:, :: flat.shape[1] // PERCENTILE_SAMPLES]
     # Compared in float64 and divided in float32, as `x / max(float(p), floor)` does for one float32 map.
-    scale = np.maximum(np.percentile(flat, pct, axis=1).astype(np.float64), np.asarray(floors, np.float64))
+    scale = np.maximum(percentile_rows(flat, pct).astype(np.float64), np.asarray(floors, np.float64))
     scale = scale.astype(energy.dtype if energy.dtype == np.float32 else np.float64)
     return np.clip(energy / scale.reshape((count,) + (1,) * (energy.ndim - 1)), 0.0, 1.0).astype(np.float32)
 

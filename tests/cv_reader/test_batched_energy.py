@@ -9,7 +9,7 @@ import cv_reader.pipeline as pipeline
 from cv_reader import EnergyConfig, select_patches
 from cv_reader.motion_estimation import estimate_motion
 from cv_reader.residual import box_downsample
-from cv_reader.saliency import _masked_median
+from cv_reader.saliency import _masked_median, median
 
 RECIPES = {
     "clean": EnergyConfig(),
@@ -84,6 +84,30 @@ def test_masked_median_is_numpy_median():
     for n in range(len(values)):
         want = np.median(values[n][valid[n]]) if valid[n].any() else 0.0
         assert got[n] == np.float32(want), (n, got[n], want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+@pytest.mark.parametrize("shape", [(5, 8), (5, 9), (1, 1), (7, 2)])
+def test_median_is_numpy_median(shape, dtype):
+    values = np.trunc(np.random.default_rng(3).normal(0, 3, shape) * 1.37).astype(dtype)
+    for axis in (0, 1):
+        want, got = np.median(values, axis=axis), median(values, axis=axis)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+
+def test_selection_does_not_import_numpy_ma(moving_clip):
+    """np.median imports numpy.ma on its first call (20-40 ms on the first video of a process); nothing in the
+    pipeline may call it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from cv_reader import select_patches; "
+        f"select_patches({str(moving_clip.path)!r}).mosaics(); print('numpy.ma' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 @pytest.mark.parametrize("factor", [1, 2, 4, 8])  # the work factors select_patches uses
