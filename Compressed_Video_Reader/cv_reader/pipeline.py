@@ -10,6 +10,7 @@ for the pixel thread.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 from collections import defaultdict
@@ -685,11 +686,12 @@ def _decode_pass(
     missing = sorted(set(slots) - set(session.scores))
     if missing:
         logger.warning(
-            "%s: %d packets but only %d decoded frames; sampled frames %s reuse the last decoded one",
+            "%s: %d of %d sampled frames could not be decoded (%s; e.g. a stream cut before a keyframe, or a"
+            " truncated or corrupt file): each shows the nearest decoded sampled frame and gives no patches",
             session.video,
-            info.num_frames,
-            num_decoded,
-            missing[:8],
+            len(missing),
+            len(slots),
+            ", ".join(map(str, missing[:8])) + (", ..." if len(missing) > 8 else ""),
         )
     return _Run(
         info=info,
@@ -734,6 +736,13 @@ def _decode_loop(
     return num_decoded, pix_fmt
 
 
+def _nearest(decoded: list[int], index: int) -> int | None:
+    """The decoded frame that stands in for a frame that was not decoded: the last one before it (a truncated or
+    damaged tail), or the first one after it (a stream that starts without a keyframe); None if nothing decoded."""
+    at = bisect.bisect_left(decoded, index)
+    return decoded[at - 1] if at > 0 else (decoded[0] if decoded else None)
+
+
 def _assemble(
     session: _Session, run: _Run, *, k_total: int, num_images: int, keep_first_full_frame: bool, exclude_padding: bool
 ) -> CodecSelection:
@@ -747,7 +756,7 @@ def _assemble(
     distinct = sorted(slots)
     frame_row = {}
     for idx in distinct:
-        src = idx if idx in session.scores else (decoded_sorted[-1] if decoded_sorted else None)
+        src = idx if idx in session.scores else _nearest(decoded_sorted, idx)
         for t in slots[idx]:
             if src is not None:
                 scores[t] = session.scores[src]
@@ -776,7 +785,7 @@ def _assemble(
     if session.keep_pixels:
         blank = np.zeros((session.box.Hn, session.box.Wn, 3), dtype=np.uint8)
         frames = [f if f is not None else blank for f in session.frames]
-        # Missing frames (fewer decoded than demuxed) show the last decoded sampled frame.
+        # Missing frames (fewer decoded than demuxed) show the nearest decoded sampled frame.
         frame_of_t = np.array(
             [session.frame_row[frame_row[i]] if frame_row[i] is not None else 0 for i in frame_ids.tolist()],
             dtype=np.int64,
