@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -79,6 +80,7 @@ class VideoInfo:
         exports_motion_vectors: whether the codec can export motion vectors through FFmpeg.
         display_pts: the packets' pts in display order (sorted), so that a packet's display index is known before
             it is decoded; None when some packet has no pts or two share one (then frames are counted as they come).
+        stream_index: the container stream read (`choose_video_stream`); pass it on to `iter_indexed_frames`.
     """
 
     path: str
@@ -89,16 +91,19 @@ class VideoInfo:
     pix_fmt: str | None
     exports_motion_vectors: bool
     display_pts: tuple[int, ...] | None = None
+    stream_index: int | None = None
 
 
 def open_video(
-    path: str | Path, *, demux_only: bool = False
+    path: str | Path, *, demux_only: bool = False, stream_index: int | None = None
 ) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
-    """Open `path` and return its container and first video stream, or raise `VideoReadError` saying why.
+    """Open `path` and return its container and video stream, or raise `VideoReadError` saying why.
 
     `demux_only`: the caller reads packets, never frames. Opening a file decodes its first frames to learn the
     stream's parameters (FFmpeg's stream-info probe: 15-30 ms for the first I-frame of a 720p-1080p H.264 clip);
-    with this flag those probe decoders skip every frame, so the pixel format stays unknown (None)."""
+    with this flag those probe decoders skip every frame, so the pixel format stays unknown (None).
+    `stream_index`: the container stream to read (`VideoInfo.stream_index`); by default the first video stream that
+    is not cover art."""
     path = Path(path)
     if not path.exists():
         raise VideoReadError(path, "missing", detail="no such file")
@@ -116,7 +121,13 @@ def open_video(
         kinds = sorted({other.type for other in container.streams}) or ["none"]
         container.close()
         raise VideoReadError(path, "no_video_stream", detail=f"streams: {', '.join(kinds)}")
-    stream = container.streams.video[0]
+    if stream_index is None:
+        stream = choose_video_stream(container.streams.video, {})
+    else:
+        stream = next((v for v in container.streams.video if v.index == stream_index), None)
+        if stream is None:
+            container.close()
+            raise VideoReadError(path, "no_video_stream", detail=f"stream {stream_index} is not a video stream")
     try:
         codec_context = stream.codec_context
         name = codec_context.name if codec_context is not None else None
@@ -129,19 +140,32 @@ def open_video(
     return container, stream
 
 
+def choose_video_stream(
+    streams: tuple[av.video.stream.VideoStream, ...], packets: dict[int, int]
+) -> av.video.stream.VideoStream:
+    """The video stream to read: cover art (attached pictures) only when there is nothing else, then the stream
+    with the most packets (`packets`: count per stream index, when known), then the first. A Matroska or MP4 file
+    may hold a one-frame cover or thumbnail track before the movie; the first video stream would be that."""
+    movies = [v for v in streams if not v.disposition & av.stream.Disposition.attached_pic] or list(streams)
+    return max(movies, key=lambda v: (packets.get(v.index, 0), -v.index))
+
+
 def probe_video(path: str | Path) -> VideoInfo:
     """Count the decodable frames of `path` by demuxing (cheap: no decoding) and read its codec and size."""
-    container, stream = open_video(path, demux_only=True)
+    container, _ = open_video(path, demux_only=True)
     try:
-        count = 0
-        pts: list[int | None] = []
-        try:
-            for packet in container.demux(stream):
+        videos = container.streams.video
+        counts = dict.fromkeys((v.index for v in videos), 0)
+        stamps: dict[int, list[int | None]] = {v.index: [] for v in videos}
+        try:  # every video stream in one pass (the demuxer reads the whole file either way)
+            for packet in container.demux(*videos):
                 if packet.size > 0:
-                    count += 1
-                    pts.append(packet.pts)
+                    counts[packet.stream.index] += 1
+                    stamps[packet.stream.index].append(packet.pts)
         except av.FFmpegError as err:  # truncated files: keep the packets read so far
-            logger.warning("%s: demux stopped after %d packets (%s)", path, count, err)
+            logger.warning("%s: demux stopped after %d packets (%s)", path, sum(counts.values()), err)
+        stream = choose_video_stream(videos, counts)
+        count, pts = counts[stream.index], stamps[stream.index]
         ctx = stream.codec_context
         if count == 0:
             raise VideoReadError(path, "no_frames", detail="the video stream holds no packets")
@@ -156,15 +180,10 @@ def probe_video(path: str | Path) -> VideoInfo:
             pix_fmt=pix_fmt,
             exports_motion_vectors=ctx.name in MV_CODECS,
             display_pts=tuple(sorted(pts)) if usable else None,
+            stream_index=stream.index,
         )
     finally:
         container.close()
-
-
-def iter_frames(path: str | Path, *, export_mvs: bool) -> Iterator[av.VideoFrame]:
-    """Decode every frame of the first video stream in display order (see `iter_indexed_frames`)."""
-    for _, frame in iter_indexed_frames(path, export_mvs=export_mvs):
-        yield frame
 
 
 def iter_indexed_frames(
@@ -173,8 +192,9 @@ def iter_indexed_frames(
     export_mvs: bool,
     keep: frozenset[int] | None = None,
     display_pts: tuple[int, ...] | None = None,
+    stream_index: int | None = None,
 ) -> Iterator[tuple[int, av.VideoFrame]]:
-    """Decode the first video stream in display order, yielding `(display index, frame)`.
+    """Decode the video stream (`stream_index`, as `open_video`) in display order, yielding `(display index, frame)`.
 
     With `keep` and `display_pts` (`VideoInfo.display_pts`), packets whose display index is not in `keep` are
     decoded with `skip_frame = NONREF`: a non-reference frame nobody asked for (most B-frames) is not decoded at
@@ -185,7 +205,7 @@ def iter_indexed_frames(
     A decode error after at least one frame ends the stream with a warning (truncated file); before any frame it
     raises `VideoReadError`.
     """
-    container, stream = open_video(path)
+    container, stream = open_video(path, stream_index=stream_index)
     rank = {pts: index for index, pts in enumerate(display_pts)} if keep is not None and display_pts else None
     try:
         stream.thread_type = "SLICE"
@@ -209,6 +229,14 @@ def iter_indexed_frames(
             raise VideoReadError(path, "no_frames", detail="no frame could be decoded")
     finally:
         container.close()
+
+
+def nearest_decoded(decoded: list[int], index: int) -> int | None:
+    """The frame that stands in for frame `index` when it could not be decoded, from the sorted indices of the
+    frames that were: the last one before it (a truncated or damaged tail), or the first one after it (a stream
+    cut before a keyframe); None when nothing was decoded."""
+    at = bisect.bisect_left(decoded, index)
+    return decoded[at - 1] if at > 0 else (decoded[0] if decoded else None)
 
 
 def luma_plane(frame: av.VideoFrame) -> np.ndarray:

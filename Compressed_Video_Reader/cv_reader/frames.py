@@ -8,7 +8,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from .decode import RgbScaler, frame_rotation, iter_frames, rgb_resized
+from .decode import RgbScaler, frame_rotation, iter_indexed_frames, nearest_decoded, probe_video, rgb_resized
 from .geometry import Letterbox, letterbox
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def read_letterboxed_frames(
 
     Returns:
         `(frames, frame_of_t)`: uint8 [F, S, S, 3] canvases of the distinct frames and int64 [T] row per t.
-        Frames past the end of a short decode reuse the last decoded one (logged).
+        A frame that cannot be decoded shows the nearest decoded one (logged).
     """
     frame_ids = np.asarray(frame_ids, dtype=np.int64)
     distinct = sorted(set(frame_ids.tolist()))
@@ -47,30 +47,36 @@ def read_letterboxed_frames(
     done: set[int] = set()
     box = None
     rotation = 0
-    last = -1
-    for index, frame in enumerate(iter_frames(video_path, export_mvs=False)):
+    # Frames are indexed by display position as select_patches indexes them (probe_video's packets), so that the
+    # pixels match a stored selection even where frames cannot be decoded (a stream cut before a keyframe).
+    info = probe_video(video_path)
+    frames_in = iter_indexed_frames(
+        video_path,
+        export_mvs=False,
+        keep=frozenset(distinct),
+        display_pts=info.display_pts,
+        stream_index=info.stream_index,
+    )
+    for index, frame in frames_in:
         if box is None:
             rotation = frame_rotation(frame)
             h0, w0 = (frame.width, frame.height) if rotation in (90, 270) else (frame.height, frame.width)
             box = letterbox(h0, w0, out_size=square_size)
-        last = index
-        if index in row:
+        if index in row and index not in done:
             content = letterboxed_content(frame, box, rotation=rotation, scaler=scaler)
             frames[row[index], box.pad_top : box.pad_top + box.Hn, box.pad_left : box.pad_left + box.Wn] = content
             done.add(index)
-            if index >= distinct[-1]:
-                break
+        if index >= distinct[-1]:
+            break
     missing = [i for i in distinct if i not in done]
     if missing:
         logger.warning(
-            "%s: frames %s not decoded (last decoded %d); reusing the last decoded sampled frame",
-            video_path,
-            missing[:8],
-            last,
+            "%s: frames %s could not be decoded; each shows the nearest decoded sampled frame", video_path, missing[:8]
         )
-        fallback = max(done) if done else None
+        decoded = sorted(done)
         for i in missing:
-            if fallback is not None:
-                frames[row[i]] = frames[row[fallback]]
+            stand_in = nearest_decoded(decoded, i)
+            if stand_in is not None:
+                frames[row[i]] = frames[row[stand_in]]
     frame_of_t = np.array([row[i] for i in frame_ids.tolist()], dtype=np.int64)
     return frames, frame_of_t

@@ -10,7 +10,6 @@ for the pixel thread.
 
 from __future__ import annotations
 
-import bisect
 import logging
 import time
 from collections import defaultdict
@@ -32,6 +31,7 @@ from .decode import (
     iter_indexed_frames,
     luma_plane,
     motion_records,
+    nearest_decoded,
     probe_video,
 )
 from .errors import VideoReadError
@@ -713,7 +713,11 @@ def _decode_loop(
     slots = router.slots
     last_wanted, pix_fmt, num_decoded = max(slots), None, 0
     frames = iter_indexed_frames(
-        session.video, export_mvs=session.use_codec, keep=needed_frames(sorted(slots)), display_pts=info.display_pts
+        session.video,
+        export_mvs=session.use_codec,
+        keep=needed_frames(sorted(slots)),
+        display_pts=info.display_pts,
+        stream_index=info.stream_index,
     )
     try:
         for index, frame in frames:
@@ -736,13 +740,6 @@ def _decode_loop(
     return num_decoded, pix_fmt
 
 
-def _nearest(decoded: list[int], index: int) -> int | None:
-    """The decoded frame that stands in for a frame that was not decoded: the last one before it (a truncated or
-    damaged tail), or the first one after it (a stream that starts without a keyframe); None if nothing decoded."""
-    at = bisect.bisect_left(decoded, index)
-    return decoded[at - 1] if at > 0 else (decoded[0] if decoded else None)
-
-
 def _assemble(
     session: _Session, run: _Run, *, k_total: int, num_images: int, keep_first_full_frame: bool, exclude_padding: bool
 ) -> CodecSelection:
@@ -756,7 +753,7 @@ def _assemble(
     distinct = sorted(slots)
     frame_row = {}
     for idx in distinct:
-        src = idx if idx in session.scores else _nearest(decoded_sorted, idx)
+        src = idx if idx in session.scores else nearest_decoded(decoded_sorted, idx)
         for t in slots[idx]:
             if src is not None:
                 scores[t] = session.scores[src]

@@ -69,28 +69,3 @@ def test_truncated_streamable_file_decodes_what_is_there(tmp_path, moving_clip):
     selection = select_patches(cut)
     assert 10 < selection.meta["num_packets"] < 96
     assert selection.visidx_thw.shape == (10368, 3)
-
-
-def test_stream_cut_before_a_keyframe_shows_the_first_decoded_frame(tmp_path, caplog):
-    """An MPEG-TS cut in the middle of a GOP (a recording or segment that starts on P/B-frames): the frames before
-    the first keyframe cannot be decoded. They are reported, give no patches, and show the nearest decoded frame
-    (the first one after them, not the end of the video)."""
-    from .synth import write_video
-
-    rng = np.random.default_rng(0)
-    texture = rng.integers(-20, 21, (96, 160, 3))
-    frames = [np.clip(40 + 1.5 * i + texture, 0, 255).astype(np.uint8) for i in range(100)]  # brighter over time
-    whole = write_video(tmp_path / "whole.ts", frames, gop=10, bframes=0)
-    data = whole.read_bytes()
-    cut = tmp_path / "cut.ts"
-    cut.write_bytes(data[(len(data) * 3 // 10) // 188 * 188 + 188 * 5 :])  # TS packets are 188 bytes
-    with caplog.at_level("WARNING", logger="cv_reader.pipeline"):
-        selection = select_patches(cut)
-    missing = selection.meta["missing_frames"]
-    assert missing and missing[0] == 0, missing
-    assert "could not be decoded" in caplog.text and str(cut) in caplog.text
-    pad = selection.meta["pad_info"]
-    image = selection.mosaics()[0]
-    content = image[pad["pad_top"] : 576 - pad["pad_bottom"], pad["pad_left"] : 576 - pad["pad_right"]]
-    start = 100 - selection.meta["num_packets"]  # the cut's first frame; a keyframe follows within one GOP
-    assert 40 + 1.5 * start - 5 < float(content.mean()) < 40 + 1.5 * (start + 10) + 5, (content.mean(), start)

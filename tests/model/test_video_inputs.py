@@ -28,3 +28,22 @@ def test_unreadable_video_names_the_file(tmp_path):
     path.write_text("text")
     with pytest.raises(cv_reader.VideoReadError, match="not_a_video.mp4"):
         read_uniform_frames(path, num_frames=4)
+
+
+def test_uniform_frames_are_in_display_orientation(tmp_path):
+    """A phone video stored landscape with a 90-degree display rotation gives portrait frames, turned as the codec
+    path turns its mosaics (cv_reader.frames.letterboxed_content)."""
+    from cv_reader.decode import frame_rotation
+    from tests.cv_reader.synth import write_video as write_rotated
+
+    rng = np.random.default_rng(0)
+    coded = [rng.integers(0, 255, (64, 96, 3), dtype=np.uint8) for _ in range(8)]
+    path = write_rotated(tmp_path / "phone.mp4", coded, rotation=90)
+    frames = read_uniform_frames(path, num_frames=2)
+    with av.open(str(path)) as container:
+        first = next(container.decode(video=0))
+        rotation = frame_rotation(first)
+        assert rotation in (90, 270)  # the premise: rotation metadata survives the muxer
+        want = np.rot90(first.to_ndarray(format="rgb24"), rotation // 90)
+    assert frames[0].shape == (96, 64, 3)
+    np.testing.assert_array_equal(frames[0], want)

@@ -66,34 +66,40 @@ def positions_grid(num_positions: int, *, num_frames: int) -> int:
 
 
 def read_uniform_frames(path: str | Path, *, num_frames: int) -> list[np.ndarray]:
-    """`num_frames` RGB uint8 [H, W, 3] frames, uniformly spaced over the video, decoded by `cv_reader`.
+    """`num_frames` RGB uint8 [H, W, 3] frames, uniformly spaced over the video, decoded by `cv_reader`, turned to
+    their display orientation (rotation metadata of phone videos), as the codec path shows them.
 
-    The frame count and the indices are cv_reader's (`probe_video`: non-empty packets; `sample_frame_ids`:
-    floor(linspace(0, N - 1, num_frames))), the same rule as the codec path, so the uniform and codec videos of one
-    file sample the same frames. Decoding stops after the last wanted frame.
+    The frame count and the indices are cv_reader's (`probe_video`: non-empty packets in display order;
+    `sample_frame_ids`: floor(linspace(0, N - 1, num_frames))), the same rule as the codec path, so the uniform and
+    codec videos of one file sample the same frames. Decoding stops after the last wanted frame. A wanted frame that
+    cannot be decoded (a stream cut before a keyframe, a damaged tail) repeats the nearest decoded one (logged).
 
     Raises:
-        cv_reader.VideoReadError: the file is missing, not a video, or yields fewer frames than its packets.
+        cv_reader.VideoReadError: the file is missing, not a video, or has no decodable frame.
     """
     cv_reader = _cv_reader()
-    from cv_reader.decode import iter_frames
+    from cv_reader.decode import frame_rotation, iter_indexed_frames, nearest_decoded
 
     info = cv_reader.probe_video(path)
     wanted = cv_reader.sample_frame_ids(info.num_frames, num_frames).tolist()
-    wanted_set = set(wanted)
+    wanted_set = frozenset(wanted)
     last = wanted[-1]
     by_index: dict[int, np.ndarray] = {}
-    for index, frame in enumerate(iter_frames(path, export_mvs=False)):
-        if index in wanted_set:
-            by_index[index] = frame.to_ndarray(format="rgb24")
+    frames = iter_indexed_frames(
+        path, export_mvs=False, keep=wanted_set, display_pts=info.display_pts, stream_index=info.stream_index
+    )
+    for index, frame in frames:
+        if index in wanted_set and index not in by_index:
+            rgb = frame.to_ndarray(format="rgb24")
+            rotation = frame_rotation(frame)
+            by_index[index] = np.ascontiguousarray(np.rot90(rgb, rotation // 90)) if rotation else rgb
         if index >= last:
             break
     missing = sorted(wanted_set - set(by_index))
     if missing:
-        raise cv_reader.VideoReadError(
-            Path(path), "decode_error", f"{info.num_frames} packets but frames {missing[:8]} could not be decoded"
-        )
-    return [by_index[index] for index in wanted]
+        logger.warning("%s: frames %s could not be decoded; each repeats the nearest decoded one", path, missing[:8])
+    decoded = sorted(by_index)
+    return [by_index[index if index in by_index else nearest_decoded(decoded, index)] for index in wanted]
 
 
 def _cv_reader():

@@ -1,0 +1,101 @@
+"""Which stream, and which frame is frame n: the probe, the selection, the stage-2 mosaics and the uniform frames
+of the model agree on real-world files (a cover-art track before the movie, a stream cut before a keyframe)."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+from cv_reader import probe_video, read_letterboxed_frames, select_patches
+from llava.model.llava_ov.video_inputs import read_uniform_frames
+
+from .synth import write_video
+
+NUM_FRAMES = 100
+
+
+@pytest.fixture(scope="module")
+def cut_ts(tmp_path_factory):
+    """An MPEG-TS cut in the middle of a GOP (a recording or segment that starts on P-frames): the frames before
+    its first keyframe cannot be decoded. Frame i of the whole clip has brightness 40 + 1.5 i."""
+    d = tmp_path_factory.mktemp("cut")
+    texture = np.random.default_rng(0).integers(-20, 21, (96, 160, 3))
+    frames = [np.clip(40 + 1.5 * i + texture, 0, 255).astype(np.uint8) for i in range(NUM_FRAMES)]
+    data = write_video(d / "whole.ts", frames, gop=10, bframes=0).read_bytes()
+    cut = d / "cut.ts"
+    cut.write_bytes(data[(len(data) * 3 // 10) // 188 * 188 + 188 * 5 :])  # TS packets are 188 bytes
+    return cut
+
+
+def test_frames_before_the_first_keyframe_show_the_first_decoded_one(cut_ts, caplog):
+    """They are reported, give no patches, and show the nearest decoded frame (the first one after them, not the
+    end of the video)."""
+    with caplog.at_level("WARNING", logger="cv_reader.pipeline"):
+        selection = select_patches(cut_ts)
+    missing = selection.meta["missing_frames"]
+    assert missing and missing[0] == 0, missing
+    assert "could not be decoded" in caplog.text and str(cut_ts) in caplog.text
+    pad = selection.meta["pad_info"]
+    image = selection.mosaics()[0]
+    content = image[pad["pad_top"] : 576 - pad["pad_bottom"], pad["pad_left"] : 576 - pad["pad_right"]]
+    start = NUM_FRAMES - selection.meta["num_packets"]  # the cut's first frame; a keyframe follows within one GOP
+    assert 40 + 1.5 * start - 5 < float(content.mean()) < 40 + 1.5 * (start + 10) + 5, (content.mean(), start)
+
+
+def test_stage2_frames_are_the_selections_frames(cut_ts):
+    """`read_letterboxed_frames` (mosaics rebuilt from stored positions) indexes frames as the selection does: by
+    display position among the packets, so undecodable leading frames shift nothing."""
+    selection = select_patches(cut_ts)
+    frames, frame_of_t = read_letterboxed_frames(cut_ts, selection.frame_ids)
+    sampled = selection.sampled_frames()
+    for t in range(len(selection.frame_ids)):
+        np.testing.assert_array_equal(frames[frame_of_t[t]], sampled[t], err_msg=f"t={t}")
+
+
+def test_uniform_frames_of_a_cut_stream(cut_ts):
+    """The model's uniform frames: no error, frame n is display frame n (frames that cannot be decoded repeat the
+    nearest decoded one)."""
+    info = probe_video(cut_ts)
+    frames = read_uniform_frames(cut_ts, num_frames=8)
+    assert len(frames) == 8
+    start = NUM_FRAMES - info.num_frames  # num_frames: the cut's packets
+    last = start + info.num_frames - 1
+    assert abs(float(frames[-1].mean()) - (40 + 1.5 * last)) < 6  # the last frame is the last frame
+    assert 40 + 1.5 * start - 5 < float(frames[0].mean()) < 40 + 1.5 * (start + 10) + 5
+
+
+@pytest.fixture(scope="module")
+def cover_first(tmp_path_factory):
+    """A Matroska file whose first video track is a one-frame cover picture (MJPEG), the movie second."""
+    path = tmp_path_factory.mktemp("cover") / "cover_first.mkv"
+    rng = np.random.default_rng(1)
+    with av.open(str(path), "w") as container:
+        cover = container.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 300, 300, "yuvj420p"
+        movie = container.add_stream("libx264", rate=25)
+        movie.width, movie.height, movie.pix_fmt = 160, 96, "yuv420p"
+        picture = av.VideoFrame.from_ndarray(np.full((300, 300, 3), 200, np.uint8), format="rgb24")
+        for packet in [*cover.encode(picture.reformat(format="yuvj420p")), *cover.encode()]:
+            container.mux(packet)
+        background = rng.integers(0, 255, (96, 160, 3), dtype=np.uint8)
+        for i in range(40):
+            frame = av.VideoFrame.from_ndarray(np.roll(background, 2 * i, axis=1).copy(), format="rgb24")
+            for packet in movie.encode(frame):
+                container.mux(packet)
+        for packet in movie.encode():
+            container.mux(packet)
+    with av.open(str(path)) as container:
+        assert [v.codec_context.name for v in container.streams.video] == ["mjpeg", "h264"]  # the premise
+    return path
+
+
+def test_the_movie_is_read_not_the_cover(cover_first):
+    info = probe_video(cover_first)
+    assert (info.codec, info.num_frames, info.width, info.height) == ("h264", 40, 160, 96)
+    selection = select_patches(cover_first)
+    assert selection.meta["num_packets"] == 40 and selection.meta["signal"].startswith("codec_mv")
+    frames = read_uniform_frames(cover_first, num_frames=4)
+    assert [f.shape for f in frames] == [(96, 160, 3)] * 4
+    canvases, _ = read_letterboxed_frames(cover_first, selection.frame_ids)
+    np.testing.assert_array_equal(canvases[0], selection.sampled_frames()[0])
