@@ -202,8 +202,9 @@ def iter_indexed_frames(
     and counted as it comes.
 
     Slice threading only: frame threading occasionally corrupts exported motion vectors (spec 11).
-    A decode error after at least one frame ends the stream with a warning (truncated file); before any frame it
-    raises `VideoReadError`.
+    A packet the decoder rejects (damaged data) is skipped and decoding goes on with the next one, as the ffmpeg
+    tool does (one warning counts them); a demuxing error ends the stream there (truncated file). No decoded frame
+    at all raises `VideoReadError`.
     """
     container, stream = open_video(path, stream_index=stream_index)
     rank = {pts: index for index, pts in enumerate(display_pts)} if keep is not None and display_pts else None
@@ -212,19 +213,30 @@ def iter_indexed_frames(
         context = stream.codec_context
         if export_mvs:
             context.options = {"flags2": "+export_mvs"}
-        produced, index = 0, -1
+        produced, index, rejected, first_error = 0, -1, 0, ""
         try:
             for packet in container.demux(stream):
                 if rank is not None and packet.size:
                     context.skip_frame = "DEFAULT" if rank.get(packet.pts, -1) in keep else "NONREF"
-                for frame in packet.decode():
+                try:
+                    frames = packet.decode()
+                except av.FFmpegError as err:  # one damaged packet: the frames after it still decode
+                    rejected += 1
+                    first_error = first_error or f"{type(err).__name__}: {err}"
+                    continue
+                for frame in frames:
                     produced += 1
                     index = rank.get(frame.pts, index + 1) if rank is not None else index + 1
                     yield index, frame
         except av.FFmpegError as err:
-            if produced == 0:
-                raise VideoReadError(path, "decode_error", detail=f"{type(err).__name__}: {err}") from err
-            logger.warning("%s: decoding stopped after %d frames (%s)", path, produced, err)
+            logger.warning("%s: demuxing stopped after %d frames (%s)", path, produced, err)
+        finally:  # also when the caller stops early (it has every frame it wanted)
+            if rejected:
+                logger.warning("%s: %d damaged packets skipped (first: %s)", path, rejected, first_error)
+        if produced == 0 and rejected:
+            raise VideoReadError(
+                path, "decode_error", detail=f"no frame could be decoded; {rejected} packets rejected: {first_error}"
+            )
         if produced == 0:
             raise VideoReadError(path, "no_frames", detail="no frame could be decoded")
     finally:

@@ -99,3 +99,22 @@ def test_the_movie_is_read_not_the_cover(cover_first):
     assert [f.shape for f in frames] == [(96, 160, 3)] * 4
     canvases, _ = read_letterboxed_frames(cover_first, selection.frame_ids)
     np.testing.assert_array_equal(canvases[0], selection.sampled_frames()[0])
+
+
+def test_a_damaged_packet_loses_only_its_own_frame(tmp_path, caplog):
+    """A packet the decoder rejects (here an impossible NAL size) is skipped; the frames after it still decode
+    (decoding used to stop there, and every later sampled frame repeated the last good one)."""
+    rng = np.random.default_rng(2)
+    background = rng.integers(0, 255, (96, 160, 3), dtype=np.uint8)
+    frames = [np.roll(background, 3 * i, axis=1) for i in range(60)]
+    path = write_video(tmp_path / "clip.mp4", frames, gop=32, bframes=2)
+    data = bytearray(path.read_bytes())
+    with av.open(str(path)) as container:
+        positions = [packet.pos for packet in container.demux(video=0) if packet.size]
+    data[positions[20] : positions[20] + 4] = b"\xff\xff\xff\xff"  # the first NAL's length prefix
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    with caplog.at_level("WARNING", logger="cv_reader.decode"):
+        selection = select_patches(damaged)
+    assert "1 damaged packets skipped" in caplog.text and str(damaged) in caplog.text
+    assert len(selection.meta["missing_frames"]) == 1, selection.meta["missing_frames"]
