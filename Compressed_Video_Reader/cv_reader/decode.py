@@ -73,7 +73,8 @@ class VideoInfo:
 
     Attributes:
         path: the file.
-        num_frames: N, non-empty video packets (spec 3: one frame count for train and eval).
+        num_frames: N, non-empty video packets that are shown (spec 3: one frame count for train and eval; packets an
+            MP4 edit list cuts off are decoded but never output, as in upstream's `len(read_video(...))`).
         codec: decoder name (e.g. "h264").
         width, height: coded size in pixels (before rotation).
         pix_fmt: decoder pixel format name, or None if unknown before decoding.
@@ -157,15 +158,22 @@ def probe_video(path: str | Path) -> VideoInfo:
         videos = container.streams.video
         counts = dict.fromkeys((v.index for v in videos), 0)
         stamps: dict[int, list[int | None]] = {v.index: [] for v in videos}
+        discarded = dict.fromkeys(counts, 0)
         try:  # every video stream in one pass (the demuxer reads the whole file either way)
             for packet in container.demux(*videos):
-                if packet.size > 0:
-                    counts[packet.stream.index] += 1
-                    stamps[packet.stream.index].append(packet.pts)
+                if packet.size == 0:
+                    continue
+                if packet.is_discard:  # before an edit list's start (a trimmed MP4): decoded, never shown
+                    discarded[packet.stream.index] += 1
+                    continue
+                counts[packet.stream.index] += 1
+                stamps[packet.stream.index].append(packet.pts)
         except av.FFmpegError as err:  # truncated files: keep the packets read so far
             logger.warning("%s: demux stopped after %d packets (%s)", path, sum(counts.values()), err)
         stream = choose_video_stream(videos, counts)
         count, pts = counts[stream.index], stamps[stream.index]
+        if count == 0 and discarded[stream.index]:
+            raise VideoReadError(path, "no_frames", detail="every packet lies before the edit list's start")
         ctx = stream.codec_context
         if count == 0:
             raise VideoReadError(path, "no_frames", detail="the video stream holds no packets")

@@ -118,3 +118,33 @@ def test_a_damaged_packet_loses_only_its_own_frame(tmp_path, caplog):
         selection = select_patches(damaged)
     assert "1 damaged packets skipped" in caplog.text and str(damaged) in caplog.text
     assert len(selection.meta["missing_frames"]) == 1, selection.meta["missing_frames"]
+
+
+def test_frames_an_edit_list_cuts_off_are_not_counted(tmp_path):
+    """A trimmed MP4 (`ffmpeg -ss ... -c copy`, phone editors) keeps the packets before the cut, flagged discard by
+    its edit list: FFmpeg decodes them as references and never outputs them. They are not frames of the video."""
+    rng = np.random.default_rng(3)
+    background = rng.integers(0, 255, (96, 160, 3), dtype=np.uint8)
+    frames = [np.clip(background.astype(int) // 2 + 2 * i, 0, 255).astype(np.uint8) for i in range(50)]
+    whole = write_video(tmp_path / "whole.mp4", frames, gop=32, bframes=2)
+    trimmed = tmp_path / "trimmed.mp4"
+    with av.open(str(whole)) as src, av.open(str(trimmed), "w") as dst:
+        stream_in = src.streams.video[0]
+        stream_out = dst.add_stream_from_template(stream_in)
+        shift = round(12 / (stream_in.average_rate * stream_in.time_base))  # the first 12 frames before time 0
+        for packet in src.demux(stream_in):
+            if packet.dts is None:
+                continue
+            packet.pts -= shift
+            packet.dts -= shift
+            packet.stream = stream_out
+            dst.mux(packet)
+    with av.open(str(trimmed)) as container:
+        shown = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert len(shown) == 38  # the premise: the muxer wrote an edit list and the demuxer applies it
+    assert probe_video(trimmed).num_frames == 38
+    selection = select_patches(trimmed)
+    assert selection.meta["missing_frames"] == []
+    first, last = read_uniform_frames(trimmed, num_frames=2)
+    np.testing.assert_array_equal(first, shown[0])
+    np.testing.assert_array_equal(last, shown[-1])
