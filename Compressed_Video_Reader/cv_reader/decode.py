@@ -251,6 +251,15 @@ def iter_indexed_frames(
         container.close()
 
 
+def same_size_frame(frame: av.VideoFrame, *, height: int, width: int) -> av.VideoFrame:
+    """`frame` scaled to the stream's first size, for streams whose size changes mid-way (concatenated segments,
+    adaptive streaming captures). Marked as an I-frame: its motion vectors belong to another grid, so it is used
+    like a frame without vectors (block matching), and later frames may take it as an anchor."""
+    scaled = frame.reformat(width=width, height=height, interpolation="AREA")
+    scaled.pict_type = av.video.frame.PictureType.I
+    return scaled
+
+
 def nearest_decoded(decoded: list[int], index: int) -> int | None:
     """The frame that stands in for frame `index` when it could not be decoded, from the sorted indices of the
     frames that were: the last one before it (a truncated or damaged tail), or the first one after it (a stream

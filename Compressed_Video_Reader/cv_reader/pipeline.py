@@ -33,6 +33,7 @@ from .decode import (
     motion_records,
     nearest_decoded,
     probe_video,
+    same_size_frame,
 )
 from .errors import VideoReadError
 from .frames import letterboxed_content
@@ -597,7 +598,8 @@ class _Router:
 
     def _sample(self, index: int, frame: av.VideoFrame, *, luma: np.ndarray, ptype: int) -> None:
         if self.session.use_codec:
-            records = motion_records(frame)
+            # (No vectors from I-frames, nor from a `same_size_frame`: its vectors belong to another grid.)
+            records = motion_records(frame) if ptype != PICT_I else None
             anchor_luma = self._luma_of(self.anchor)
             same = self.anchor is not None and self.prev is not None and self.anchor[0] is self.prev[0]
             prev_luma = anchor_luma if same else self._luma_of(self.prev)
@@ -711,7 +713,7 @@ def _decode_loop(
     """Decode until every sampled frame and the later references its energy needs are in; returns (frames
     decoded, pixel format)."""
     slots = router.slots
-    last_wanted, pix_fmt, num_decoded = max(slots), None, 0
+    last_wanted, pix_fmt, num_decoded, resized = max(slots), None, 0, 0
     frames = iter_indexed_frames(
         session.video,
         export_mvs=session.use_codec,
@@ -725,12 +727,19 @@ def _decode_loop(
                 session.setup(frame, distinct=sorted(slots), work_factor=work_factor)
                 pix_fmt = frame.format.name
             if (frame.height, frame.width) != session.coded:
-                raise VideoReadError(
-                    session.video,
-                    "resolution_change",
-                    detail=f"frame {index} is {frame.width}x{frame.height}, the stream started at "
-                    f"{session.coded[1]}x{session.coded[0]}; re-encode to one size",
-                )
+                if not resized:
+                    logger.warning(
+                        "%s: frame %d is %dx%d, the stream started at %dx%d (a concatenated or adaptive stream):"
+                        " frames of another size are scaled to the first one and compared by block matching",
+                        session.video,
+                        index,
+                        frame.width,
+                        frame.height,
+                        session.coded[1],
+                        session.coded[0],
+                    )
+                resized += 1
+                frame = same_size_frame(frame, height=session.coded[0], width=session.coded[1])
             router.add(index, frame)
             num_decoded = index + 1
             if index >= last_wanted and not router.pending():

@@ -10,6 +10,7 @@ import pytest
 from cv_reader import VideoReadError, select_patches
 from cv_reader.motion_estimation import frame_motion
 from cv_reader.saliency import normalise
+from llava.model.llava_ov.video_inputs import read_uniform_frames
 
 from .synth import smooth_texture, write_video
 
@@ -66,7 +67,9 @@ def test_block_matching_never_runs_out_of_blocks():
     assert normalise(np.zeros((0, 5), np.float32), pct=95, floor=1.0).shape == (0, 5)
 
 
-def test_resolution_change_midstream_names_the_file(tmp_path):
+def test_resolution_change_midstream_is_scaled_to_the_first_size(tmp_path, caplog):
+    """Two TS segments of different sizes back to back (a concatenated or adaptive-streaming capture): frames of the
+    second size are scaled to the first, their vectors (another grid) are not used, and the selection covers both."""
     parts = []
     for number, (height, width) in enumerate(((64, 96), (96, 128))):
         mp4 = _panning_clip(tmp_path / f"part{number}.mp4", height=height, width=width, num_frames=10)
@@ -81,6 +84,12 @@ def test_resolution_change_midstream_names_the_file(tmp_path):
         parts.append(ts.read_bytes())
     joined = tmp_path / "joined.ts"
     joined.write_bytes(b"".join(parts))
-    with pytest.raises(VideoReadError) as info:
-        select_patches(joined, num_frames=16, num_images=2)
-    assert info.value.reason == "resolution_change" and str(joined) in str(info.value)
+    with caplog.at_level("WARNING", logger="cv_reader.pipeline"):
+        selection = select_patches(joined, num_frames=16, num_images=2)
+    assert "frame 10 is 128x96, the stream started at 96x64" in caplog.text and str(joined) in caplog.text
+    assert selection.meta["missing_frames"] == [] and selection.meta["num_packets"] == 20
+    second = [t for t, index in enumerate(selection.frame_ids.tolist()) if index >= 10]
+    assert selection.scores[second].sum() > 0  # the second segment has energy (it pans too)
+    assert [image.shape for image in selection.mosaics()] == [(576, 576, 3)] * 2
+    frames = read_uniform_frames(joined, num_frames=4)
+    assert [frame.shape for frame in frames] == [(64, 96, 3)] * 4

@@ -78,7 +78,7 @@ def read_uniform_frames(path: str | Path, *, num_frames: int) -> list[np.ndarray
         cv_reader.VideoReadError: the file is missing, not a video, or has no decodable frame.
     """
     cv_reader = _cv_reader()
-    from cv_reader.decode import frame_rotation, iter_indexed_frames, nearest_decoded
+    from cv_reader.decode import frame_rotation, iter_indexed_frames, nearest_decoded, same_size_frame
 
     info = cv_reader.probe_video(path)
     wanted = cv_reader.sample_frame_ids(info.num_frames, num_frames).tolist()
@@ -88,8 +88,12 @@ def read_uniform_frames(path: str | Path, *, num_frames: int) -> list[np.ndarray
     frames = iter_indexed_frames(
         path, export_mvs=False, keep=wanted_set, display_pts=info.display_pts, stream_index=info.stream_index
     )
+    first_size = None
     for index, frame in frames:
+        first_size = first_size or (frame.height, frame.width)
         if index in wanted_set and index not in by_index:
+            if (frame.height, frame.width) != first_size:  # a stream whose size changes: one size, as the codec path
+                frame = same_size_frame(frame, height=first_size[0], width=first_size[1])
             rgb = frame.to_ndarray(format="rgb24")
             rotation = frame_rotation(frame)
             by_index[index] = np.ascontiguousarray(np.rot90(rgb, rotation // 90)) if rotation else rgb
