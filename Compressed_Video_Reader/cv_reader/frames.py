@@ -8,7 +8,15 @@ from pathlib import Path
 import av
 import numpy as np
 
-from .decode import RgbScaler, frame_rotation, iter_indexed_frames, nearest_decoded, probe_video, rgb_resized
+from .decode import (
+    RgbScaler,
+    frame_rotation,
+    iter_indexed_frames,
+    nearest_decoded,
+    probe_video,
+    rgb_resized,
+    same_size_frame,
+)
 from .geometry import Letterbox, letterbox
 
 logger = logging.getLogger(__name__)
@@ -57,12 +65,16 @@ def read_letterboxed_frames(
         display_pts=info.display_pts,
         stream_index=info.stream_index,
     )
+    first_size = None
     for index, frame in frames_in:
         if box is None:
             rotation = frame_rotation(frame)
             h0, w0 = (frame.width, frame.height) if rotation in (90, 270) else (frame.height, frame.width)
             box = letterbox(h0, w0, out_size=square_size)
+            first_size = (frame.height, frame.width)
         if index in row and index not in done:
+            if (frame.height, frame.width) != first_size:  # a size change mid-stream: as select_patches reads it
+                frame = same_size_frame(frame, height=first_size[0], width=first_size[1])
             content = letterboxed_content(frame, box, rotation=rotation, scaler=scaler)
             frames[row[index], box.pad_top : box.pad_top + box.Hn, box.pad_left : box.pad_left + box.Wn] = content
             done.add(index)

@@ -7,7 +7,7 @@ import av
 import numpy as np
 import pytest
 
-from cv_reader import VideoReadError, select_patches
+from cv_reader import VideoReadError, read_letterboxed_frames, select_patches
 from cv_reader.motion_estimation import frame_motion
 from cv_reader.saliency import normalise
 from llava.model.llava_ov.video_inputs import read_uniform_frames
@@ -91,5 +91,7 @@ def test_resolution_change_midstream_is_scaled_to_the_first_size(tmp_path, caplo
     second = [t for t, index in enumerate(selection.frame_ids.tolist()) if index >= 10]
     assert selection.scores[second].sum() > 0  # the second segment has energy (it pans too)
     assert [image.shape for image in selection.mosaics()] == [(576, 576, 3)] * 2
+    canvases, frame_of_t = read_letterboxed_frames(joined, selection.frame_ids)  # stage 2 reads it the same way
+    np.testing.assert_array_equal(canvases[frame_of_t], selection.sampled_frames())
     frames = read_uniform_frames(joined, num_frames=4)
     assert [frame.shape for frame in frames] == [(64, 96, 3)] * 4
