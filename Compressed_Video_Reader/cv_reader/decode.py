@@ -141,14 +141,26 @@ def open_video(
     return container, stream
 
 
+def _decodable(stream: av.video.stream.VideoStream) -> bool:
+    try:
+        context = stream.codec_context
+        return context is not None and context.name not in (None, "", "none")
+    except (av.FFmpegError, ValueError):
+        return False
+
+
 def choose_video_stream(
     streams: tuple[av.video.stream.VideoStream, ...], packets: dict[int, int]
 ) -> av.video.stream.VideoStream:
-    """The video stream to read: cover art (attached pictures) only when there is nothing else, then the stream
-    with the most packets (`packets`: count per stream index, when known), then the first. A Matroska or MP4 file
-    may hold a one-frame cover or thumbnail track before the movie; the first video stream would be that."""
-    movies = [v for v in streams if not v.disposition & av.stream.Disposition.attached_pic] or list(streams)
-    return max(movies, key=lambda v: (packets.get(v.index, 0), -v.index))
+    """The video stream to read: one FFmpeg can decode, then not cover art (attached pictures), then the one with
+    the most packets (`packets`: count per stream index, when known), then the first. A Matroska or MP4 file may hold
+    a one-frame cover or thumbnail track before the movie; the first video stream would be that."""
+
+    def rank(stream: av.video.stream.VideoStream) -> tuple:
+        cover = bool(stream.disposition & av.stream.Disposition.attached_pic)
+        return _decodable(stream), not cover, packets.get(stream.index, 0), -stream.index
+
+    return max(streams, key=rank)
 
 
 def probe_video(path: str | Path) -> VideoInfo:

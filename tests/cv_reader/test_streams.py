@@ -148,3 +148,21 @@ def test_frames_an_edit_list_cuts_off_are_not_counted(tmp_path):
     first, last = read_uniform_frames(trimmed, num_frames=2)
     np.testing.assert_array_equal(first, shown[0])
     np.testing.assert_array_equal(last, shown[-1])
+
+
+def test_stream_choice_order():
+    """Decodable first, then not cover art, then most packets, then the first."""
+    from types import SimpleNamespace
+
+    from cv_reader.decode import choose_video_stream
+
+    def stream(index, codec="h264", cover=False):
+        disposition = av.stream.Disposition.attached_pic if cover else av.stream.Disposition(0)
+        return SimpleNamespace(index=index, codec_context=SimpleNamespace(name=codec), disposition=disposition)
+
+    undecodable, cover, small, big = stream(0, codec="none"), stream(1, cover=True), stream(2), stream(3)
+    streams = (undecodable, cover, small, big)
+    assert choose_video_stream(streams, {0: 900, 1: 800, 2: 10, 3: 50}) is big
+    assert choose_video_stream(streams, {}) is small  # packets unknown: the first decodable movie
+    assert choose_video_stream((undecodable, cover), {0: 900}) is cover  # cover art only when nothing else decodes
+    assert choose_video_stream((undecodable,), {}) is undecodable  # open_video then says why it cannot be read
