@@ -92,10 +92,10 @@ def read_uniform_frames(path: str | Path, *, num_frames: int) -> list[np.ndarray
     for index, frame in frames:
         first_size = first_size or (frame.height, frame.width)
         if index in wanted_set and index not in by_index:
+            rotation = frame_rotation(frame)
             if (frame.height, frame.width) != first_size:  # a stream whose size changes: one size, as the codec path
                 frame = same_size_frame(frame, height=first_size[0], width=first_size[1])
             rgb = frame.to_ndarray(format="rgb24")
-            rotation = frame_rotation(frame)
             by_index[index] = np.ascontiguousarray(np.rot90(rgb, rotation // 90)) if rotation else rgb
         if index >= last:
             break
