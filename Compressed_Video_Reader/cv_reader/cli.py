@@ -75,7 +75,7 @@ def load_dataset(path: str | Path) -> list[dict]:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a UTF-8 BOM (Windows editors, pandas' utf-8-sig) is dropped
     except (OSError, UnicodeDecodeError) as err:
         raise BadInputError(f"{path}: cannot read the dataset file ({err})") from err
     out = []

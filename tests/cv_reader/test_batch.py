@@ -119,6 +119,10 @@ def test_non_object_rows_fail_alone(tiny_dataset, tmp_path, capsys):
     jsonl = tmp_path / "rows.jsonl"
     jsonl.write_text('{"id": "ok", "video": "clip.mp4"}\n[1]\n{broken\n')
     assert [("_error" in r) for r in load_dataset(jsonl)] == [False, True, True]
+    for name, text in (("bom.jsonl", '{"id": "ok", "video": "clip.mp4"}\n'), ("bom.json", '[{"id": "ok"}]')):
+        bom = tmp_path / name  # a UTF-8 BOM, as Windows editors and pandas' utf-8-sig write it
+        bom.write_bytes(b"\xef\xbb\xbf" + text.encode())
+        assert [row.get("id") for row in load_dataset(bom)] == ["ok"], name
     out_jsonl = tmp_path / "train.jsonl"
     assert (
         _run(
