@@ -137,8 +137,10 @@ def detect_media_kind(path: str | Path, *, max_image_pixels: int = DEFAULT_MAX_I
         cv_reader.probe_video(path)
     except Exception as error:  # noqa: BLE001 - FFmpeg reports unreadable input with many exception types
         logger.debug("%s: rejected (%s)", path, error)
+        # cv_reader's reason, first clause only (its detail goes on with FFmpeg's message and the full path).
+        why = getattr(error, "detail", "").split(";")[0] or type(error).__name__
         raise UnsupportedMediaError(
-            f"{path.name} is not a video or an image: use a video (e.g. .mp4, .mkv, .webm) or an image "
+            f"{path.name} is not a video or an image ({why}): use a video (e.g. .mp4, .mkv, .webm) or an image "
             "(e.g. .png, .jpg)"
         ) from error
     return "video"

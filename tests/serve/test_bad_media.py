@@ -48,7 +48,7 @@ def test_messages_say_what_is_wrong(engine: ChatEngine, bad_media: dict[str, Pat
         load_media(bad_media["bomb_20000x20000.png"], processor)
     with pytest.raises(MediaError, match=r"empty\.mp4 is empty \(0 bytes\)"):
         load_media(bad_media["empty.mp4"], processor)
-    with pytest.raises(MediaError, match=r"audio_only\.m4a is not a video or an image"):
+    with pytest.raises(MediaError, match=r"audio_only\.m4a is not a video or an image \(streams: audio\)"):
         load_media(bad_media["audio_only.m4a"], processor)
 
 
