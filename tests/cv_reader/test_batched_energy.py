@@ -9,7 +9,7 @@ import cv_reader.pipeline as pipeline
 from cv_reader import EnergyConfig, select_patches
 from cv_reader.motion_estimation import estimate_motion
 from cv_reader.residual import box_downsample
-from cv_reader.saliency import _masked_median, median
+from cv_reader.saliency import _masked_median, median, percentile_rows
 
 RECIPES = {
     "clean": EnergyConfig(),
@@ -94,6 +94,17 @@ def test_median_is_numpy_median(shape, dtype):
         want, got = np.median(values, axis=axis), median(values, axis=axis)
         assert got.dtype == want.dtype
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_percentile_rows_is_numpy_percentile(dtype):
+    rng = np.random.default_rng(4)
+    for size in (1, 2, 7, 100, 257):
+        rows = (rng.gamma(0.5, 3.0, (3, size)) * 10.0 ** rng.integers(-3, 4)).astype(dtype)
+        for pct in (0.0, 1.0, 37.5, 50.0, 90.0, 95.0, 99.9, 100.0, float(rng.uniform(0, 100))):
+            want, got = np.percentile(rows, pct, axis=1), percentile_rows(rows, pct)
+            assert got.dtype == want.dtype, (size, pct)
+            np.testing.assert_array_equal(got, want, err_msg=f"size={size} pct={pct}")
 
 
 def test_selection_does_not_import_numpy_ma(moving_clip):
