@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import bisect
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import av
 import numpy as np
@@ -270,6 +271,76 @@ def same_size_frame(frame: av.VideoFrame, *, height: int, width: int) -> av.Vide
     scaled = frame.reformat(width=width, height=height, interpolation="AREA")
     scaled.pict_type = av.video.frame.PictureType.I
     return scaled
+
+
+def at_first_size(
+    frames: Generator[tuple[int, av.VideoFrame], None, None], *, path: str | Path
+) -> Generator[tuple[int, av.VideoFrame], None, None]:
+    """`frames` (`iter_indexed_frames`) with every frame at the first frame's size (`same_size_frame`): the one
+    rule for streams whose picture size changes mid-way, for the selection, stage 2 and the uniform frames alike.
+    One warning names the first change."""
+    first, warned = None, False
+    try:
+        for index, frame in frames:
+            size = (frame.height, frame.width)
+            if first is None:
+                first = size
+            elif size != first:
+                if not warned:
+                    logger.warning(
+                        "%s: frame %d is %dx%d, the stream started at %dx%d (a concatenated or adaptive stream):"
+                        " frames of another size are scaled to the first one",
+                        path,
+                        index,
+                        frame.width,
+                        frame.height,
+                        first[1],
+                        first[0],
+                    )
+                    warned = True
+                frame = same_size_frame(frame, height=first[0], width=first[1])
+            yield index, frame
+    finally:
+        frames.close()
+
+
+T = TypeVar("T")
+
+
+def read_frames(path: str | Path, wanted: Iterable[int], convert: Callable[[av.VideoFrame], T]) -> dict[int, T]:
+    """`{index: convert(frame)}` for each display index in `wanted`, indexed as `select_patches` indexes frames
+    (`probe_video`'s packets in display order, the same stream), in one decode pass that skips the non-reference
+    frames nobody wants and stops after the last wanted one; frames at the stream's first size (`at_first_size`).
+
+    A wanted frame that cannot be decoded (a stream cut before a keyframe, a damaged tail) gets the value of the
+    nearest decoded one (logged); when none of them decodes, the first frame after them stands in. Raises
+    `VideoReadError` as `iter_indexed_frames` does (no decodable frame at all), or when nothing from the first
+    wanted frame on decodes."""
+    wanted = frozenset(wanted)
+    last = max(wanted)
+    info = probe_video(path)
+    frames = at_first_size(
+        iter_indexed_frames(
+            path, export_mvs=False, keep=wanted, display_pts=info.display_pts, stream_index=info.stream_index
+        ),
+        path=path,
+    )
+    got: dict[int, T] = {}
+    try:
+        for index, frame in frames:
+            if (index in wanted or (index > last and not got)) and index not in got:
+                got[index] = convert(frame)
+            if index >= last and got:
+                break
+    finally:
+        frames.close()
+    if not got:
+        raise VideoReadError(path, "no_frames", detail=f"frames {sorted(wanted)[:8]} and after could not be decoded")
+    missing = sorted(wanted - set(got))
+    if missing:
+        logger.warning("%s: frames %s could not be decoded; each repeats the nearest decoded one", path, missing[:8])
+    decoded = sorted(got)
+    return {index: got[index if index in got else nearest_decoded(decoded, index)] for index in sorted(wanted)}
 
 
 def nearest_decoded(decoded: list[int], index: int) -> int | None:

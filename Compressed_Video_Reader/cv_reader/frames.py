@@ -8,15 +8,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from .decode import (
-    RgbScaler,
-    frame_rotation,
-    iter_indexed_frames,
-    nearest_decoded,
-    probe_video,
-    rgb_resized,
-    same_size_frame,
-)
+from .decode import RgbScaler, frame_rotation, read_frames, rgb_resized
 from .geometry import Letterbox, letterbox
 
 logger = logging.getLogger(__name__)
@@ -50,45 +42,22 @@ def read_letterboxed_frames(
     frame_ids = np.asarray(frame_ids, dtype=np.int64)
     distinct = sorted(set(frame_ids.tolist()))
     row = {idx: n for n, idx in enumerate(distinct)}
-    frames = np.zeros((len(distinct), square_size, square_size, 3), dtype=np.uint8)
     scaler = RgbScaler()
-    done: set[int] = set()
-    box = None
-    rotation = 0
-    # Frames are indexed by display position as select_patches indexes them (probe_video's packets), so that the
-    # pixels match a stored selection even where frames cannot be decoded (a stream cut before a keyframe).
-    info = probe_video(video_path)
-    frames_in = iter_indexed_frames(
-        video_path,
-        export_mvs=False,
-        keep=frozenset(distinct),
-        display_pts=info.display_pts,
-        stream_index=info.stream_index,
-    )
-    first_size = None
-    for index, frame in frames_in:
-        if box is None:
+    box, rotation = None, 0
+
+    def content(frame: av.VideoFrame) -> np.ndarray:
+        nonlocal box, rotation
+        if box is None:  # every frame is at the stream's first size (`read_frames`)
             rotation = frame_rotation(frame)
             h0, w0 = (frame.width, frame.height) if rotation in (90, 270) else (frame.height, frame.width)
             box = letterbox(h0, w0, out_size=square_size)
-            first_size = (frame.height, frame.width)
-        if index in row and index not in done:
-            if (frame.height, frame.width) != first_size:  # a size change mid-stream: as select_patches reads it
-                frame = same_size_frame(frame, height=first_size[0], width=first_size[1])
-            content = letterboxed_content(frame, box, rotation=rotation, scaler=scaler)
-            frames[row[index], box.pad_top : box.pad_top + box.Hn, box.pad_left : box.pad_left + box.Wn] = content
-            done.add(index)
-        if index >= distinct[-1]:
-            break
-    missing = [i for i in distinct if i not in done]
-    if missing:
-        logger.warning(
-            "%s: frames %s could not be decoded; each shows the nearest decoded sampled frame", video_path, missing[:8]
-        )
-        decoded = sorted(done)
-        for i in missing:
-            stand_in = nearest_decoded(decoded, i)
-            if stand_in is not None:
-                frames[row[i]] = frames[row[stand_in]]
+        return letterboxed_content(frame, box, rotation=rotation, scaler=scaler)
+
+    # Indexed as select_patches indexes frames, so that the pixels match a stored selection even where frames cannot
+    # be decoded (a stream cut before a keyframe).
+    contents = read_frames(video_path, distinct, content)
+    frames = np.zeros((len(distinct), square_size, square_size, 3), dtype=np.uint8)
+    for index, pixels in contents.items():
+        frames[row[index], box.pad_top : box.pad_top + box.Hn, box.pad_left : box.pad_left + box.Wn] = pixels
     frame_of_t = np.array([row[i] for i in frame_ids.tolist()], dtype=np.int64)
     return frames, frame_of_t

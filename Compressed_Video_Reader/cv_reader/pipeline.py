@@ -27,13 +27,13 @@ from .decode import (
     PICT_P,
     RgbScaler,
     VideoInfo,
+    at_first_size,
     frame_rotation,
     iter_indexed_frames,
     luma_plane,
     motion_records,
     nearest_decoded,
     probe_video,
-    same_size_frame,
 )
 from .errors import VideoReadError
 from .frames import letterboxed_content
@@ -713,33 +713,23 @@ def _decode_loop(
     """Decode until every sampled frame and the later references its energy needs are in; returns (frames
     decoded, pixel format)."""
     slots = router.slots
-    last_wanted, pix_fmt, num_decoded, resized = max(slots), None, 0, 0
-    frames = iter_indexed_frames(
-        session.video,
-        export_mvs=session.use_codec,
-        keep=needed_frames(sorted(slots)),
-        display_pts=info.display_pts,
-        stream_index=info.stream_index,
+    last_wanted, pix_fmt, num_decoded = max(slots), None, 0
+    # Frames of a changed size come scaled to the first size, marked as I-frames: compared by block matching.
+    frames = at_first_size(
+        iter_indexed_frames(
+            session.video,
+            export_mvs=session.use_codec,
+            keep=needed_frames(sorted(slots)),
+            display_pts=info.display_pts,
+            stream_index=info.stream_index,
+        ),
+        path=session.video,
     )
     try:
         for index, frame in frames:
             if session.box is None:
                 session.setup(frame, distinct=sorted(slots), work_factor=work_factor)
                 pix_fmt = frame.format.name
-            if (frame.height, frame.width) != session.coded:
-                if not resized:
-                    logger.warning(
-                        "%s: frame %d is %dx%d, the stream started at %dx%d (a concatenated or adaptive stream):"
-                        " frames of another size are scaled to the first one and compared by block matching",
-                        session.video,
-                        index,
-                        frame.width,
-                        frame.height,
-                        session.coded[1],
-                        session.coded[0],
-                    )
-                resized += 1
-                frame = same_size_frame(frame, height=session.coded[0], width=session.coded[1])
             router.add(index, frame)
             num_decoded = index + 1
             if index >= last_wanted and not router.pending():

@@ -84,7 +84,7 @@ def test_resolution_change_midstream_is_scaled_to_the_first_size(tmp_path, caplo
         parts.append(ts.read_bytes())
     joined = tmp_path / "joined.ts"
     joined.write_bytes(b"".join(parts))
-    with caplog.at_level("WARNING", logger="cv_reader.pipeline"):
+    with caplog.at_level("WARNING", logger="cv_reader.decode"):
         selection = select_patches(joined, num_frames=16, num_images=2)
     assert "frame 10 is 128x96, the stream started at 96x64" in caplog.text and str(joined) in caplog.text
     assert selection.meta["missing_frames"] == [] and selection.meta["num_packets"] == 20

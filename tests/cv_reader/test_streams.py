@@ -63,6 +63,8 @@ def test_uniform_frames_of_a_cut_stream(cut_ts):
     last = start + info.num_frames - 1
     assert abs(float(frames[-1].mean()) - (40 + 1.5 * last)) < 6  # the last frame is the last frame
     assert 40 + 1.5 * start - 5 < float(frames[0].mean()) < 40 + 1.5 * (start + 10) + 5
+    (only,) = read_uniform_frames(cut_ts, num_frames=1)  # frame 0 alone is wanted and cannot be decoded
+    np.testing.assert_array_equal(only, frames[0])
 
 
 @pytest.fixture(scope="module")

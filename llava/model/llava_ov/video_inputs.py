@@ -78,32 +78,15 @@ def read_uniform_frames(path: str | Path, *, num_frames: int) -> list[np.ndarray
         cv_reader.VideoReadError: the file is missing, not a video, or has no decodable frame.
     """
     cv_reader = _cv_reader()
-    from cv_reader.decode import frame_rotation, iter_indexed_frames, nearest_decoded, same_size_frame
+    from cv_reader.decode import frame_rotation, read_frames
 
-    info = cv_reader.probe_video(path)
-    wanted = cv_reader.sample_frame_ids(info.num_frames, num_frames).tolist()
-    wanted_set = frozenset(wanted)
-    last = wanted[-1]
-    by_index: dict[int, np.ndarray] = {}
-    frames = iter_indexed_frames(
-        path, export_mvs=False, keep=wanted_set, display_pts=info.display_pts, stream_index=info.stream_index
-    )
-    first_size = None
-    for index, frame in frames:
-        first_size = first_size or (frame.height, frame.width)
-        if index in wanted_set and index not in by_index:
-            rotation = frame_rotation(frame)
-            if (frame.height, frame.width) != first_size:  # a stream whose size changes: one size, as the codec path
-                frame = same_size_frame(frame, height=first_size[0], width=first_size[1])
-            rgb = frame.to_ndarray(format="rgb24")
-            by_index[index] = np.ascontiguousarray(np.rot90(rgb, rotation // 90)) if rotation else rgb
-        if index >= last:
-            break
-    missing = sorted(wanted_set - set(by_index))
-    if missing:
-        logger.warning("%s: frames %s could not be decoded; each repeats the nearest decoded one", path, missing[:8])
-    decoded = sorted(by_index)
-    return [by_index[index if index in by_index else nearest_decoded(decoded, index)] for index in wanted]
+    def upright(frame) -> np.ndarray:
+        rgb, rotation = frame.to_ndarray(format="rgb24"), frame_rotation(frame)
+        return np.ascontiguousarray(np.rot90(rgb, rotation // 90)) if rotation else rgb
+
+    wanted = cv_reader.sample_frame_ids(cv_reader.probe_video(path).num_frames, num_frames).tolist()
+    by_index = read_frames(path, wanted, upright)
+    return [by_index[index] for index in wanted]
 
 
 def _cv_reader():
