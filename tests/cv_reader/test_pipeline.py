@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import Future
 from fractions import Fraction
 
+import av
 import numpy as np
 import pytest
 
+import cv_reader.pipeline as pipeline
 from cv_reader import EnergyConfig, select_patches, valid_cell_mask
+from cv_reader.decode import probe_video
 from cv_reader.geometry import letterbox
 
 from .synth import moving_cells, moving_object_clip, recall, smooth_texture, write_video
@@ -348,3 +353,70 @@ def test_single_frame_video(clip_dir):
     assert selection.meta["num_packets"] == 1 and np.all(selection.frame_ids == 0)
     assert selection.meta["duplicate_t"] == 63 and selection.meta["duplicate_picked"] == 10368 - 1296
     np.testing.assert_array_equal(selection.mosaics()[0], selection.sampled_frames()[0])
+
+
+def test_needed_frames_are_samples_and_next_frames():
+    """The frame before a sample is not decoded for it (only the last sample's, its block-matching partner)."""
+    assert pipeline.needed_frames([0, 10, 20]) == frozenset({0, 1, 10, 11, 19, 20, 21})
+    assert pipeline.needed_frames([0]) == frozenset({0, 1})
+    assert pipeline.needed_frames([]) == frozenset()
+
+
+def test_only_reference_frames_and_needed_frames_are_decoded(reference_fixtures, monkeypatch):
+    """On a real B-frame clip the decoder skips every non-reference frame that is neither sampled nor the frame
+    after a sample: the frames decoded are exactly the reference frames (found by a decode that skips all
+    non-reference frames) and `needed_frames`, up to the last sampled frame."""
+    video = reference_fixtures / "codec_demo" / "videos" / "ytb_XwB-dkS5BVM.mp4"
+    info = probe_video(video)
+    rank = {pts: index for index, pts in enumerate(info.display_pts)}
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.skip_frame = "NONREF"
+        references = {rank[frame.pts] for frame in container.decode(stream)}
+    assert 0 < len(references) < info.num_frames  # the clip has non-reference frames to skip
+    decoded = []
+    original = pipeline.iter_indexed_frames
+
+    def recording(*args, **kwargs):
+        for index, frame in original(*args, **kwargs):
+            decoded.append(index)
+            yield index, frame
+
+    monkeypatch.setattr(pipeline, "iter_indexed_frames", recording)
+    selection = select_patches(video)
+    sampled = set(selection.frame_ids.tolist())
+    needed = sampled | {i + 1 for i in sampled} | {max(sampled) - 1}
+    assert sorted(decoded) == sorted(i for i in references | needed if i < info.num_frames)
+
+
+def test_work_luma_is_made_off_the_decoding_thread(moving_clip, monkeypatch):
+    """The box sums of the work-resolution luma run on the pixel thread, not on the thread that feeds the decoder
+    (its critical path when the decoder runs on one core); the scores do not depend on it."""
+    threads = []
+    original = pipeline.box_downsample
+
+    def recording(plane, factor):
+        threads.append(threading.current_thread().name)
+        return original(plane, factor)
+
+    monkeypatch.setattr(pipeline, "box_downsample", recording)
+    selection = select_patches(moving_clip.path)
+    assert threads and "MainThread" not in threads
+    assert all(name.startswith("cv_reader_pixels") for name in threads), set(threads)
+    monkeypatch.setattr(pipeline, "ThreadPoolExecutor", _InlineExecutor)
+    np.testing.assert_array_equal(select_patches(moving_clip.path).scores, selection.scores)
+
+
+class _InlineExecutor:
+    """Runs each job at submission: the pipeline without helper threads."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        pass
+
+    def submit(self, fn, *args):
+        future = Future()
+        future.set_result(fn(*args))
+        return future
+
+    def shutdown(self, *args, **kwargs) -> None:
+        pass
