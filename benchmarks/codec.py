@@ -6,7 +6,10 @@ one run on the same clips.
     python benchmarks/codec.py --lmms_site /tmp/bench-site    # add lmms-video-utils (see below)
 
 Clips (generated with PyAV/x264/x265 unless given with --clips): H.264 360p/720p/1080p short clips with B-frames,
-720p without B-frames, one HEVC clip, a long 720p clip, and the two demo clips of tests/fixtures when present.
+720p without B-frames, one HEVC clip, a long 720p clip, and the two demo clips of tests/fixtures when present. The
+H.264 clips are coded as one slice per picture, as ffmpeg's x264 and most real footage (the demo clips) are; the
+"2 slices" rows are PyAV's own default encode on a 2-core machine (x264 sliced threads), whose pictures a plain decode
+splits over both cores (slice threading), so that the plain decode there takes the whole machine.
 
 Arms, each in a fresh child process per clip and repetition (so peak RSS is that arm's alone):
 * `decode`: plain PyAV decode of every frame (library defaults), the floor any decoder-based frontend pays;
@@ -71,10 +74,18 @@ print(json.dumps({{"wall": wall, "cpu": used, "rss_mb": int(rss) / 1024.0}}))
 
 
 def make_clip(
-    path: Path, *, seconds: float, height: int, codec: str = "libx264", bframes: int = 3, fps: int = 30
+    path: Path,
+    *,
+    seconds: float,
+    height: int,
+    codec: str = "libx264",
+    bframes: int = 3,
+    fps: int = 30,
+    sliced_threads: bool = False,
 ) -> Path:
     """Synthetic clip: a slowly panning smooth texture with grain and two moving squares (natural-ish content, so
-    decoding costs about what real footage costs). 16:9 at `height`."""
+    decoding costs about what real footage costs). 16:9 at `height`. H.264 pictures are one slice each unless
+    `sliced_threads` (two, as x264's sliced threads, PyAV's default, make with two encoder threads)."""
     width = (height * 16 // 9) // 2 * 2
     rng = np.random.default_rng(0)
     count = int(seconds * fps)
@@ -94,7 +105,9 @@ def make_clip(
         if codec == "libx265":
             stream.options = {"preset": "ultrafast", "x265-params": f"bframes={bframes}:keyint=250:log-level=error"}
         else:
-            stream.options = {"preset": "veryfast", "crf": "23", "x264-params": f"bframes={bframes}:keyint=250"}
+            slices = "threads=2:sliced-threads=1" if sliced_threads else "sliced-threads=0"  # 2 slices, or 1
+            params = f"bframes={bframes}:keyint=250:{slices}"
+            stream.options = {"preset": "veryfast", "crf": "23", "x264-params": params}
         for i in range(count):
             x0 = i // 2
             frame = texture[:, x0 : x0 + width].astype(np.int16) + grain[i % 8]
@@ -136,6 +149,9 @@ def clip_matrix(folder: Path, *, quick: bool, long_seconds: float) -> list[tuple
         ("h264 1080p B", dict(seconds=short, height=1080)),
         ("hevc 720p B", dict(seconds=short, height=720, codec="libx265")),
         (f"h264 720p B {int(long_seconds)}s", dict(seconds=long_seconds, height=720)),
+        ("h264 360p B 2 slices", dict(seconds=short, height=360, sliced_threads=True)),
+        ("h264 720p B 2 slices", dict(seconds=short, height=720, sliced_threads=True)),
+        ("h264 720p noB 2 slices", dict(seconds=short, height=720, bframes=0, sliced_threads=True)),
     ]
     clips = []
     for label, spec in specs:

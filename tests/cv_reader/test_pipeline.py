@@ -389,9 +389,10 @@ def test_only_reference_frames_and_needed_frames_are_decoded(reference_fixtures,
     assert sorted(decoded) == sorted(i for i in references | needed if i < info.num_frames)
 
 
-def test_work_luma_is_made_off_the_decoding_thread(moving_clip, monkeypatch):
-    """The box sums of the work-resolution luma run on the pixel thread, not on the thread that feeds the decoder
-    (its critical path when the decoder runs on one core); the scores do not depend on it."""
+def test_work_luma_of_large_frames_is_made_off_the_decoding_thread(moving_clip, monkeypatch):
+    """From OFFLOAD_LUMA_PIXELS up, the box sums of the work-resolution luma run on the pixel thread, not on the
+    thread that feeds the decoder (its critical path when the decoder runs on one core); below, on the decoding
+    thread. The scores do not depend on where they run."""
     threads = []
     original = pipeline.box_downsample
 
@@ -400,11 +401,16 @@ def test_work_luma_is_made_off_the_decoding_thread(moving_clip, monkeypatch):
         return original(plane, factor)
 
     monkeypatch.setattr(pipeline, "box_downsample", recording)
-    selection = select_patches(moving_clip.path)
-    assert threads and "MainThread" not in threads
-    assert all(name.startswith("cv_reader_pixels") for name in threads), set(threads)
+    small = select_patches(moving_clip.path)  # 256x144: below the threshold
+    assert threads and set(threads) == {"MainThread"}
+    threads.clear()
+    monkeypatch.setattr(pipeline, "OFFLOAD_LUMA_PIXELS", moving_clip.width * moving_clip.height)
+    offloaded = select_patches(moving_clip.path)
+    assert threads and all(name.startswith("cv_reader_pixels") for name in threads), set(threads)
     monkeypatch.setattr(pipeline, "ThreadPoolExecutor", _InlineExecutor)
-    np.testing.assert_array_equal(select_patches(moving_clip.path).scores, selection.scores)
+    inline = select_patches(moving_clip.path)
+    np.testing.assert_array_equal(offloaded.scores, small.scores)
+    np.testing.assert_array_equal(inline.scores, small.scores)
 
 
 class _InlineExecutor:
