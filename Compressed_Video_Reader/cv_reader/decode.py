@@ -307,7 +307,9 @@ def at_first_size(
 T = TypeVar("T")
 
 
-def read_frames(path: str | Path, wanted: Iterable[int], convert: Callable[[av.VideoFrame], T]) -> dict[int, T]:
+def read_frames(
+    path: str | Path, wanted: Iterable[int], convert: Callable[[av.VideoFrame], T], *, info: VideoInfo | None = None
+) -> dict[int, T]:
     """`{index: convert(frame)}` for each display index in `wanted`, indexed as `select_patches` indexes frames
     (`probe_video`'s packets in display order, the same stream), in one decode pass that skips the non-reference
     frames nobody wants and stops after the last wanted one; frames at the stream's first size (`at_first_size`).
@@ -315,10 +317,11 @@ def read_frames(path: str | Path, wanted: Iterable[int], convert: Callable[[av.V
     A wanted frame that cannot be decoded (a stream cut before a keyframe, a damaged tail) gets the value of the
     nearest decoded one (logged); when none of them decodes, the first frame after them stands in. Raises
     `VideoReadError` as `iter_indexed_frames` does (no decodable frame at all), or when nothing from the first
-    wanted frame on decodes."""
+    wanted frame on decodes. `info`: the file's `probe_video`, when the caller has it (the probe demuxes the whole
+    file)."""
     wanted = frozenset(wanted)
     last = max(wanted)
-    info = probe_video(path)
+    info = info or probe_video(path)
     frames = at_first_size(
         iter_indexed_frames(
             path, export_mvs=False, keep=wanted, display_pts=info.display_pts, stream_index=info.stream_index

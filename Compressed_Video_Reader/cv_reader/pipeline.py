@@ -69,7 +69,7 @@ def submit_bounded(pool: ThreadPoolExecutor, jobs: list[Future], fn: Callable, *
     are queued: back-pressure, so the memory held by queued work does not depend on thread scheduling."""
     job = pool.submit(fn, *args)
     jobs.append(job)
-    pending = [job for job in jobs[-2 * limit :] if not job.done()]
+    pending = [queued for queued in jobs[-2 * limit :] if not queued.done()]
     if len(pending) > limit:
         pending[0].result()
     return job
@@ -78,7 +78,7 @@ def submit_bounded(pool: ThreadPoolExecutor, jobs: list[Future], fn: Callable, *
 Luma = np.ndarray | Future  # work-resolution luma, or its job on the pixel thread
 
 
-def ready(luma: Luma | None) -> np.ndarray | None:
+def _ready(luma: Luma | None) -> np.ndarray | None:
     return luma.result() if isinstance(luma, Future) else luma
 
 
@@ -171,10 +171,10 @@ class _Sample:
 
     def wait_luma(self) -> None:
         """Replace the luma jobs of the pixel thread by their arrays (on the energy thread)."""
-        self.luma = ready(self.luma)
-        self.prev_refs = [ready(r) for r in self.prev_refs]
-        self.next_refs = [ready(r) for r in self.next_refs]
-        self.prev_frame = ready(self.prev_frame)
+        self.luma = _ready(self.luma)
+        self.prev_refs = [_ready(r) for r in self.prev_refs]
+        self.next_refs = [_ready(r) for r in self.next_refs]
+        self.prev_frame = _ready(self.prev_frame)
 
 
 class _Session:
@@ -209,7 +209,7 @@ class _Session:
         self.frames: list[np.ndarray | None] = []  # content RGB [Hn, Wn, 3] per distinct sampled frame
         self.frame_row: dict[int, int] = {}
         self.scaler = RgbScaler()
-        self.pixel_worker: ThreadPoolExecutor | None = None
+        self.pixel_worker: ThreadPoolExecutor | None = None  # during `_decode_pass`
         self.pixel_jobs: list[Future] = []
         self.timing = defaultdict(float)
 
@@ -239,7 +239,7 @@ class _Session:
         1.13x of a plain decode on a 720p clip, 1.30x to 1.06x at 1080p (median of 9 interleaved runs). Smaller
         frames decode fast and the helper threads are the critical path instead: at 360p the move cost 10 %
         (1.96x -> 2.15x). Bounded like the canvases: at most MAX_PIXEL_JOBS decoded frames wait for that thread."""
-        if self.pixel_worker is None or frame.width * frame.height < OFFLOAD_LUMA_PIXELS:
+        if frame.width * frame.height < OFFLOAD_LUMA_PIXELS:
             return self._work_luma(frame)
         return submit_bounded(self.pixel_worker, self.pixel_jobs, self._work_luma, frame, limit=MAX_PIXEL_JOBS)
 
@@ -247,12 +247,9 @@ class _Session:
         return box_downsample(luma_plane(frame), self.factor)
 
     def keep_canvas(self, index: int, frame: av.VideoFrame) -> None:
-        """Letterboxed RGB of a sampled frame, on the pixel thread when there is one (swscale runs without the GIL,
-        so it overlaps the decoder and the energies); at most MAX_PIXEL_JOBS decoded frames wait for it."""
+        """Letterboxed RGB of a sampled frame, on the pixel thread (swscale runs without the GIL, so it overlaps the
+        decoder and the energies); at most MAX_PIXEL_JOBS decoded frames wait for it."""
         if not self.keep_pixels:
-            return
-        if self.pixel_worker is None:
-            self._store_canvas(index, frame)
             return
         submit_bounded(self.pixel_worker, self.pixel_jobs, self._store_canvas, index, frame, limit=MAX_PIXEL_JOBS)
 
@@ -718,9 +715,8 @@ def _decode_pass(
             job.result()  # re-raise any error of the helper threads here
     finally:
         worker.shutdown(wait=True, cancel_futures=True)
-        if session.pixel_worker is not None:
-            session.pixel_worker.shutdown(wait=True, cancel_futures=True)
-            session.pixel_worker = None
+        session.pixel_worker.shutdown(wait=True, cancel_futures=True)
+        session.pixel_worker = None
     session.timing["energy_wait_s"] = time.perf_counter() - t_decode0 - session.timing["decode_loop_s"]
     missing = sorted(set(slots) - set(session.scores))
     if missing:

@@ -23,6 +23,24 @@ def test_uniform_frames_are_cv_readers_sampled_frames(tmp_path):
         np.testing.assert_array_equal(frame, decoded[index])
 
 
+def test_uniform_frames_demux_the_file_once(tmp_path, monkeypatch):
+    """The probe (a demux of the whole file) runs once: its result goes on to the frame reader."""
+    import cv_reader.decode
+
+    path = write_video(tmp_path / "clip.mp4", num_frames=20)
+    calls = []
+    original = cv_reader.decode.probe_video
+
+    def counting(video):
+        calls.append(video)
+        return original(video)
+
+    monkeypatch.setattr(cv_reader, "probe_video", counting)
+    monkeypatch.setattr(cv_reader.decode, "probe_video", counting)
+    assert len(read_uniform_frames(path, num_frames=4)) == 4
+    assert len(calls) == 1
+
+
 def test_unreadable_video_names_the_file(tmp_path):
     path = tmp_path / "not_a_video.mp4"
     path.write_text("text")

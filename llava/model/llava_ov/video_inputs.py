@@ -84,8 +84,9 @@ def read_uniform_frames(path: str | Path, *, num_frames: int) -> list[np.ndarray
         rgb, rotation = frame.to_ndarray(format="rgb24"), frame_rotation(frame)
         return np.ascontiguousarray(np.rot90(rgb, rotation // 90)) if rotation else rgb
 
-    wanted = cv_reader.sample_frame_ids(cv_reader.probe_video(path).num_frames, num_frames).tolist()
-    by_index = read_frames(path, wanted, upright)
+    info = cv_reader.probe_video(path)
+    wanted = cv_reader.sample_frame_ids(info.num_frames, num_frames).tolist()
+    by_index = read_frames(path, wanted, upright, info=info)
     return [by_index[index] for index in wanted]
 
 
