@@ -29,8 +29,21 @@ logger = logging.getLogger(__name__)
 
 
 def sha1_hex(text: str) -> str:
-    """sha1 of a UTF-8 string (upstream hashes the path string as written, spec 7)."""
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+    """sha1 of a UTF-8 string (upstream hashes the path string as written, spec 7). A file name that is not valid
+    UTF-8 reaches Python with its undecodable bytes as lone surrogates (PEP 383); those hash as the original bytes."""
+    return hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def json_text(obj: object, *, indent: int | None = None) -> str:
+    """`json.dumps(obj, ensure_ascii=False)`, or with `ensure_ascii=True` when a string holds a lone surrogate (a
+    file name that is not valid UTF-8, PEP 383): UTF-8 cannot encode those, and the escaped form reads back as the
+    same Python string, so the path still opens."""
+    text = json.dumps(obj, ensure_ascii=False, indent=indent)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(obj, ensure_ascii=True, indent=indent)
+    return text
 
 
 _TEMP_TAG = ".cvtmp-"
@@ -150,8 +163,8 @@ def save_npy(path: str | Path, array: np.ndarray) -> None:
 
 
 def save_json(path: str | Path, obj: dict) -> None:
-    """Atomic JSON (UTF-8, indented, `ensure_ascii=False`)."""
-    atomic_write_bytes(path, json.dumps(obj, ensure_ascii=False, indent=2).encode("utf-8"))
+    """Atomic JSON (UTF-8, indented, `json_text`)."""
+    atomic_write_bytes(path, json_text(obj, indent=2).encode("utf-8"))
 
 
 def save_jpeg(path: str | Path, image: np.ndarray, *, quality: int = 95) -> None:
@@ -162,8 +175,9 @@ def save_jpeg(path: str | Path, image: np.ndarray, *, quality: int = 95) -> None
 
 
 def write_lines(path: str | Path, lines: Sequence[str]) -> None:
-    """Atomic text file of `lines` (each without its newline)."""
-    atomic_write_bytes(path, "".join(line + "\n" for line in lines).encode("utf-8"))
+    """Atomic text file of `lines` (each without its newline), UTF-8; the undecodable bytes of a file name that is not
+    valid UTF-8 (lone surrogates, PEP 383) are written back as those bytes, as `ls` or `find` would list it."""
+    atomic_write_bytes(path, "".join(line + "\n" for line in lines).encode("utf-8", "surrogateescape"))
 
 
 # ----------------------------------------------------------------------------------------------- stage 1 (spec 7)

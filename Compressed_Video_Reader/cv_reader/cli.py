@@ -56,7 +56,9 @@ def _parse_rows(path: Path, text: str) -> list:
                 raise BadInputError(f"{path}: expected a JSON list of objects, got {type(rows).__name__}")
             return rows
     rows = []
-    for number, line in enumerate(text.splitlines()):
+    # Split on "\n" only: JSON strings may hold U+2028, U+0085 and the like raw, where str.splitlines() would cut a
+    # row in three (a trailing "\r" is JSON whitespace).
+    for number, line in enumerate(text.split("\n")):
         if not line.strip():
             continue
         try:
@@ -136,15 +138,24 @@ def _row_problem(row: dict) -> str | None:
 
 def _sharded_rows(rows: list[dict], args: argparse.Namespace) -> Iterator[tuple[dict, str, str, str | None]]:
     """(row, sample id, video, problem) of the dataset rows with a video (or broken ones) in this shard."""
+    without_video = 0
     for row in rows:
         if "_error" not in row and not row.get("video"):
-            continue  # an image or text sample: not ours
+            without_video += 1  # an image or text sample: not ours (upstream writes video rows only, spec 8.7)
+            continue
         problem = _row_problem(row)
         sample_id = str(row.get("id", row["_row_idx"])) if problem is None else str(row["_row_idx"])
         video = row["video"] if problem is None else str(row.get("video", ""))
         key = assets.sample_key(sample_id, video, row_idx=row["_row_idx"])
         if in_shard(key, num_shards=args.num_shards, shard_id=args.shard_id):
             yield row, sample_id, video, problem
+    if without_video:
+        logger.warning(
+            "%s: %d of %d rows have no 'video' (image or text samples): they are not in this command's output",
+            args.input_json,
+            without_video,
+            len(rows),
+        )
 
 
 # ------------------------------------------------------------------------------------------------ resume
@@ -429,8 +440,26 @@ def _find_stage1(stage1_root: Path, *, sample_id: str, video: str, row_idx: int,
     return hits[0].with_name(hits[0].name[: -len(".meta.json")]) if hits else None
 
 
+def _conversation_problem(row: dict) -> str | None:
+    """Why a row's `conversations` cannot be rewritten into the training record (`rewrite_conversations`), or None.
+    Checked before the video is decoded, so the error names the field rather than a failure inside the rewrite."""
+    turns = row.get("conversations", [])
+    if not isinstance(turns, list):
+        return f"row {row['_row_idx']}: 'conversations' must be a list of turns, got {type(turns).__name__}"
+    for n, turn in enumerate(turns):
+        if not isinstance(turn, dict):
+            return f"row {row['_row_idx']}: conversations[{n}] must be an object, got {type(turn).__name__}"
+        if not isinstance(turn.get("value", ""), str):
+            kind = type(turn["value"]).__name__
+            return f"row {row['_row_idx']}: conversations[{n}].value must be a string, got {kind}"
+    return None
+
+
 def _pack_job(row: dict, *, sample_id: str, video: str, args: argparse.Namespace, params: dict) -> dict:
     """The job of one dataset row (raises ValueError when the row cannot be packed)."""
+    problem = _conversation_problem(row)
+    if problem is not None:
+        raise ValueError(problem)
     job = {
         "id": sample_id,
         "video": video,
@@ -490,7 +519,7 @@ def _cmd_pack_common(args: argparse.Namespace, command: str) -> int:
         if r["status"] == "failed"
     ]
     # Dataset order, not completion order (upstream's imap_unordered order was nondeterministic).
-    assets.write_lines(out_jsonl, [json.dumps(records[k], ensure_ascii=False) for k in sorted(records)])
+    assets.write_lines(out_jsonl, [assets.json_text(records[k]) for k in sorted(records)])
     assets.write_lines(out_jsonl.with_name(out_jsonl.name + ".fail.txt"), failed_lines)
     return _finish(command, results, started=started)
 

@@ -123,6 +123,18 @@ def test_non_object_rows_fail_alone(tiny_dataset, tmp_path, capsys):
         bom = tmp_path / name  # a UTF-8 BOM, as Windows editors and pandas' utf-8-sig write it
         bom.write_bytes(b"\xef\xbb\xbf" + text.encode())
         assert [row.get("id") for row in load_dataset(bom)] == ["ok"], name
+    # Text with raw line/paragraph separators (JSON allows them unescaped) and Windows line ends: one row per line.
+    text = "a\u2028b\u2029c\x85d\x0ce"
+    lines = tmp_path / "separators.jsonl"
+    lines.write_bytes(
+        "".join(
+            json.dumps({"id": n, "video": "clip.mp4", "text": text}, ensure_ascii=False) + "\r\n" for n in "xy"
+        ).encode()
+    )
+    assert [(row.get("id"), row.get("text"), row["_row_idx"]) for row in load_dataset(lines)] == [
+        ("x", text, 0),
+        ("y", text, 1),
+    ]
     out_jsonl = tmp_path / "train.jsonl"
     assert (
         _run(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -293,3 +295,86 @@ def test_module_entry_point_help():
     assert result.returncode == 0
     for command in ("stage1", "stage2", "pack", "precompute", "visualize"):
         assert command in result.stdout
+
+
+def test_file_names_that_are_not_utf8(moving_clip, tmp_path):
+    """Old archives hold file names in Latin-1 and the like: Python sees their undecodable bytes as lone surrogates
+    (PEP 383), which UTF-8 cannot encode. Hashing, JSON and the fail lists once raised UnicodeEncodeError on them."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    good = videos / os.fsdecode(b"caf\xe9.mp4")
+    bad = videos / os.fsdecode(b"ann\xe9e.mp4")
+    shutil.copy(moving_clip.path, good)
+    bad.write_text("not a video")
+    conv = [{"from": "human", "value": "<video>\nWhat moves?"}, {"from": "gpt", "value": "A square."}]
+    data = tmp_path / "data.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps({"id": n, "video": v.name, "conversations": conv}) + "\n" for n, v in (("g", good), ("b", bad))
+        )
+    )
+    root = ["--video_root", str(videos)]
+
+    out_jsonl = tmp_path / "train.jsonl"
+    assert (
+        _run(
+            [
+                "pack",
+                "--input_json",
+                str(data),
+                "--out_image_root",
+                str(tmp_path / "packs"),
+                "--out_jsonl",
+                str(out_jsonl),
+                *root,
+            ]
+        )
+        == 1
+    )
+    records = [json.loads(line) for line in out_jsonl.read_text(encoding="utf-8").splitlines()]
+    assert [r["id"] for r in records] == ["g"]
+    assert all(Path(image).is_file() for image in records[0]["image"])
+    fail_list = (tmp_path / "train.jsonl.fail.txt").read_bytes()
+    assert b"ann\xe9e.mp4" in fail_list  # the name as its bytes, as `ls` shows it
+
+    assert _run(["stage1", "--input_json", str(data), "--out_root", str(tmp_path / "s1"), *root]) == 1
+    (meta,) = (tmp_path / "s1").glob("*.meta.json")
+    assert json.loads(meta.read_text(encoding="utf-8"))["video"] == good.name
+
+    out = tmp_path / "eval"
+    assert _run(["precompute", "--videos", str(good), str(bad), "--out_root", str(out)]) == 1
+    metas = list((out / "assets").glob("*/meta.json"))
+    assert len(metas) == 1 and json.loads(metas[0].read_text(encoding="utf-8"))["video"] == str(good)
+    assert sha1_hex(str(good)) == hashlib.sha1(os.fsencode(good)).hexdigest()  # the file name's own bytes
+
+
+def test_rows_whose_conversations_cannot_be_rewritten_fail_alone(moving_clip, tmp_path, caplog):
+    conv = [{"from": "human", "value": "<video>\nWhat moves?"}, {"from": "gpt", "value": "A square."}]
+    rows = [
+        {"id": "good", "video": "clip.mp4", "conversations": conv},
+        {"id": "text", "video": "clip.mp4", "conversations": "What moves?"},
+        {"id": "turn", "video": "clip.mp4", "conversations": ["What moves?"]},
+        {"id": "value", "video": "clip.mp4", "conversations": [{"from": "human", "value": None}]},
+        {"id": "picture", "image": "photo.jpg", "conversations": conv},
+    ]
+    shutil.copy(moving_clip.path, tmp_path / "clip.mp4")
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps(rows))
+    out_jsonl = tmp_path / "train.jsonl"
+    argv = [
+        "pack",
+        "--input_json",
+        str(data),
+        "--out_image_root",
+        str(tmp_path / "packs"),
+        "--out_jsonl",
+        str(out_jsonl),
+    ]
+    with caplog.at_level("WARNING", logger="cv_reader"):
+        assert main(argv) == 1
+    assert [json.loads(line)["id"] for line in out_jsonl.read_text().splitlines()] == ["good"]
+    failures = (tmp_path / "train.jsonl.fail.txt").read_text().splitlines()
+    assert [line.split("\t")[0] for line in failures] == ["text", "turn", "value"]
+    assert "'conversations' must be a list" in failures[0] and "conversations[0] must be an object" in failures[1]
+    assert "conversations[0].value must be a string" in failures[2]
+    assert "1 of 5 rows have no 'video'" in caplog.text  # the image row is not silently dropped
