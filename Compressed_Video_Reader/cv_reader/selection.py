@@ -31,7 +31,12 @@ class Selection:
 def positions_from_visidx(visidx_thw: np.ndarray) -> np.ndarray:
     """Rows of `visidx_thw` [K, 3] sorted by t, then h, then w (upstream `lexsort((w, h, t))`, spec 8.3)."""
     visidx_thw = np.asarray(visidx_thw)
-    order = np.lexsort((visidx_thw[:, 2], visidx_thw[:, 1], visidx_thw[:, 0]))
+    if visidx_thw.shape[0] == 0 or visidx_thw.min() < 0:
+        order = np.lexsort((visidx_thw[:, 2], visidx_thw[:, 1], visidx_thw[:, 0]))
+    else:  # one int64 key (t, h, w) in mixed radix: a stable argsort of it is the lexsort, at a third of the cost
+        rows = visidx_thw.astype(np.int64)
+        high = rows.max(axis=0) + 1
+        order = np.argsort((rows[:, 0] * high[1] + rows[:, 1]) * high[2] + rows[:, 2], kind="stable")
     return np.ascontiguousarray(visidx_thw[order]).astype(np.int32)
 
 
@@ -71,41 +76,55 @@ def select_topk(
     valid = np.ones((grid, grid), bool) if valid_mask is None else np.asarray(valid_mask, bool)
     dup = np.zeros(t_len, bool) if duplicate_t is None else np.asarray(duplicate_t, bool)
 
-    # Rank key: tier first (0 content, 1 padding, 2 duplicate frame, 3 mandatory t=0), then -score, then flat index.
-    tier = np.where(valid[None], 0, 1) * np.ones((t_len, 1, 1), np.int64)
-    tier = np.where(dup[:, None, None], 2, tier)
+    # Rank key: tier first (0 content, 1 padding, 2 duplicate frame), then -score, then flat index; t=0 kept whole
+    # comes before all of them.
+    tier = np.where(dup[:, None, None], np.int8(2), np.where(valid, np.int8(0), np.int8(1))[None]).reshape(-1)
     flat_scores = scores.reshape(-1)
-    if keep_first_full_frame:
-        tier[0] = 3
-    flat_tier = tier.reshape(-1)
-    flat_index = np.arange(t_len * cells)
-    mandatory = flat_index[:cells] if keep_first_full_frame else flat_index[:0]
-    remaining = budget - mandatory.size
-    candidates = flat_index[mandatory.size :]
+    first = cells if keep_first_full_frame else 0
+    mandatory = np.arange(first)
+    remaining = budget - first
     if exclude_padding:
-        candidates = candidates[valid.reshape(-1)[candidates % cells]]
+        candidates = first + np.flatnonzero(np.tile(valid.reshape(-1), t_len)[first:])  # padding of any frame
         if candidates.size < remaining:
             raise ValueError(
                 f"padding excluded: {candidates.size} content cells after t=0 cannot fill the "
                 f"{remaining} cells of the budget"
             )
-    if remaining > 0:
-        # lexsort: last key is primary. Stable and deterministic.
-        order = np.lexsort((candidates, -flat_scores[candidates], flat_tier[candidates]))
-        picked = candidates[order[:remaining]]
-    else:
-        picked = candidates[:0]
+        picked = _smallest_keys(tier[candidates], -flat_scores[candidates], candidates, remaining)
+    else:  # the candidates are every cell from `first` on: slices, no gathers
+        picked = _smallest_keys(tier[first:], -flat_scores[first:], np.arange(first, t_len * cells), remaining)
     flat = np.concatenate([mandatory, picked])
     t, rem = np.divmod(flat, cells)
     h, w = np.divmod(rem, grid)
     visidx = np.stack([t, h, w], axis=1).astype(np.int32)
-    picked_tier = flat_tier[picked]
     return Selection(
         visidx_thw=visidx,
         positions_thw=positions_from_visidx(visidx),
-        num_padding_picked=int(np.sum(~valid[h[mandatory.size :], w[mandatory.size :]] & ~dup[t[mandatory.size :]])),
-        num_duplicate_frame_picked=int(np.sum(picked_tier == 2)),
+        num_padding_picked=int(np.count_nonzero(~valid[h[first:], w[first:]] & ~dup[t[first:]])),
+        num_duplicate_frame_picked=int(np.count_nonzero(dup[t[first:]])),
     )
+
+
+def _smallest_keys(tier: np.ndarray, key: np.ndarray, flat: np.ndarray, count: int) -> np.ndarray:
+    """The `count` entries of `flat` (ascending) that come first in the order (tier, key, flat), in that order:
+    `flat[np.lexsort((flat, key, tier))[:count]]`. The budget is a small part of the candidates (1 in 9 by default),
+    so the tiers that are taken whole are not sorted against the rest, and the last one is cut at its count-th key
+    by a partition; only the kept entries are sorted (5x faster than the full lexsort of 64 x 1296 cells)."""
+    if count <= 0:
+        return flat[:0]
+    parts, left = [], count
+    for level in np.flatnonzero(np.bincount(tier)).tolist():  # (np.unique would import numpy.ma: 20 ms, once)
+        members = np.flatnonzero(tier == level)
+        if members.size > left:  # cut inside this tier: keys below the count-th one, then ties by flat index
+            values = key[members]
+            kth = np.partition(values, left - 1)[left - 1]
+            below = members[values < kth]
+            members = np.concatenate([below, members[values == kth][: left - below.size]])
+        parts.append(members[np.lexsort((flat[members], key[members]))])
+        left -= members.size
+        if left == 0:
+            break
+    return flat[np.concatenate(parts)]
 
 
 def visible_indices(positions_thw: np.ndarray, grid: int) -> np.ndarray:

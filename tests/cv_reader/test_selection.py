@@ -55,6 +55,53 @@ def test_select_topk_first_frame_budget_order_and_ties():
     np.testing.assert_array_equal(again.visidx_thw, selection.visidx_thw)
 
 
+def _topk_by_definition(scores, budget, *, valid, dup, keep_first, exclude_padding):
+    """Spec 6 written out: t=0 whole (optional), then one lexsort of every other cell by (tier, -score, flat)."""
+    t_len, grid, _ = scores.shape
+    cells = grid * grid
+    tier = np.where(dup[:, None, None], 2, np.where(valid, 0, 1)[None]).reshape(-1)
+    first = cells if keep_first else 0
+    candidates = np.arange(first, t_len * cells)
+    if exclude_padding:
+        candidates = candidates[valid.reshape(-1)[candidates % cells]]
+    order = np.lexsort((candidates, -scores.reshape(-1)[candidates], tier[candidates]))
+    flat = np.concatenate([np.arange(first), candidates[order[: budget - first]]])
+    t, rest = np.divmod(flat, cells)
+    return np.stack([t, *np.divmod(rest, grid)], axis=1)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_select_topk_equals_the_full_sort(seed):
+    """The selection partitions instead of sorting every cell; it must pick and order exactly as the full sort."""
+    rng = np.random.default_rng(seed)
+    t_len, grid = int(rng.integers(1, 40)), int(rng.integers(1, 9))
+    scores = [rng.random, lambda size: rng.integers(0, 3, size).astype(float), np.zeros][seed % 3]((t_len, grid, grid))
+    valid = rng.random((grid, grid)) > 0.3
+    dup = rng.random(t_len) > 0.7
+    for keep_first in (False, True):
+        for exclude_padding in (False, True):
+            first = grid * grid if keep_first else 0
+            room = (
+                first + int(valid.sum()) * (t_len - 1 if keep_first else t_len) if exclude_padding else t_len * grid**2
+            )
+            if room < max(first, 1):
+                continue
+            budget = int(rng.integers(max(first, 1), room + 1))
+            got = select_topk(
+                scores,
+                budget,
+                valid_mask=valid,
+                duplicate_t=dup,
+                keep_first_full_frame=keep_first,
+                exclude_padding=exclude_padding,
+            )
+            want = _topk_by_definition(
+                scores, budget, valid=valid, dup=dup, keep_first=keep_first, exclude_padding=exclude_padding
+            )
+            np.testing.assert_array_equal(got.visidx_thw, want)
+            np.testing.assert_array_equal(got.positions_thw, want[np.lexsort((want[:, 2], want[:, 1], want[:, 0]))])
+
+
 def test_select_topk_padding_and_duplicates_rank_last():
     scores = np.ones((4, 4, 4), np.float32)
     valid = np.zeros((4, 4), bool)
