@@ -111,10 +111,14 @@ def open_video(
         raise VideoReadError(path, "missing", detail="no such file")
     if path.is_dir():
         raise VideoReadError(path, "not_a_video", detail="is a directory")
+    if not path.is_file():  # a pipe would block the open until a writer comes, and a device never ends
+        raise VideoReadError(path, "not_a_video", detail="not a regular file (a pipe, socket or device)")
     if path.stat().st_size == 0:
         raise VideoReadError(path, "empty", detail="zero-byte file")
     try:
         container = av.open(str(path), mode="r", options={"skip_frame": "all"} if demux_only else None)
+    except PermissionError as err:
+        raise VideoReadError(path, "unreadable", detail=f"permission denied ({err})") from err
     except (av.FFmpegError, OSError, UnicodeDecodeError) as err:
         raise VideoReadError(
             path, "not_a_video", detail=f"cannot open: not a video, or truncated/corrupt; {err}"

@@ -10,8 +10,9 @@ class VideoReadError(ValueError):
 
     Attributes:
         path: the file that failed.
-        reason: a short machine-friendly reason (``"missing"``, ``"empty"``, ``"not_a_video"``, ``"no_video_stream"``,
-            ``"unsupported_codec"``, ``"no_frames"``, ``"decode_error"``).
+        reason: a short machine-friendly reason (``"missing"``, ``"empty"``, ``"unreadable"``, ``"not_a_video"``
+            (also a directory, pipe or device), ``"no_video_stream"``, ``"unsupported_codec"``, ``"no_frames"``,
+            ``"decode_error"``, ``"analysis_error"``, ``"too_few_cells"``).
     """
 
     def __init__(self, path: str | Path, reason: str, *, detail: str = "") -> None:

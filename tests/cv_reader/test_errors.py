@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import av
 import numpy as np
 import pytest
@@ -17,6 +19,9 @@ def bad_files(moving_clip, tmp_path_factory):
     (d / "truncated.mp4").write_bytes(data[: len(data) // 2])  # moov atom at the end: cut off
     (d / "text.mp4").write_text("definitely not a video\n" * 100)
     (d / "badcodec.mp4").write_bytes(data.replace(b"avc1", b"zzzz"))  # unknown codec tag
+    os.mkfifo(d / "fifo.mp4")  # opening it would wait for a writer forever
+    (d / "folder.mp4").mkdir()
+    (d / "dangling.mp4").symlink_to(d / "nowhere.mp4")
     with av.open(str(d / "audio.m4a"), "w") as container:
         stream = container.add_stream("aac", rate=16000)
         for i in range(10):
@@ -39,6 +44,9 @@ def bad_files(moving_clip, tmp_path_factory):
         ("badcodec.mp4", "unsupported_codec"),
         ("audio.m4a", "no_video_stream"),
         ("missing.mp4", "missing"),
+        ("fifo.mp4", "not_a_video"),
+        ("folder.mp4", "not_a_video"),
+        ("dangling.mp4", "missing"),
     ],
 )
 def test_bad_input_names_file_and_reason(bad_files, name, reason):
@@ -48,6 +56,18 @@ def test_bad_input_names_file_and_reason(bad_files, name, reason):
     assert str(path) in str(info.value) and info.value.reason == reason
     with pytest.raises(VideoReadError):
         probe_video(path)
+
+
+def test_unreadable_file_says_so(moving_clip, monkeypatch):
+    """Permission denied is not "not a video" (tests run as root here, so the refusal is simulated)."""
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(moving_clip.path))
+
+    monkeypatch.setattr(av, "open", refuse)
+    with pytest.raises(VideoReadError) as info:
+        select_patches(moving_clip.path)
+    assert info.value.reason == "unreadable" and str(moving_clip.path) in str(info.value)
 
 
 def test_truncated_streamable_file_decodes_what_is_there(tmp_path, moving_clip):
