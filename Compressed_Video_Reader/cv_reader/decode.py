@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import errno
 import logging
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
@@ -117,9 +118,9 @@ def open_video(
         raise VideoReadError(path, "empty", detail="zero-byte file")
     try:
         container = av.open(str(path), mode="r", options={"skip_frame": "all"} if demux_only else None)
-    except PermissionError as err:
-        raise VideoReadError(path, "unreadable", detail=f"permission denied ({err})") from err
     except (av.FFmpegError, OSError, UnicodeDecodeError) as err:
+        if getattr(err, "errno", None) == errno.EACCES:  # (EPERM is a demuxer refusing, e.g. an unsafe playlist)
+            raise VideoReadError(path, "unreadable", detail=f"permission denied ({err})") from err
         raise VideoReadError(
             path, "not_a_video", detail=f"cannot open: not a video, or truncated/corrupt; {err}"
         ) from err

@@ -22,6 +22,8 @@ def bad_files(moving_clip, tmp_path_factory):
     os.mkfifo(d / "fifo.mp4")  # opening it would wait for a writer forever
     (d / "folder.mp4").mkdir()
     (d / "dangling.mp4").symlink_to(d / "nowhere.mp4")
+    # A playlist in disguise: FFmpeg's concat demuxer refuses the URL with EPERM, which is not "permission denied".
+    (d / "playlist.mp4").write_text("ffconcat version 1.0\nfile 'http://127.0.0.1:9/a.mp4'\n")
     with av.open(str(d / "audio.m4a"), "w") as container:
         stream = container.add_stream("aac", rate=16000)
         for i in range(10):
@@ -47,6 +49,7 @@ def bad_files(moving_clip, tmp_path_factory):
         ("fifo.mp4", "not_a_video"),
         ("folder.mp4", "not_a_video"),
         ("dangling.mp4", "missing"),
+        ("playlist.mp4", "not_a_video"),
     ],
 )
 def test_bad_input_names_file_and_reason(bad_files, name, reason):
