@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import errno
 import logging
+import os
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,7 +118,10 @@ def open_video(
     if path.stat().st_size == 0:
         raise VideoReadError(path, "empty", detail="zero-byte file")
     try:
-        container = av.open(str(path), mode="r", options={"skip_frame": "all"} if demux_only else None)
+        # An absolute name: FFmpeg reads a relative "name:rest" as protocol `name` ("a:b.mp4" -> protocol not
+        # found; "concat:x.mp4" -> the concat protocol reading x.mp4, not the file of that name).
+        location = os.path.abspath(path)
+        container = av.open(location, mode="r", options={"skip_frame": "all"} if demux_only else None)
     except (av.FFmpegError, OSError, UnicodeDecodeError) as err:
         if getattr(err, "errno", None) == errno.EACCES:  # (EPERM is a demuxer refusing, e.g. an unsafe playlist)
             raise VideoReadError(path, "unreadable", detail=f"permission denied ({err})") from err

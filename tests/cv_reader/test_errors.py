@@ -92,3 +92,16 @@ def test_truncated_streamable_file_decodes_what_is_there(tmp_path, moving_clip):
     selection = select_patches(cut)
     assert 10 < selection.meta["num_packets"] < 96
     assert selection.visidx_thw.shape == (10368, 3)
+
+
+def test_relative_names_with_a_colon_are_files(moving_clip, tmp_path, monkeypatch):
+    """FFmpeg reads a relative "name:rest" as a protocol: "Lecture 1:intro.mp4" failed with "protocol not found",
+    and a file named "concat:clip.mp4" was silently read as the concat protocol over clip.mp4."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "Lecture 1:intro.mp4").write_bytes(moving_clip.path.read_bytes())
+    (tmp_path / "clip.mp4").write_bytes(moving_clip.path.read_bytes())
+    (tmp_path / "concat:clip.mp4").write_text("not a video")
+    assert select_patches("Lecture 1:intro.mp4").meta["num_packets"] == probe_video(moving_clip.path).num_frames
+    with pytest.raises(VideoReadError) as info:
+        select_patches("concat:clip.mp4")
+    assert info.value.reason == "not_a_video"
