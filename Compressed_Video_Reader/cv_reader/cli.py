@@ -25,7 +25,7 @@ from . import assets
 from .batch import run_jobs
 from .frames import read_letterboxed_frames
 from .packing import pack_mosaics
-from .pipeline import CodecSelection, select_patches
+from .pipeline import CodecSelection, check_arguments, select_patches
 from .saliency import EnergyConfig
 from .selection import positions_from_visidx
 
@@ -806,6 +806,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The `select_patches` arguments of each command: library name -> the command's flag (upstream's names).
+_GEOMETRY_FLAGS = {
+    "stage1": {
+        "num_frames": "sequence_length",
+        "num_images": "keep_frames_equiv",
+        "square_size": "square_size",
+        "patch_size": "patch_size",
+        "budget": "budget",
+        "keep_first_full_frame": "keep_first_full_frame",
+        "padding_policy": "padding_policy",
+    },
+    "pack": {
+        "num_frames": "T",
+        "num_images": "num_images",
+        "square_size": "square_size",
+        "patch_size": "patch",
+        "keep_first_full_frame": "first_full",
+    },
+    "precompute": {
+        "num_frames": "seq_len_frames",
+        "num_images": "num_images",
+        "square_size": "square_size",
+        "patch_size": "patch_size",
+    },
+}
+_GEOMETRY_FLAGS["stage2"] = _GEOMETRY_FLAGS["pack"]
+_GEOMETRY_FLAGS["visualize"] = {**_GEOMETRY_FLAGS["precompute"], "budget": "budget"}
+
+
+def check_command_arguments(args: argparse.Namespace) -> None:
+    """Refuse values that would fail every item (or do nothing) before any video is read: the geometry
+    (`check_arguments`), the shard, the worker count and the JPEG quality. Raises `BadInputError` (exit status 2)."""
+    flags = _GEOMETRY_FLAGS[args.command]
+    try:
+        check_arguments(**{name: getattr(args, flag) for name, flag in flags.items()})
+    except ValueError as err:
+        name = str(err).split(" ", 1)[0]
+        where = f"--{flags[name]}: " if name in flags else ""
+        raise BadInputError(f"bad arguments: {where}{err}") from err
+    shards = getattr(args, "num_shards", 1)
+    if shards < 1 or not 0 <= getattr(args, "shard_id", 0) < shards:
+        raise BadInputError(f"bad arguments: --shard_id must be in 0..{shards - 1} with --num_shards {shards} >= 1")
+    if getattr(args, "num_workers", 0) < 0:
+        raise BadInputError(f"bad arguments: --num_workers must be 0 or more, got {args.num_workers}")
+    if not 1 <= getattr(args, "jpg_quality", 95) <= 100:
+        raise BadInputError(f"bad arguments: --jpg_quality must be in 1..100, got {args.jpg_quality}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m cv_reader` and the `cv_reader` console script."""
     args = build_parser().parse_args(argv)
@@ -814,6 +862,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
+        check_command_arguments(args)
         return int(args.func(args) or 0)
     except BadInputError as err:
         logger.error("%s", err)

@@ -224,8 +224,6 @@ class _Session:
         # factor 8 from 720p on keeps 4.4-6.7 work pixels per cell and quarters the cost of the warps again).
         cell_px = max(h0, w0) * self.patch / self.square
         self.factor = work_factor or (8 if cell_px >= 32 else 4 if cell_px >= 16 else 2 if cell_px >= 8 else 1)
-        if self.factor not in (1, 2, 4, 8):
-            raise ValueError(f"work_factor must be 1, 2, 4 or 8, got {self.factor}")
         # The only pixel memory of a run: the content rectangle of each distinct sampled frame (bounded by T, not by
         # the video length). Separate arrays rather than one block: the allocator reuses them across videos.
         self.frames = [None] * len(distinct)
@@ -488,13 +486,16 @@ def select_patches(
     """
     started = time.perf_counter()
     keep_freed_memory_mapped()  # the energy pass's temporaries are not faulted in again for every batch
-    k_total = _check_arguments(
+    k_total = check_arguments(
+        num_frames=num_frames,
         num_images=num_images,
         square_size=square_size,
         patch_size=patch_size,
         budget=budget,
+        keep_first_full_frame=keep_first_full_frame,
         motion_source=motion_source,
         padding_policy=padding_policy,
+        work_factor=work_factor,
     )
     info = probe_video(video_path)
     frame_ids = sample_frame_ids(info.num_frames, num_frames, start=sample_start_offset)
@@ -528,20 +529,51 @@ def _use_codec_vectors(info: VideoInfo, *, motion_source: str) -> bool:
     return motion_source != "pixel" and info.exports_motion_vectors
 
 
-def _check_arguments(
-    *, num_images: int, square_size: int, patch_size: int, budget: int | None, motion_source: str, padding_policy: str
+def check_arguments(
+    *,
+    num_frames: int = 64,
+    num_images: int = 8,
+    square_size: int = 576,
+    patch_size: int = 16,
+    budget: int | None = None,
+    keep_first_full_frame: bool = True,
+    motion_source: str = "auto",
+    padding_policy: str = "zero",
+    work_factor: int | None = None,
 ) -> int:
-    """Validate the arguments of `select_patches`; returns K."""
+    """Validate the arguments of `select_patches` before any video is opened (a bad value is the caller's error, not
+    the video's, and would otherwise surface after a whole decode, or as a ZeroDivisionError); returns K.
+
+    Raises:
+        ValueError: naming the argument and the allowed range.
+    """
+    for name, value in (("num_frames", num_frames), ("num_images", num_images), ("patch_size", patch_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if isinstance(square_size, bool) or not isinstance(square_size, (int, np.integer)) or square_size < patch_size:
+        raise ValueError(f"square_size must be an integer of at least patch_size {patch_size}, got {square_size!r}")
     if square_size % patch_size:
         raise ValueError(f"square_size {square_size} is not a multiple of patch_size {patch_size}")
     grid = square_size // patch_size
-    k_total = budget if budget is not None else num_images * grid * grid
-    if k_total > num_images * grid * grid:
-        raise ValueError(f"budget {k_total} exceeds the {num_images} mosaics of {grid * grid} cells")
+    cells = grid * grid
+    k_total = budget if budget is not None else num_images * cells
+    if not 1 <= k_total <= num_images * cells:
+        raise ValueError(
+            f"budget must be in 1..{num_images * cells} ({num_images} mosaics of {cells} cells), got {k_total}"
+        )
+    if k_total > num_frames * cells:
+        raise ValueError(
+            f"budget {k_total} exceeds the {num_frames * cells} cells of {num_frames} sampled frames "
+            f"({cells} each): lower num_images or budget, or sample more frames"
+        )
+    if keep_first_full_frame and k_total < cells:
+        raise ValueError(f"budget {k_total} is smaller than the first frame kept whole ({cells} cells)")
     if padding_policy not in ("zero", "exclude"):
         raise ValueError(f"padding_policy must be zero or exclude, got {padding_policy!r}")
     if motion_source not in ("auto", "codec", "pixel"):
         raise ValueError(f"motion_source must be auto, codec or pixel, got {motion_source!r}")
+    if work_factor not in (None, 1, 2, 4, 8):
+        raise ValueError(f"work_factor must be 1, 2, 4 or 8, got {work_factor!r}")
     return k_total
 
 

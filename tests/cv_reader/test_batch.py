@@ -416,3 +416,50 @@ def test_write_positions_and_first_full_options(tiny_dataset, tmp_path):
         )
         == 0
     )
+
+
+@pytest.mark.parametrize(
+    ("command", "extra", "flag"),
+    [
+        ("pack", ["--T", "0"], "--T"),
+        ("pack", ["--patch", "0"], "--patch"),
+        ("pack", ["--square_size", "100"], "--square_size"),
+        ("pack", ["--T", "1"], "budget"),  # 8 mosaics cannot be filled from one frame
+        ("pack", ["--jpg_quality", "0"], "--jpg_quality"),
+        ("pack", ["--num_shards", "2", "--shard_id", "2"], "--shard_id"),
+        ("pack", ["--num_workers", "-1"], "--num_workers"),
+        ("stage1", ["--patch_size", "0"], "--patch_size"),
+        ("stage1", ["--budget", "5"], "--budget"),
+        ("precompute", ["--seq_len_frames", "0"], "--seq_len_frames"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_video(tiny_dataset, tmp_path, capsys, command, extra, flag):
+    """Values that would fail every item (after a decode each, or as a ZeroDivisionError) or select no shard at all
+    are refused up front: exit status 2, the flag named, nothing written."""
+    data = str(tiny_dataset / "data.json")
+    out = tmp_path / "out"
+    argv = {
+        "pack": ["pack", "--input_json", data, "--out_image_root", str(out), "--out_jsonl", str(out / "t.jsonl")],
+        "stage1": ["stage1", "--input_json", data, "--out_root", str(out)],
+        "precompute": ["precompute", "--videos", str(tiny_dataset / "clip.mp4"), "--out_root", str(out)],
+    }[command]
+    assert _run([*argv, *extra]) == 2
+    assert flag in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_select_patches_checks_its_arguments_before_opening_the_video(tmp_path):
+    from cv_reader import select_patches
+
+    missing = tmp_path / "nowhere.mp4"
+    for kwargs, message in (
+        ({"num_frames": 0}, "num_frames must be a positive integer"),
+        ({"patch_size": 0}, "patch_size must be a positive integer"),
+        ({"square_size": 0}, "square_size must be an integer of at least patch_size"),
+        ({"num_frames": 1}, "exceeds the 1296 cells of 1 sampled frames"),
+        ({"budget": 100}, "smaller than the first frame kept whole"),
+        ({"work_factor": 3}, "work_factor must be 1, 2, 4 or 8"),
+    ):
+        with pytest.raises(ValueError, match=message) as info:
+            select_patches(missing, **kwargs)
+        assert type(info.value) is ValueError  # the caller's error, not a VideoReadError of the (missing) file
