@@ -837,7 +837,8 @@ _GEOMETRY_FLAGS["visualize"] = {**_GEOMETRY_FLAGS["precompute"], "budget": "budg
 
 def check_command_arguments(args: argparse.Namespace) -> None:
     """Refuse values that would fail every item (or do nothing) before any video is read: the geometry
-    (`check_arguments`), the shard, the worker count and the JPEG quality. Raises `BadInputError` (exit status 2)."""
+    (`check_arguments`), the shard, the worker count, the JPEG quality and the video roots. Raises `BadInputError`
+    (exit status 2)."""
     flags = _GEOMETRY_FLAGS[args.command]
     try:
         check_arguments(**{name: getattr(args, flag) for name, flag in flags.items()})
@@ -852,6 +853,9 @@ def check_command_arguments(args: argparse.Namespace) -> None:
         raise BadInputError(f"bad arguments: --num_workers must be 0 or more, got {args.num_workers}")
     if not 1 <= getattr(args, "jpg_quality", 95) <= 100:
         raise BadInputError(f"bad arguments: --jpg_quality must be in 1..100, got {args.jpg_quality}")
+    missing = [root for root in split_roots(getattr(args, "video_root", None)) if not os.path.isdir(root)]
+    if missing:  # a typo would otherwise fail every row as a missing video
+        raise BadInputError(f"bad arguments: --video_root {', '.join(missing)}: no such folder")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -428,6 +428,7 @@ def test_write_positions_and_first_full_options(tiny_dataset, tmp_path):
         ("pack", ["--jpg_quality", "0"], "--jpg_quality"),
         ("pack", ["--num_shards", "2", "--shard_id", "2"], "--shard_id"),
         ("pack", ["--num_workers", "-1"], "--num_workers"),
+        ("pack", ["--video_root", "/nonexistent/videos"], "--video_root"),
         ("stage1", ["--patch_size", "0"], "--patch_size"),
         ("stage1", ["--budget", "5"], "--budget"),
         ("precompute", ["--seq_len_frames", "0"], "--seq_len_frames"),
