@@ -173,6 +173,35 @@ def choose_video_stream(
     return max(streams, key=rank)
 
 
+MAX_DEMUX_RESTARTS = 100  # streams appearing mid-file before a damaged file is read as ending there
+
+
+def demux_packets(
+    container: av.container.InputContainer, *streams: av.stream.Stream, path: str | Path
+) -> Iterator[av.Packet]:
+    """`container.demux(*streams)`, carried on past streams that appear mid-file. A damaged or spliced MPEG-TS can
+    announce a new PID while it is read; PyAV's demux generator then raises IndexError (its per-stream table was
+    sized when it started: PyAV issue 692) and is dead, but the demuxer itself is fine, and a new generator, sized
+    for the new stream list, goes on from the next packet (the one lost belongs to the new stream). FFmpeg errors
+    end the stream as before (truncated file)."""
+    restarts, flushed = 0, set()
+    while True:
+        try:
+            for packet in container.demux(*streams):
+                if packet.size == 0:  # the end-of-stream packet: once per stream, also across a restart
+                    if packet.stream.index in flushed:
+                        continue
+                    flushed.add(packet.stream.index)
+                yield packet
+            return
+        except IndexError:
+            restarts += 1
+            if restarts > MAX_DEMUX_RESTARTS:
+                raise av.error.InvalidDataError(errno.EINVAL, "too many streams appeared mid-file") from None
+            if restarts == 1:
+                logger.info("%s: a stream appeared mid-file (damaged or spliced stream); reading on", path)
+
+
 def probe_video(path: str | Path) -> VideoInfo:
     """Count the decodable frames of `path` by demuxing (cheap: no decoding) and read its codec and size."""
     container, _ = open_video(path, demux_only=True)
@@ -182,7 +211,7 @@ def probe_video(path: str | Path) -> VideoInfo:
         stamps: dict[int, list[int | None]] = {v.index: [] for v in videos}
         discarded = dict.fromkeys(counts, 0)
         try:  # every video stream in one pass (the demuxer reads the whole file either way)
-            for packet in container.demux(*videos):
+            for packet in demux_packets(container, *videos, path=path):
                 if packet.size == 0:
                     continue
                 if packet.is_discard:  # before an edit list's start (a trimmed MP4): decoded, never shown
@@ -245,7 +274,7 @@ def iter_indexed_frames(
             context.options = {"flags2": "+export_mvs"}
         produced, index, rejected, first_error = 0, -1, 0, ""
         try:
-            for packet in container.demux(stream):
+            for packet in demux_packets(container, stream, path=path):
                 if rank is not None and packet.size:
                     context.skip_frame = "DEFAULT" if rank.get(packet.pts, -1) in keep else "NONREF"
                 try:

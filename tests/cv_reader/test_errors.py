@@ -105,3 +105,40 @@ def test_relative_names_with_a_colon_are_files(moving_clip, tmp_path, monkeypatc
     with pytest.raises(VideoReadError) as info:
         select_patches("concat:clip.mp4")
     assert info.value.reason == "not_a_video"
+
+
+class _Packet:
+    def __init__(self, n: int, size: int = 100) -> None:
+        self.n, self.size, self.stream = n, size, type("Stream", (), {"index": 0})()
+
+
+class _SplicedContainer:
+    """`demux` as PyAV's when a stream appears mid-file: the generator raises IndexError (PyAV issue 692: its stream
+    table was sized at the start; in the wild the error comes while flushing at the end of a damaged MPEG-TS), and a
+    new generator carries on from the demuxer's position."""
+
+    def __init__(self, runs: list[list[_Packet]]) -> None:
+        self.runs = runs
+
+    def demux(self, *streams):
+        run = self.runs.pop(0)
+        yield from run
+        if self.runs:
+            raise IndexError("list index out of range")
+
+
+def test_demux_carries_on_past_a_stream_appearing_mid_file():
+    from cv_reader.decode import MAX_DEMUX_RESTARTS, demux_packets
+
+    runs = [[_Packet(0), _Packet(1)], [_Packet(2), _Packet(-1, size=0)], [_Packet(-1, size=0)]]
+    got = [(p.n, p.size) for p in demux_packets(_SplicedContainer(runs), path="x.ts")]
+    assert got == [(0, 100), (1, 100), (2, 100), (-1, 0)]  # every packet, and the end-of-stream packet once
+
+    class Endless:
+        def demux(self, *streams):
+            raise IndexError("list index out of range")
+            yield  # a generator
+
+    with pytest.raises(av.error.InvalidDataError):  # read as a truncated file by the callers
+        list(demux_packets(Endless(), path="x.ts"))
+    assert MAX_DEMUX_RESTARTS >= 10
