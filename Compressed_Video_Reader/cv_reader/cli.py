@@ -171,8 +171,8 @@ def stored_params_match(meta_path: Path, params: dict) -> bool:
         return False
     if stored == params:
         return True
-    if stored is None:
-        logger.warning("%s: no stored parameters (older run), redoing the item", meta_path)
+    if not isinstance(stored, dict):
+        logger.warning("%s: no stored parameters (older run, or edited), redoing the item", meta_path)
     else:
         changed = sorted(k for k in set(stored) | set(params) if stored.get(k) != params.get(k))
         logger.warning(

@@ -257,6 +257,12 @@ def test_rerun_with_other_geometry_is_redone(tiny_dataset, tmp_path, capsys):
     assert np.load(record["positions_thw"]).shape == (2 * 36, 3)
     meta = json.loads((Path(record["positions_thw"]).parent / "pack_meta.json").read_text())
     assert meta["params"]["square_size"] == 96
+    meta_path = Path(record["positions_thw"]).parent / "pack_meta.json"
+    for edited in ({**meta, "params": ["square_size", 96]}, [1, 2]):  # hand-edited or foreign: redone, no crash
+        meta_path.write_text(json.dumps(edited))
+        capsys.readouterr()
+        assert _run([*args, "--square_size", "96"]) == 0
+        assert "1 done, 0 skipped" in capsys.readouterr().out
 
     listing = tmp_path / "videos.jsonl"
     listing.write_text(json.dumps({"video": str(tiny_dataset / "clip.mp4")}) + "\n")
