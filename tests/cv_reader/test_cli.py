@@ -45,6 +45,20 @@ def _run(argv: list[str]) -> int:
     return main(["--log_level", "ERROR", *argv])
 
 
+def _pack_argv(data: Path, out: Path, *extra: str) -> list[str]:
+    """`pack` of dataset `data` into `out`/packs and `out`/train.jsonl."""
+    return [
+        "pack",
+        "--input_json",
+        str(data),
+        "--out_image_root",
+        str(out / "packs"),
+        "--out_jsonl",
+        str(out / "train.jsonl"),
+        *extra,
+    ]
+
+
 def test_stage1_then_stage2(dataset, tmp_path, capsys):
     out1 = tmp_path / "stage1"
     args = [
@@ -316,21 +330,7 @@ def test_file_names_that_are_not_utf8(moving_clip, tmp_path):
     root = ["--video_root", str(videos)]
 
     out_jsonl = tmp_path / "train.jsonl"
-    assert (
-        _run(
-            [
-                "pack",
-                "--input_json",
-                str(data),
-                "--out_image_root",
-                str(tmp_path / "packs"),
-                "--out_jsonl",
-                str(out_jsonl),
-                *root,
-            ]
-        )
-        == 1
-    )
+    assert _run(_pack_argv(data, tmp_path, *root)) == 1
     records = [json.loads(line) for line in out_jsonl.read_text(encoding="utf-8").splitlines()]
     assert [r["id"] for r in records] == ["g"]
     assert all(Path(image).is_file() for image in records[0]["image"])
@@ -361,17 +361,8 @@ def test_rows_whose_conversations_cannot_be_rewritten_fail_alone(moving_clip, tm
     data = tmp_path / "data.json"
     data.write_text(json.dumps(rows))
     out_jsonl = tmp_path / "train.jsonl"
-    argv = [
-        "pack",
-        "--input_json",
-        str(data),
-        "--out_image_root",
-        str(tmp_path / "packs"),
-        "--out_jsonl",
-        str(out_jsonl),
-    ]
     with caplog.at_level("WARNING", logger="cv_reader"):
-        assert main(argv) == 1
+        assert main(_pack_argv(data, tmp_path)) == 1
     assert [json.loads(line)["id"] for line in out_jsonl.read_text().splitlines()] == ["good"]
     failures = (tmp_path / "train.jsonl.fail.txt").read_text().splitlines()
     assert [line.split("\t")[0] for line in failures] == ["text", "turn", "value"]
