@@ -211,6 +211,17 @@ def _finish(name: str, results: list[dict], *, started: float) -> int:
     return EXIT_ITEM_FAILED if counts["failed"] else EXIT_OK
 
 
+def _fail_line(result: dict, *, traceback: bool = False) -> str:
+    """Upstream's fail-list line `id<TAB>video<TAB>error` (then the traceback for stage 2 / pack). Tabs and line
+    breaks inside the id and the path are written as `\\t`, `\\n`, `\\r`, so one failure stays one line."""
+
+    def field(value: object) -> str:
+        return str(value).replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+    line = f"{field(result['job']['id'])}\t{field(result['job']['video'])}\t{result['error']}"
+    return f"{line}\n{result['traceback']}".rstrip("\n") if traceback else line
+
+
 def _failed(job: dict, error: str) -> dict:
     logger.error("failed: %s (%s)", job.get("video") or job.get("id"), error)
     return {"status": "failed", "error": error, "traceback": "", "job": job}
@@ -328,7 +339,7 @@ def cmd_stage1(args: argparse.Namespace) -> int:
             }
         )
     results.extend(_run_collect(_stage1_work, jobs, args=args, name="stage1"))
-    failed_lines = [f"{r['job']['id']}\t{r['job']['video']}\t{r['error']}" for r in results if r["status"] == "failed"]
+    failed_lines = [_fail_line(r) for r in results if r["status"] == "failed"]
     tag = f"shard{args.shard_id:02d}of{args.num_shards:02d}"
     assets.write_lines(out_root / f"stage1_failed.{tag}.txt", failed_lines)
     return _finish("stage1", results, started=started)
@@ -513,11 +524,7 @@ def _cmd_pack_common(args: argparse.Namespace, command: str) -> int:
             results.append(_failed({"id": sample_id, "video": video, "row_idx": row["_row_idx"]}, str(err)))
     results.extend(_run_collect(_pack_work, jobs, args=args, name=command))
     records = {r["job"]["row_idx"]: r["record"] for r in results if r["status"] != "failed"}
-    failed_lines = [
-        f"{r['job']['id']}\t{r['job']['video']}\t{r['error']}\n{r['traceback']}".rstrip("\n")
-        for r in results
-        if r["status"] == "failed"
-    ]
+    failed_lines = [_fail_line(r, traceback=True) for r in results if r["status"] == "failed"]
     # Dataset order, not completion order (upstream's imap_unordered order was nondeterministic).
     assets.write_lines(out_jsonl, [assets.json_text(records[k]) for k in sorted(records)])
     assets.write_lines(out_jsonl.with_name(out_jsonl.name + ".fail.txt"), failed_lines)

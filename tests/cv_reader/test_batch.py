@@ -470,3 +470,14 @@ def test_select_patches_checks_its_arguments_before_opening_the_video(tmp_path):
         with pytest.raises(ValueError, match=message) as info:
             select_patches(missing, **kwargs)
         assert type(info.value) is ValueError  # the caller's error, not a VideoReadError of the (missing) file
+
+
+def test_fail_lists_keep_one_line_per_failure(tiny_dataset, tmp_path):
+    """An id or a path with a tab or a line break (legal in JSON and in file names) stays on its failure's line."""
+    rows = [{"id": "a\tb\nc", "video": "no\nsuch.mp4", "conversations": CONV}, {"id": "d", "video": "gone.mp4"}]
+    data = tmp_path / "rows.json"
+    data.write_text(json.dumps(rows))
+    assert _run(["stage1", "--input_json", str(data), "--out_root", str(tmp_path / "s1"), *STAGE1_SMALL]) == 1
+    (fail_list,) = (tmp_path / "s1").glob("stage1_failed.*.txt")
+    lines = fail_list.read_text().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("a\\tb\\nc\tno\\nsuch.mp4\t") and lines[1].startswith("d\t")
