@@ -23,6 +23,7 @@ import numpy as np
 
 from . import assets
 from .batch import run_jobs
+from .errors import VideoReadError
 from .frames import read_letterboxed_frames
 from .packing import pack_mosaics
 from .pipeline import CodecSelection, check_arguments, select_patches
@@ -677,15 +678,19 @@ def cmd_precompute(args: argparse.Namespace) -> int:
 def cmd_visualize(args: argparse.Namespace) -> int:
     from .visualize import render_pipeline_figure
 
-    selection = select_patches(
-        args.video,
-        num_frames=args.seq_len_frames,
-        num_images=args.num_images,
-        square_size=args.square_size,
-        patch_size=args.patch_size,
-        budget=args.budget,
-        energy=_energy_from_args(args),
-    )
+    try:
+        selection = select_patches(
+            args.video,
+            num_frames=args.seq_len_frames,
+            num_images=args.num_images,
+            square_size=args.square_size,
+            patch_size=args.patch_size,
+            budget=args.budget,
+            energy=_energy_from_args(args),
+        )
+    except VideoReadError as err:  # the one video cannot be used: say why, no traceback (exit status 1)
+        print(f"[cv_reader visualize] {err}", file=sys.stderr)
+        return 1
     out = Path(args.out)
     written = render_pipeline_figure(selection, out, gif=args.gif)
     print(f"[cv_reader visualize] wrote {', '.join(str(p) for p in written)}")

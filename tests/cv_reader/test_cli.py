@@ -296,6 +296,15 @@ def test_visualize_writes_png_and_gif(moving_clip, tmp_path):
     assert gif.n_frames == 64
 
 
+def test_visualize_reports_a_bad_video_without_traceback(tmp_path, capsys):
+    broken = tmp_path / "broken.mp4"
+    broken.write_text("not a video")
+    assert _run(["visualize", str(broken), "--out", str(tmp_path / "fig.png")]) == 1
+    err = capsys.readouterr().err
+    assert "broken.mp4: not_a_video" in err and "Traceback" not in err
+    assert not (tmp_path / "fig.png").exists()
+
+
 def test_rewrite_conversations_rules():
     conv = [{"from": "human", "value": "<video>\nQ <video>"}, {"from": "gpt", "value": "A"}]
     assert rewrite_conversations(conv, 2)[0]["value"] == "<image>\n<image>\nQ <video>"
