@@ -10,14 +10,16 @@ asset keys, bad arguments)."""
 from __future__ import annotations
 
 import argparse
+import codecs
 import dataclasses
 import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -44,57 +46,75 @@ class BadInputError(ValueError):
 
 
 # ------------------------------------------------------------------------------------------------ inputs
-def _parse_rows(path: Path, text: str) -> list:
-    """Rows of a JSON list, or of JSONL lines (`.jsonl`, or a `.json` file that is not one JSON document)."""
-    if path.suffix != ".jsonl":
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as err:
-            if text.lstrip().startswith("["):
-                raise BadInputError(f"{path}: invalid JSON ({err})") from err
-        else:
-            if not isinstance(rows, list):
-                raise BadInputError(f"{path}: expected a JSON list of objects, got {type(rows).__name__}")
-            return rows
-    rows = []
-    # Split on "\n" only: JSON strings may hold U+2028, U+0085 and the like raw, where str.splitlines() would cut a
-    # row in three (a trailing "\r" is JSON whitespace).
-    for number, line in enumerate(text.split("\n")):
+def _line_rows(path: Path, lines: Iterable[str | bytes]) -> Iterator:
+    """JSON values of JSONL lines (blank lines skipped); a line that is not JSON (or not UTF-8) gives a ValueError
+    naming the file and line, as one failed item. `lines` must be split on "\\n" only: JSON strings may hold U+2028,
+    U+0085 and the like raw, where str.splitlines() would cut a row in three (a trailing "\\r" is JSON whitespace)."""
+    for number, line in enumerate(lines):
+        if number == 0 and isinstance(line, bytes) and line.startswith(codecs.BOM_UTF8):
+            line = line[len(codecs.BOM_UTF8) :]  # a UTF-8 BOM (Windows editors, pandas' utf-8-sig)
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as err:  # one bad line is one failed item, not a failed run
-            rows.append(ValueError(f"{path}:{number + 1}: invalid JSON ({err})"))
+            yield json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            yield ValueError(f"{path}:{number + 1}: invalid JSON ({err})")
+
+
+def _document_rows(path: Path, text: str) -> list | Iterator:
+    """Rows of a JSON list, or of JSONL lines when a `.json` file is not one JSON document."""
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError as err:
+        if text.lstrip().startswith("["):
+            raise BadInputError(f"{path}: invalid JSON ({err})") from err
+        return _line_rows(path, text.split("\n"))
+    if not isinstance(rows, list):
+        raise BadInputError(f"{path}: expected a JSON list of objects, got {type(rows).__name__}")
     return rows
 
 
-def load_dataset(path: str | Path) -> list[dict]:
+def iter_dataset(path: str | Path) -> Iterator[dict]:
     """Rows of a dataset JSON (list) or JSONL file, each with `_row_idx` (kept if present, else the row index).
 
-    A row that is not a JSON object (a list, a number, a broken JSONL line) becomes `{"_row_idx": n, "_error": why}`
-    so that the batch reports it as one failed item and goes on. Raises `BadInputError` when the file itself
-    cannot be read.
+    A `.jsonl` file is read line by line: a batch over a 1.5M-row manifest holds the jobs of its shard, not every
+    row (200k rows of LLaVA-Video JSONL held 670 MiB as Python objects). A row that is not a JSON object (a list, a
+    number, a broken line) becomes `{"_row_idx": n, "_error": why}` so that the batch reports it as one failed item
+    and goes on. Raises `BadInputError` (at once, not when iterated) when the file itself cannot be read.
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")  # a UTF-8 BOM (Windows editors, pandas' utf-8-sig) is dropped
-    except (OSError, UnicodeDecodeError) as err:
+        handle = path.open("rb")
+    except OSError as err:
         raise BadInputError(f"{path}: cannot read the dataset file ({err})") from err
-    out = []
-    for number, row in enumerate(_parse_rows(path, text)):
-        if isinstance(row, Exception):
-            out.append({"_row_idx": number, "_error": str(row)})
-        elif not isinstance(row, dict):
-            out.append(
-                {
-                    "_row_idx": number,
-                    "_error": f"{path}: row {number}: expected a JSON object, got {type(row).__name__}",
-                }
-            )
-        else:
-            out.append({"_row_idx": number, **row})
-    return out
+    if path.suffix == ".jsonl":
+        return _numbered_rows(path, _line_rows(path, handle), handle)
+    with handle:
+        try:
+            text = handle.read().decode("utf-8-sig")
+        except (OSError, UnicodeDecodeError) as err:
+            raise BadInputError(f"{path}: cannot read the dataset file ({err})") from err
+    return _numbered_rows(path, _document_rows(path, text), None)
+
+
+def _numbered_rows(path: Path, parsed: Iterable, handle: BinaryIO | None) -> Iterator[dict]:
+    try:
+        for number, row in enumerate(parsed):
+            if isinstance(row, Exception):
+                yield {"_row_idx": number, "_error": str(row)}
+            elif not isinstance(row, dict):
+                kind = type(row).__name__
+                yield {"_row_idx": number, "_error": f"{path}: row {number}: expected a JSON object, got {kind}"}
+            else:
+                yield {"_row_idx": number, **row}
+    finally:
+        if handle is not None:
+            handle.close()
+
+
+def load_dataset(path: str | Path) -> list[dict]:
+    """`iter_dataset` as a list."""
+    return list(iter_dataset(path))
 
 
 def split_roots(values: list[str] | None) -> list[str]:
@@ -137,10 +157,11 @@ def _row_problem(row: dict) -> str | None:
     return None
 
 
-def _sharded_rows(rows: list[dict], args: argparse.Namespace) -> Iterator[tuple[dict, str, str, str | None]]:
+def _sharded_rows(rows: Iterable[dict], args: argparse.Namespace) -> Iterator[tuple[dict, str, str, str | None]]:
     """(row, sample id, video, problem) of the dataset rows with a video (or broken ones) in this shard."""
-    without_video = 0
+    without_video = total = 0
     for row in rows:
+        total += 1
         if "_error" not in row and not row.get("video"):
             without_video += 1  # an image or text sample: not ours (upstream writes video rows only, spec 8.7)
             continue
@@ -155,7 +176,7 @@ def _sharded_rows(rows: list[dict], args: argparse.Namespace) -> Iterator[tuple[
             "%s: %d of %d rows have no 'video' (image or text samples): they are not in this command's output",
             args.input_json,
             without_video,
-            len(rows),
+            total,
         )
 
 
@@ -292,7 +313,7 @@ def _stage1_work(job: dict) -> dict:
 
 def cmd_stage1(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    rows = load_dataset(args.input_json)
+    rows = iter_dataset(args.input_json)
     roots = split_roots(args.video_root)
     grid = args.square_size // args.patch_size
     params = {
@@ -498,7 +519,7 @@ def _pack_job(row: dict, *, sample_id: str, video: str, args: argparse.Namespace
 
 def _cmd_pack_common(args: argparse.Namespace, command: str) -> int:
     started = time.perf_counter()
-    rows = load_dataset(args.input_json)
+    rows = iter_dataset(args.input_json)
     # Absolute media paths in the JSONL: a relative --out_image_root would otherwise be read against the JSONL's
     # folder by `load_manifest`, not against the folder this command ran in.
     args.out_image_root = os.path.abspath(args.out_image_root)

@@ -481,3 +481,26 @@ def test_fail_lists_keep_one_line_per_failure(tiny_dataset, tmp_path):
     (fail_list,) = (tmp_path / "s1").glob("stage1_failed.*.txt")
     lines = fail_list.read_text().splitlines()
     assert len(lines) == 2 and lines[0].startswith("a\\tb\\nc\tno\\nsuch.mp4\t") and lines[1].startswith("d\t")
+
+
+def test_jsonl_datasets_are_streamed(tmp_path):
+    """A batch over a large JSONL manifest holds its shard's jobs, not every row: rows are read line by line
+    (200k LLaVA-Video rows held 670 MiB as Python objects when loaded whole)."""
+    import tracemalloc
+
+    from cv_reader.cli import iter_dataset
+
+    data = tmp_path / "big.jsonl"
+    row = {"video": "v.mp4", "conversations": CONV * 4, "data_source": "llava_video_178k"}
+    data.write_text("".join(json.dumps({"id": f"s{n}", **row}) + "\n" for n in range(5000)))
+    tracemalloc.start()
+    try:
+        count = sum(1 for _ in iter_dataset(data))
+        streamed = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        loaded = load_dataset(data)
+        whole = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert count == len(loaded) == 5000 and loaded[-1]["_row_idx"] == 4999
+    assert streamed * 20 < whole, (streamed, whole)
