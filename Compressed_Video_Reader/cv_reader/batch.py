@@ -26,14 +26,19 @@ WORKER_DIED = "worker process died while processing this item (killed by a signa
 
 def run_guarded(work: Callable[[dict], dict], job: dict) -> dict:
     """Run one job and never raise: a failure is reported with its reason, a finished item of a resumed run as
-    skipped. The pool entry point (module level, so it pickles)."""
+    skipped. The pool entry point (module level, so it pickles). The result does not carry the job: the caller
+    attaches its own (`_with_job`), so a job's dataset row is not pickled back from the worker and held twice."""
     try:
         result = {"status": "ok", **work(job)}
     except Exception as err:  # one item never takes the batch down: its failure is reported with the reason
-        return {"status": "failed", "error": repr(err), "traceback": traceback.format_exc(), "job": job}
+        return {"status": "failed", "error": repr(err), "traceback": traceback.format_exc()}
     if result.get("skipped"):
         result["status"] = "skipped"
-    result.setdefault("job", job)
+    return result
+
+
+def _with_job(result: dict, job: dict) -> dict:
+    result["job"] = job
     return result
 
 
@@ -51,7 +56,7 @@ def _collect(running: dict[Future, dict], suspects: list[dict]) -> Iterator[dict
     """Results of the futures still running when the pool broke: finished ones as they are, the rest suspects."""
     for future, job in running.items():
         try:
-            yield future.result()
+            yield _with_job(future.result(), job)
         except BrokenProcessPool:
             suspects.append(job)
     running.clear()
@@ -77,7 +82,7 @@ def _pool_round(
             for future in done:
                 job = running.pop(future)
                 try:
-                    yield future.result()
+                    yield _with_job(future.result(), job)
                 except BrokenProcessPool:
                     suspects.append(job)
                     broken = True
@@ -89,7 +94,7 @@ def _pool_round(
 def _run_alone(work: Callable[[dict], dict], job: dict) -> dict:
     with _new_pool(1) as pool:
         try:
-            return pool.submit(run_guarded, work, job).result()
+            return _with_job(pool.submit(run_guarded, work, job).result(), job)
         except BrokenProcessPool:
             return died(job)
 
@@ -120,7 +125,7 @@ def run_jobs(work: Callable[[dict], dict], jobs: list[dict], *, num_workers: int
     bar = tqdm(total=len(jobs), desc=desc, unit="video", dynamic_ncols=True, disable=None)
     try:
         results = (
-            (run_guarded(work, job) for job in jobs)
+            (_with_job(run_guarded(work, job), job) for job in jobs)
             if num_workers <= 0
             else run_pool(work, jobs, num_workers=num_workers)
         )

@@ -55,6 +55,8 @@ def test_killed_worker_fails_only_its_item():
     assert by_n[2]["status"] == "failed" and by_n[2]["error"] == WORKER_DIED
     for n in (0, 1, 3, 4, 5):
         assert by_n[n]["status"] == "ok" and by_n[n]["value"] == n * 10
+    # Results carry the caller's job objects: a job (with its dataset row) is not pickled back and held twice.
+    assert all(by_n[n]["job"] is jobs[n] for n in range(6))
 
 
 def test_exit_status_and_help(tiny_dataset, tmp_path, capsys):
