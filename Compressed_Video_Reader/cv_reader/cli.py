@@ -25,6 +25,7 @@ import numpy as np
 
 from . import assets
 from .batch import run_jobs
+from .decode import probe_video
 from .errors import VideoReadError
 from .frames import read_letterboxed_frames
 from .packing import pack_mosaics
@@ -399,11 +400,47 @@ def _pack_done(directory: Path, job: dict) -> bool:
     return all(p.is_file() for p in names) and stored_params_match(directory / "pack_meta.json", params)
 
 
+def _load_stage1_array(path: str) -> np.ndarray:
+    """A stage-1 `.npy`, or ValueError naming the file (a truncated or missing file said only "EOF" or "[Errno 2]")."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"{path}: cannot read the stage-1 array ({type(err).__name__}: {err})") from err
+
+
+def _stored_frame_count(frame_ids_path: str) -> int | None:
+    """The frame count stage 1 recorded next to `frame_ids_path` (this package's meta), or None (upstream's meta, or
+    none)."""
+    meta_path = Path(frame_ids_path[: -len(".frame_ids.npy")] + ".meta.json")
+    try:
+        count = json.loads(meta_path.read_text(encoding="utf-8"))["cv_reader"]["num_packets"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return count if isinstance(count, int) else None
+
+
 def _stage2_selection(job: dict) -> tuple[list[np.ndarray], np.ndarray, dict, dict]:
     """Mosaics of a stage-1 selection (pixels from one more decode of the sampled frames)."""
     params = job["params"]
-    visidx = np.load(job["visidx"])
-    frame_ids = np.load(job["frame_ids"])
+    visidx = _load_stage1_array(job["visidx"])
+    frame_ids = _load_stage1_array(job["frame_ids"])
+    if frame_ids.ndim != 1 or frame_ids.size != params["T"] or frame_ids.dtype.kind not in "iu" or frame_ids.min() < 0:
+        raise ValueError(
+            f"{job['frame_ids']}: {frame_ids.dtype} {frame_ids.shape} is not T={params['T']} frame indices"
+        )
+    # The video must be the one stage 1 read: a replaced or re-encoded file would be packed with other frames.
+    info = probe_video(job["path"])
+    seen = _stored_frame_count(job["frame_ids"])
+    if seen is not None and seen != info.num_frames:
+        raise ValueError(
+            f"{job['path']}: the video changed since stage 1 ({seen} frames then, {info.num_frames} now); "
+            "run stage 1 again for it"
+        )
+    if int(frame_ids.max()) >= info.num_frames:
+        raise ValueError(
+            f"{job['frame_ids']}: samples frame {int(frame_ids.max())} of a {info.num_frames}-frame video: the "
+            "stage-1 files do not belong to this video"
+        )
     if visidx.ndim != 2 or visidx.shape[1] != 3 or visidx.shape[0] % params["num_images"]:
         raise ValueError(
             f"{job['visidx']}: shape {visidx.shape} is not [K, 3] with K a multiple of {params['num_images']}"
@@ -419,7 +456,7 @@ def _stage2_selection(job: dict) -> tuple[list[np.ndarray], np.ndarray, dict, di
             "pass --no-first_full to pack it as it is"
         )
     positions = positions_from_visidx(visidx)
-    frames, frame_of_t = read_letterboxed_frames(job["path"], frame_ids, square_size=params["square_size"])
+    frames, frame_of_t = read_letterboxed_frames(job["path"], frame_ids, square_size=params["square_size"], info=info)
     mosaics = pack_mosaics(
         frames, frame_of_t, positions_thw=positions, num_images=params["num_images"], patch_size=params["patch_size"]
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from .decode import RgbScaler, frame_rotation, read_frames, rgb_resized
+from .decode import RgbScaler, VideoInfo, frame_rotation, read_frames, rgb_resized
 from .geometry import Letterbox, letterbox
 
 logger = logging.getLogger(__name__)
@@ -31,9 +31,10 @@ def letterboxed_content(
 
 
 def read_letterboxed_frames(
-    video_path: str | Path, frame_ids: np.ndarray, *, square_size: int = 576
+    video_path: str | Path, frame_ids: np.ndarray, *, square_size: int = 576, info: VideoInfo | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Decode only the pixels of `frame_ids` (one pass, stops after the last one), letterboxed as in spec 5.
+    `info`: the file's `probe_video`, when the caller has it.
 
     Returns:
         `(frames, frame_of_t)`: uint8 [F, S, S, 3] canvases of the distinct frames and int64 [T] row per t.
@@ -55,7 +56,7 @@ def read_letterboxed_frames(
 
     # Indexed as select_patches indexes frames, so that the pixels match a stored selection even where frames cannot
     # be decoded (a stream cut before a keyframe).
-    contents = read_frames(video_path, distinct, content)
+    contents = read_frames(video_path, distinct, content, info=info)
     frames = np.zeros((len(distinct), square_size, square_size, 3), dtype=np.uint8)
     for index, pixels in contents.items():
         frames[row[index], box.pad_top : box.pad_top + box.Hn, box.pad_left : box.pad_left + box.Wn] = pixels

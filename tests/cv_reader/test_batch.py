@@ -506,3 +506,37 @@ def test_jsonl_datasets_are_streamed(tmp_path):
         tracemalloc.stop()
     assert count == len(loaded) == 5000 and loaded[-1]["_row_idx"] == 4999
     assert streamed * 20 < whole, (streamed, whole)
+
+
+def test_stage2_refuses_stage1_files_that_do_not_fit(tiny_dataset, tmp_path):
+    """Stage 2 packs pixels of a second decode by stage 1's frame indices: a video replaced since stage 1, or stage-1
+    files that are truncated, missing or out of range, fail that item with the file named (a replaced video was
+    packed with other frames; a truncated array said only "EOF", a missing one "[Errno 2]")."""
+    import shutil
+
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps([{"id": "s0", "video": "clip.mp4", "conversations": CONV}]))
+    shutil.copy(tiny_dataset / "clip.mp4", tmp_path / "clip.mp4")
+    assert _run(["stage1", "--input_json", str(data), "--out_root", str(tmp_path / "s1"), *STAGE1_SMALL]) == 0
+    (visidx,) = (tmp_path / "s1").glob("*.visidx_thw.npy")
+    (frame_ids,) = (tmp_path / "s1").glob("*.frame_ids.npy")
+    pristine = {path: path.read_bytes() for path in (visidx, frame_ids, tmp_path / "clip.mp4")}
+
+    def stage2() -> str:
+        argv = ["stage2", "--input_json", str(data), "--stage1_root", str(tmp_path / "s1")]
+        out = tmp_path / "train.jsonl"
+        code = _run([*argv, "--out_image_root", str(tmp_path / "img"), "--out_jsonl", str(out), *SMALL, "--overwrite"])
+        failures = (tmp_path / "train.jsonl.fail.txt").read_text()
+        for path, content in pristine.items():  # undo the damage for the next case
+            path.write_bytes(content)
+        return failures if code == 1 else "ok"
+
+    assert stage2() == "ok"
+    moving_object_clip(tmp_path / "clip.mp4", num_frames=5, height=48, width=64, obj=12, seed=3)  # replaced
+    assert "the video changed since stage 1 (12 frames then, 5 now)" in stage2()
+    visidx.write_bytes(pristine[visidx][:100])
+    assert f"{visidx.name}: cannot read the stage-1 array" in stage2()
+    frame_ids.unlink()
+    assert f"{frame_ids.name}: cannot read the stage-1 array" in stage2()
+    np.save(frame_ids, np.load(frame_ids) + 100)
+    assert "samples frame 111 of a 12-frame video" in stage2()
