@@ -180,10 +180,11 @@ def demux_packets(
     container: av.container.InputContainer, *streams: av.stream.Stream, path: str | Path
 ) -> Iterator[av.Packet]:
     """`container.demux(*streams)`, carried on past streams that appear mid-file. A damaged or spliced MPEG-TS can
-    announce a new PID while it is read; PyAV's demux generator then raises IndexError (its per-stream table was
-    sized when it started: PyAV issue 692) and is dead, but the demuxer itself is fine, and a new generator, sized
-    for the new stream list, goes on from the next packet (the one lost belongs to the new stream). FFmpeg errors
-    end the stream as before (truncated file)."""
+    announce a new PID while it is read; PyAV's demux generator then raises IndexError when it meets that stream
+    (its per-stream table was sized when it started: PyAV issue 692; seen while flushing at the end of a bit-flipped
+    TS, where the decoder then lost its last frames) and is dead. The demuxer itself is fine: a new generator, sized
+    for the current stream list, goes on from where the old one stopped. FFmpeg errors end the stream as before
+    (truncated file)."""
     restarts, flushed = 0, set()
     while True:
         try:
