@@ -408,12 +408,11 @@ def _load_stage1_array(path: str) -> np.ndarray:
         raise ValueError(f"{path}: cannot read the stage-1 array ({type(err).__name__}: {err})") from err
 
 
-def _stored_frame_count(frame_ids_path: str) -> int | None:
-    """The frame count stage 1 recorded next to `frame_ids_path` (this package's meta), or None (upstream's meta, or
+def _stored_frame_count(meta_path: str) -> int | None:
+    """The frame count stage 1 recorded in its `meta.json` (this package's block), or None (upstream's meta, or
     none)."""
-    meta_path = Path(frame_ids_path[: -len(".frame_ids.npy")] + ".meta.json")
     try:
-        count = json.loads(meta_path.read_text(encoding="utf-8"))["cv_reader"]["num_packets"]
+        count = json.loads(Path(meta_path).read_text(encoding="utf-8"))["cv_reader"]["num_packets"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return count if isinstance(count, int) else None
@@ -430,7 +429,7 @@ def _stage2_selection(job: dict) -> tuple[list[np.ndarray], np.ndarray, dict, di
         )
     # The video must be the one stage 1 read: a replaced or re-encoded file would be packed with other frames.
     info = probe_video(job["path"])
-    seen = _stored_frame_count(job["frame_ids"])
+    seen = _stored_frame_count(job["stage1_meta"])
     if seen is not None and seen != info.num_frames:
         raise ValueError(
             f"{job['path']}: the video changed since stage 1 ({seen} frames then, {info.num_frames} now); "
@@ -550,6 +549,7 @@ def _pack_job(row: dict, *, sample_id: str, video: str, args: argparse.Namespace
         files = assets.stage1_paths(prefix)
         job["visidx"] = str(files["visidx_thw.npy"])
         job["frame_ids"] = str(files["frame_ids.npy"])
+        job["stage1_meta"] = str(files["meta.json"])
         job["params"] = {**params, "visidx": job["visidx"]}
     return job
 
