@@ -6,7 +6,8 @@ one run on the same clips.
     python benchmarks/codec.py --lmms_site /tmp/bench-site    # add lmms-video-utils (see below)
 
 Clips (generated with PyAV/x264/x265 unless given with --clips): H.264 360p/720p/1080p short clips with B-frames,
-720p without B-frames, one HEVC clip, a long 720p clip, and the two demo clips of tests/fixtures when present. The
+a 4-s 2160p clip, 720p without B-frames, one HEVC clip, a long 720p clip, and the two demo clips of tests/fixtures
+when present (`--only TEXT`: just the clips whose label holds TEXT). The
 H.264 clips are coded as one slice per picture, as ffmpeg's x264 and most real footage (the demo clips) are; the
 "2 slices" rows are PyAV's own default encode on a 2-core machine (x264 sliced threads), whose pictures a plain decode
 splits over both cores (slice threading), so that the plain decode there takes the whole machine.
@@ -139,14 +140,15 @@ def _vs_decode(best: dict[str, dict], arm: str, key: str = "wall") -> float:
     return best[arm][key] / best["decode"][key] if "error" not in best[arm] else float("nan")
 
 
-def clip_matrix(folder: Path, *, quick: bool, long_seconds: float) -> list[tuple[str, Path]]:
-    """(label, path) of the generated clips."""
+def clip_matrix(folder: Path, *, quick: bool, long_seconds: float, only: str = "") -> list[tuple[str, Path]]:
+    """(label, path) of the generated clips (those whose label contains `only`)."""
     short = 4.0 if quick else 10.0
     specs = [
         ("h264 360p B", dict(seconds=short, height=360)),
         ("h264 720p B", dict(seconds=short, height=720)),
         ("h264 720p noB", dict(seconds=short, height=720, bframes=0)),
         ("h264 1080p B", dict(seconds=short, height=1080)),
+        ("h264 2160p B", dict(seconds=4.0, height=2160)),
         ("hevc 720p B", dict(seconds=short, height=720, codec="libx265")),
         (f"h264 720p B {int(long_seconds)}s", dict(seconds=long_seconds, height=720)),
         ("h264 360p B 2 slices", dict(seconds=short, height=360, sliced_threads=True)),
@@ -155,6 +157,8 @@ def clip_matrix(folder: Path, *, quick: bool, long_seconds: float) -> list[tuple
     ]
     clips = []
     for label, spec in specs:
+        if only not in label:
+            continue
         path = folder / f"{label.replace(' ', '_')}_{spec['seconds']:g}s.mp4"
         clips.append((label, path if path.is_file() else make_clip(path, **spec)))
     return clips
@@ -169,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lmms_site", default="", help="folder holding lmms_video_utils (pip --target)")
     parser.add_argument("--clip_dir", default=None, help="keep the generated clips here and reuse them next time")
     parser.add_argument("--baseline", default="", help="a Compressed_Video_Reader folder to time beside ours")
+    parser.add_argument("--only", default="", help="only the clips whose label contains this text, e.g. 2160p")
     args = parser.parse_args(argv)
     long_seconds = args.long_seconds or (60.0 if args.quick else 180.0)
     repeat = args.repeat or (1 if args.quick else 2)
@@ -182,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         Path(tmp).mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         clips = [(Path(c).name, Path(c)) for c in args.clips] + [(p.stem, p) for p in sorted(DEMO.glob("*.mp4"))]
-        clips += clip_matrix(Path(tmp), quick=args.quick, long_seconds=long_seconds)
+        clips += clip_matrix(Path(tmp), quick=args.quick, long_seconds=long_seconds, only=args.only)
+        clips = [(label, path) for label, path in clips if args.only in label]
         print(
             f"# {len(clips)} clips ready in {time.perf_counter() - t0:.0f} s; arms {', '.join(arms)}; min of {repeat}"
         )

@@ -223,7 +223,9 @@ class _Session:
         # (factor 4 instead of 2 on the demo clips changed the agreement by 0.002 and halved the residual cost;
         # factor 8 from 720p on keeps 4.4-6.7 work pixels per cell and quarters the cost of the warps again).
         cell_px = max(h0, w0) * self.patch / self.square
-        self.factor = work_factor or (8 if cell_px >= 32 else 4 if cell_px >= 16 else 2 if cell_px >= 8 else 1)
+        # From 1440p (cells of 64+ frame pixels) factor 16 keeps 4.4-6.7 work pixels per cell as well: at 4K, factor 8
+        # spent 22 ms of analysis per sampled frame on 13 work pixels per cell side.
+        self.factor = work_factor or next((f for f in (16, 8, 4, 2) if cell_px >= 4 * f), 1)
         # The only pixel memory of a run: the content rectangle of each distinct sampled frame (bounded by T, not by
         # the video length). Separate arrays rather than one block: the allocator reuses them across videos.
         self.frames = [None] * len(distinct)
@@ -294,7 +296,14 @@ class _Session:
             inter = intra <= INTRA_HEAVY
             if inter.any():
                 chosen = [s for s, ok in zip(group, inter, strict=True) if ok]
-                self.finish_codec(chosen, fields[inter], has[inter], block)
+                fields, has, grid_px = fields[inter], has[inter], block
+                if self.factor > block:
+                    # Vector grid finer than the work grid (factor 16 from 1440p): one vector per work pixel for the
+                    # magnitude as for the residual (the same block `mc_residual` would pick), which quarters the
+                    # cost of the compensation and cell sums of the motion map (ground-truth recall unchanged).
+                    step = self.factor // block
+                    fields, has, grid_px = fields[:, ::step, ::step], has[:, ::step, ::step], self.factor
+                self.finish_codec(chosen, fields, has, grid_px)
             rest.extend(s for s, ok in zip(group, inter, strict=True) if not ok)
         if rest:
             self._finish_without_vectors(sorted(rest, key=lambda s: s.index))
@@ -477,7 +486,7 @@ def select_patches(
     `keep_first_full_frame` keeps all cells of t=0 (spec 6); `energy` the recipe (`EnergyConfig()` = clean);
     `motion_source` "auto" (codec vectors where exported, block matching for frames without), "codec" (error if
     none) or "pixel"; `keep_pixels` keeps the letterboxed RGB of sampled frames for `mosaics()`; `work_factor`
-    luma downscale (1, 2, 4 or 8) of the residual proxy (default from the cell size); `padding_policy` "zero"
+    luma downscale (1, 2, 4, 8 or 16) of the residual proxy (default from the cell size); `padding_policy` "zero"
     (padding cells rank after every content cell) or "exclude" (never picked).
 
     Raises:
@@ -572,8 +581,8 @@ def check_arguments(
         raise ValueError(f"padding_policy must be zero or exclude, got {padding_policy!r}")
     if motion_source not in ("auto", "codec", "pixel"):
         raise ValueError(f"motion_source must be auto, codec or pixel, got {motion_source!r}")
-    if work_factor not in (None, 1, 2, 4, 8):
-        raise ValueError(f"work_factor must be 1, 2, 4 or 8, got {work_factor!r}")
+    if work_factor not in (None, 1, 2, 4, 8, 16):
+        raise ValueError(f"work_factor must be 1, 2, 4, 8 or 16, got {work_factor!r}")
     return k_total
 
 

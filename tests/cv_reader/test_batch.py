@@ -467,7 +467,7 @@ def test_select_patches_checks_its_arguments_before_opening_the_video(tmp_path):
         ({"square_size": 0}, "square_size must be an integer of at least patch_size"),
         ({"num_frames": 1}, "exceeds the 1296 cells of 1 sampled frames"),
         ({"budget": 100}, "smaller than the first frame kept whole"),
-        ({"work_factor": 3}, "work_factor must be 1, 2, 4 or 8"),
+        ({"work_factor": 3}, "work_factor must be 1, 2, 4, 8 or 16"),
     ):
         with pytest.raises(ValueError, match=message) as info:
             select_patches(missing, **kwargs)

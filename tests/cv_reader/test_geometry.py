@@ -49,7 +49,7 @@ def test_every_geometry_selects(tmp_path, height, width, num_frames):
 def test_huge_frames(tmp_path):
     path = _panning_clip(tmp_path / "uhd.mp4", height=2160, width=3840, num_frames=2)
     selection = select_patches(path, num_frames=8, num_images=2)
-    assert selection.meta["work_factor"] == 8 and selection.visidx_thw.shape == (2 * 1296, 3)
+    assert selection.meta["work_factor"] == 16 and selection.visidx_thw.shape == (2 * 1296, 3)
 
 
 def test_thin_frames_with_padding_excluded_name_the_file(tmp_path):
