@@ -225,7 +225,11 @@ class _Session:
         cell_px = max(h0, w0) * self.patch / self.square
         # From 1440p (cells of 64+ frame pixels) factor 16 keeps 4.4-6.7 work pixels per cell as well: at 4K, factor 8
         # spent 22 ms of analysis per sampled frame on 13 work pixels per cell side.
-        self.factor = work_factor or next((f for f in (16, 8, 4, 2) if cell_px >= 4 * f), 1)
+        factor = work_factor or next((f for f in (16, 8, 4, 2) if cell_px >= 4 * f), 1)
+        # A strip thinner than the factor (8x4096, 2x4096) would have no work row at all: at least one.
+        while factor > 1 and min(frame.height, frame.width) < factor:
+            factor //= 2
+        self.factor = factor
         # The only pixel memory of a run: the content rectangle of each distinct sampled frame (bounded by T, not by
         # the video length). Separate arrays rather than one block: the allocator reuses them across videos.
         self.frames = [None] * len(distinct)

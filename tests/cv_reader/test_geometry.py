@@ -25,6 +25,8 @@ def _panning_clip(path, *, height: int, width: int, num_frames: int):
     ("height", "width", "num_frames"),
     [
         (64, 4096, 6),  # thin: the letterbox keeps 9 px of height, less than one 16-px cell
+        (8, 4096, 6),  # thinner than the 1/16 work factor of its long side: one work row at 1/8
+        (2, 4096, 6),  # two pixels high: no work row at 1/8 or 1/16 (failed as analysis_error)
         (4096, 64, 6),  # tall
         (16, 16, 12),  # tiny: 4x4 motion blocks, one canvas cell is a third of a pixel
         (8, 8, 8),  # smaller than the block-matching block
