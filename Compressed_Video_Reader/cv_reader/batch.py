@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -18,6 +19,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 
 from tqdm import tqdm
+
+from .decode import set_decoder_threads
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +50,21 @@ def died(job: dict) -> dict:
     return {"status": "failed", "error": WORKER_DIED, "traceback": "", "job": job}
 
 
+def decoder_threads_per_worker(num_workers: int) -> int:
+    """Each worker's share of the cores this process may use (at least one thread per decoder)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(num_workers, 1))
+
+
 def _new_pool(num_workers: int) -> ProcessPoolExecutor:
-    # spawn: no fork of a process that holds decoder threads; parallelism is across videos (spec 11).
-    return ProcessPoolExecutor(max_workers=num_workers, mp_context=multiprocessing.get_context("spawn"))
+    # spawn: no fork of a process that holds decoder threads; parallelism is across videos (spec 11), and each
+    # worker's decoders take its share of the cores.
+    return ProcessPoolExecutor(
+        max_workers=num_workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=set_decoder_threads,
+        initargs=(decoder_threads_per_worker(num_workers),),
+    )
 
 
 def _collect(running: dict[Future, dict], suspects: list[dict]) -> Iterator[dict]:

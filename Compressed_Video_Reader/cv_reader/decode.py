@@ -69,6 +69,16 @@ _LUMA8_FORMATS = frozenset(
 
 PICT_I, PICT_P, PICT_B = 1, 2, 3  # AVPictureType values as PyAV reports them
 
+_decoder_threads = 0  # threads per decoder in this process; 0: FFmpeg's automatic count (one per core, at most 16)
+
+
+def set_decoder_threads(count: int) -> None:
+    """Threads per decoder for the rest of this process (0: FFmpeg's automatic count). The batch pool gives each
+    worker process its share of the cores: N workers each decoding with a thread per core would run N x cores
+    threads, and a frame-threaded decoder holds a picture per thread (at 4K, 12 MiB each)."""
+    global _decoder_threads
+    _decoder_threads = max(int(count), 0)
+
 
 @dataclass(frozen=True)
 class VideoInfo:
@@ -246,6 +256,17 @@ def probe_video(path: str | Path) -> VideoInfo:
         container.close()
 
 
+class _FrameThreadsFailed(Exception):
+    """A packet failed while decoding with frame threads (`_decode_pass`)."""
+
+
+@dataclass
+class _DecodeCounts:
+    produced: int = 0
+    rejected: int = 0
+    first_error: str = ""
+
+
 def iter_indexed_frames(
     path: str | Path,
     *,
@@ -261,19 +282,87 @@ def iter_indexed_frames(
     all, while reference frames always are (later frames predict from them). Without them every frame is decoded
     and counted as it comes.
 
-    Slice threading only: frame threading occasionally corrupts exported motion vectors (spec 11).
+    Threads: slice threading only when motion vectors are exported (frame threading occasionally corrupts them,
+    spec 11); frame and slice threading otherwise (HEVC, VP9, AV1, the pixel reads of stage 2), whose pixels are the
+    same bits either way: on one-slice streams, which a slice-threaded decoder runs on one core, select + mosaics
+    of a 10-s 720p HEVC clip went from 1.48x to 1.10x of a plain (PyAV default, slice-threaded) decode, a 10-s 360p
+    VP9 clip from 2.08x to 1.85x (`benchmarks/codec.py --only hevc --baseline ...`). A damaged stream is another
+    matter: after one bad VP9 packet a frame-threaded decoder rejected every later packet (184 of 300 frames lost,
+    none with slice threads, which conceal the damage), so at the first rejected packet the stream is decoded again
+    with slice threads, going on after the frames already given out.
     A packet the decoder rejects (damaged data) is skipped and decoding goes on with the next one, as the ffmpeg
     tool does (one warning counts them); a demuxing error ends the stream there (truncated file). No decoded frame
     at all raises `VideoReadError`.
     """
-    container, stream = open_video(path, stream_index=stream_index)
     rank = {pts: index for index, pts in enumerate(display_pts)} if keep is not None and display_pts else None
+    counts = _DecodeCounts()
+    shown: set[int] = set()  # display indices given out (a retry with slice threads skips them)
+    frame_threads = not export_mvs
     try:
-        stream.thread_type = "SLICE"
+        while True:
+            # The same `keep` on a retry (not less the frames shown): which packets a damaged stream's decoder skips
+            # changes what it makes of the rest (an AV1 stream lost every other frame after its first was skipped).
+            passing = _decode_pass(
+                path,
+                export_mvs=export_mvs,
+                keep=keep,
+                rank=rank,
+                stream_index=stream_index,
+                frame_threads=frame_threads,
+                counts=counts,
+            )
+            try:
+                for index, frame in passing:
+                    if index not in shown:
+                        shown.add(index)
+                        yield index, frame
+                break
+            except _FrameThreadsFailed as err:
+                logger.info("%s: %s with frame threads; decoding again with slice threads", path, err)
+                frame_threads = False
+            finally:
+                passing.close()
+    finally:  # also when the caller stops early (it has every frame it wanted)
+        if counts.rejected:
+            logger.warning("%s: %d damaged packets skipped (first: %s)", path, counts.rejected, counts.first_error)
+    if not shown and counts.rejected:
+        raise VideoReadError(
+            path,
+            "decode_error",
+            detail=f"no frame could be decoded; {counts.rejected} packets rejected: {counts.first_error}",
+        )
+    if not shown:
+        raise VideoReadError(path, "no_frames", detail="no frame could be decoded")
+
+
+def _decode_pass(
+    path: str | Path,
+    *,
+    export_mvs: bool,
+    keep: frozenset[int] | None,
+    rank: dict[int, int] | None,
+    stream_index: int | None,
+    frame_threads: bool,
+    counts: _DecodeCounts,
+) -> Generator[tuple[int, av.VideoFrame], None, None]:
+    """One decode of the stream for `iter_indexed_frames`; with `frame_threads`, the first rejected packet raises
+    `_FrameThreadsFailed` instead of being skipped."""
+    container, stream = open_video(path, stream_index=stream_index)
+    try:
+        stream.thread_type = "AUTO" if frame_threads else "SLICE"
+        stream.thread_count = _decoder_threads
         context = stream.codec_context
         if export_mvs:
             context.options = {"flags2": "+export_mvs"}
-        produced, index, rejected, first_error = 0, -1, 0, ""
+        index, demux_error = -1, None
+
+        def numbered(frames: list[av.VideoFrame]) -> Iterator[tuple[int, av.VideoFrame]]:
+            nonlocal index
+            for frame in frames:
+                counts.produced += 1
+                index = rank.get(frame.pts, index + 1) if rank is not None else index + 1
+                yield index, frame
+
         try:
             for packet in demux_packets(container, stream, path=path):
                 if rank is not None and packet.size:
@@ -281,24 +370,23 @@ def iter_indexed_frames(
                 try:
                     frames = packet.decode()
                 except av.FFmpegError as err:  # one damaged packet: the frames after it still decode
-                    rejected += 1
-                    first_error = first_error or f"{type(err).__name__}: {err}"
+                    if frame_threads:
+                        raise _FrameThreadsFailed(f"packet rejected ({type(err).__name__}: {err})") from err
+                    counts.rejected += 1
+                    counts.first_error = counts.first_error or f"{type(err).__name__}: {err}"
                     continue
-                for frame in frames:
-                    produced += 1
-                    index = rank.get(frame.pts, index + 1) if rank is not None else index + 1
-                    yield index, frame
+                yield from numbered(frames)
         except av.FFmpegError as err:
-            logger.warning("%s: demuxing stopped after %d frames (%s)", path, produced, err)
-        finally:  # also when the caller stops early (it has every frame it wanted)
-            if rejected:
-                logger.warning("%s: %d damaged packets skipped (first: %s)", path, rejected, first_error)
-        if produced == 0 and rejected:
-            raise VideoReadError(
-                path, "decode_error", detail=f"no frame could be decoded; {rejected} packets rejected: {first_error}"
-            )
-        if produced == 0:
-            raise VideoReadError(path, "no_frames", detail="no frame could be decoded")
+            demux_error = err
+        if demux_error is not None:
+            # The frames the decoder still holds (B-frame reordering, one per frame thread) come out with a flush;
+            # a truncated file would lose them otherwise (a one-packet VP8 file cut there gave no frame at all).
+            logger.warning("%s: demuxing stopped after %d frames (%s)", path, counts.produced, demux_error)
+            try:
+                frames = context.decode(None)
+            except av.FFmpegError:
+                frames = []
+            yield from numbered(frames)
     finally:
         container.close()
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cv_reader import assets
-from cv_reader.batch import WORKER_DIED, run_jobs
+from cv_reader import assets, decode
+from cv_reader.batch import WORKER_DIED, decoder_threads_per_worker, run_jobs
 from cv_reader.cli import build_parser, load_dataset, main
 
 from .synth import moving_object_clip
@@ -32,6 +32,11 @@ def _work_or_die(job: dict) -> dict:
     if job["die"]:
         os.kill(os.getpid(), signal.SIGKILL)
     return {"value": job["n"] * 10}
+
+
+def _decoder_threads(job: dict) -> dict:
+    """Pool work: the decoder thread count the worker process was given."""
+    return {"threads": decode._decoder_threads}
 
 
 def _run(argv: list[str]) -> int:
@@ -57,6 +62,18 @@ def test_killed_worker_fails_only_its_item():
         assert by_n[n]["status"] == "ok" and by_n[n]["value"] == n * 10
     # Results carry the caller's job objects: a job (with its dataset row) is not pickled back and held twice.
     assert all(by_n[n]["job"] is jobs[n] for n in range(6))
+
+
+def test_pool_workers_share_the_cores_among_their_decoders(monkeypatch):
+    """N workers each decoding with a thread per core would run N x cores threads (and a frame-threaded decoder
+    holds a picture per thread): each worker gets cores // N, at least one."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert [decoder_threads_per_worker(n) for n in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
+    monkeypatch.undo()
+    cores = len(os.sched_getaffinity(0))
+    results = list(run_jobs(_decoder_threads, [{"n": n} for n in range(2)], num_workers=2, desc="test"))
+    assert [r["threads"] for r in results] == [max(1, cores // 2)] * 2
+    assert decode._decoder_threads == 0  # this process keeps FFmpeg's automatic count
 
 
 def test_exit_status_and_help(tiny_dataset, tmp_path, capsys):

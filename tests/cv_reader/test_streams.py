@@ -7,7 +7,7 @@ import av
 import numpy as np
 import pytest
 
-from cv_reader import probe_video, read_letterboxed_frames, select_patches
+from cv_reader import decode, probe_video, read_letterboxed_frames, select_patches
 from llava.model.llava_ov.video_inputs import read_uniform_frames
 
 from .synth import write_video
@@ -168,3 +168,54 @@ def test_stream_choice_order():
     assert choose_video_stream(streams, {}) is small  # packets unknown: the first decodable movie
     assert choose_video_stream((undecodable, cover), {0: 900}) is cover  # cover art only when nothing else decodes
     assert choose_video_stream((undecodable,), {}) is undecodable  # open_video then says why it cannot be read
+
+
+def test_a_frame_threaded_decode_that_fails_is_redone_with_slice_threads(monkeypatch, caplog):
+    """A damaged VP9 stream made a frame-threaded decoder reject every packet after the damage (184 of 300 frames
+    lost; slice threads conceal it and lose none): at its first rejected packet the stream is decoded again with slice
+    threads, with the same `keep` (what a damaged stream's decoder skips changes the rest), and the frames already
+    given out are not given again. Stand-in passes: the damage depends on the encoder's exact bits."""
+    calls = []
+
+    def fake_pass(path, *, export_mvs, keep, rank, stream_index, frame_threads, counts):
+        calls.append((frame_threads, keep))
+        if frame_threads:
+            yield 0, "f0"
+            yield 1, "f1"
+            raise decode._FrameThreadsFailed("packet rejected (InvalidDataError: ...)")
+        for index in range(5):
+            yield index, f"s{index}"
+
+    monkeypatch.setattr(decode, "_decode_pass", fake_pass)
+    keep = frozenset({0, 1, 3})
+    with caplog.at_level("INFO", logger="cv_reader.decode"):
+        got = list(decode.iter_indexed_frames("clip.webm", export_mvs=False, keep=keep, display_pts=(0, 1, 2, 3, 4)))
+    assert got == [(0, "f0"), (1, "f1"), (2, "s2"), (3, "s3"), (4, "s4")]
+    assert calls == [(True, keep), (False, keep)]
+    assert "decoding again with slice threads" in caplog.text
+    calls.clear()
+    assert len(list(decode.iter_indexed_frames("clip.mp4", export_mvs=True))) == 5
+    assert calls == [(False, None)]  # exported motion vectors: slice threads from the start (spec 11)
+
+
+def test_frames_held_by_the_decoder_come_out_when_demuxing_fails(tmp_path):
+    """A demuxing error (here an IVF frame header announcing 4 GiB) ends the stream; the decoder still holds its
+    delayed frames (B-frame reordering, one per frame thread) and must be flushed: this one-good-packet file gave no
+    frame at all with frame threads."""
+    path = tmp_path / "clip.ivf"
+    with av.open(str(path), "w", format="ivf") as container:
+        stream = container.add_stream("libvpx", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(3):
+            image = np.full((48, 64, 3), 60 * i, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    data = path.read_bytes()
+    first = 32 + 12 + int.from_bytes(data[32:36], "little")  # file header, then the first frame's header and data
+    cut = tmp_path / "cut.ivf"
+    cut.write_bytes(data[:first] + (0xFFFFFFF0).to_bytes(4, "little") + (1).to_bytes(8, "little") + bytes(16))
+    assert [index for index, _ in decode.iter_indexed_frames(cut, export_mvs=False)] == [0]
+    selection = select_patches(cut, num_frames=8, num_images=2, square_size=64)
+    assert selection.meta["num_decoded_frames_read"] == 1
