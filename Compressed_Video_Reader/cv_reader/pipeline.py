@@ -41,7 +41,7 @@ from .geometry import Letterbox, letterbox, valid_cell_mask, valid_cell_ranges
 from .motion_estimation import frame_motion
 from .motion_vectors import field_blocks, motion_fields
 from .packing import letterbox_canvas, pack_mosaics
-from .residual import box_downsample, highpass_residual, mc_residual
+from .residual import box_downsample, highpass_residual, mc_residual, vectors_on_work_grid
 from .saliency import (
     PERCENTILE_SAMPLES,
     EnergyConfig,
@@ -62,6 +62,7 @@ MAX_PENDING = 2  # batches queued for the energy thread before decoding waits
 MAX_PIXEL_JOBS = 4  # sampled frames queued for the pixel thread before decoding waits
 # Frames of at least this many pixels get their work luma on the pixel thread (`_Session.work_luma`).
 OFFLOAD_LUMA_PIXELS = 500_000
+WORK_FACTORS = (1, 2, 4, 8, 16)  # luma downscales of the analysis (`_Session.setup`)
 
 
 def submit_bounded(pool: ThreadPoolExecutor, jobs: list[Future], fn: Callable, *args, limit: int) -> Future:
@@ -225,7 +226,7 @@ class _Session:
         cell_px = max(h0, w0) * self.patch / self.square
         # From 1440p (cells of 64+ frame pixels) factor 16 keeps 4.4-6.7 work pixels per cell as well: at 4K, factor 8
         # spent 22 ms of analysis per sampled frame on 13 work pixels per cell side.
-        factor = work_factor or next((f for f in (16, 8, 4, 2) if cell_px >= 4 * f), 1)
+        factor = work_factor or max(f for f in WORK_FACTORS if f == 1 or cell_px >= 4 * f)
         # A strip thinner than the factor (8x4096, 2x4096) would have no work row at all: at least one.
         while factor > 1 and min(frame.height, frame.width) < factor:
             factor //= 2
@@ -300,14 +301,13 @@ class _Session:
             inter = intra <= INTRA_HEAVY
             if inter.any():
                 chosen = [s for s, ok in zip(group, inter, strict=True) if ok]
-                fields, has, grid_px = fields[inter], has[inter], block
-                if self.factor > block:
-                    # Vector grid finer than the work grid (factor 16 from 1440p): one vector per work pixel for the
-                    # magnitude as for the residual (the same block `mc_residual` would pick), which quarters the
-                    # cost of the compensation and cell sums of the motion map (ground-truth recall unchanged).
-                    step = self.factor // block
-                    fields, has, grid_px = fields[:, ::step, ::step], has[:, ::step, ::step], self.factor
-                self.finish_codec(chosen, fields, has, grid_px)
+                # A vector grid finer than the work grid (factor 16 from 1440p): one vector per work pixel for the
+                # magnitude as for the residual, which quarters the cost of the compensation and cell sums of the
+                # motion map (ground-truth recall unchanged).
+                vectors, directions, grid_px = vectors_on_work_grid(
+                    fields[inter], has[inter], mv_block=block, factor=self.factor
+                )
+                self.finish_codec(chosen, vectors, directions, grid_px)
             rest.extend(s for s, ok in zip(group, inter, strict=True) if not ok)
         if rest:
             self._finish_without_vectors(sorted(rest, key=lambda s: s.index))
@@ -585,7 +585,7 @@ def check_arguments(
         raise ValueError(f"padding_policy must be zero or exclude, got {padding_policy!r}")
     if motion_source not in ("auto", "codec", "pixel"):
         raise ValueError(f"motion_source must be auto, codec or pixel, got {motion_source!r}")
-    if work_factor not in (None, 1, 2, 4, 8, 16):
+    if work_factor is not None and work_factor not in WORK_FACTORS:
         raise ValueError(f"work_factor must be 1, 2, 4, 8 or 16, got {work_factor!r}")
     return k_total
 

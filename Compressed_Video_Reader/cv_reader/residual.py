@@ -69,6 +69,17 @@ def upsample_blocks(field: np.ndarray, block: int, *, height: int, width: int) -
     return out
 
 
+def vectors_on_work_grid(
+    field: np.ndarray, has: np.ndarray, *, mv_block: int, factor: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """`(field, has, block)` of motion fields [B, h, w, ...] on a `mv_block`-px grid, thinned to one vector per work
+    pixel (each work pixel's first block) when the work grid of factor `factor` is coarser; unchanged otherwise."""
+    if mv_block >= factor:
+        return field, has, mv_block
+    step = factor // mv_block
+    return field[:, ::step, ::step], has[:, ::step, ::step], factor
+
+
 def warp_bilinear(ref: np.ndarray, *, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
     """Sample `ref` [H, W] at `(y + dy, x + dx)` with bilinear interpolation, coordinates clamped to the frame
     (as the codec's unrestricted motion vectors replicate edges). `dx, dy` [H, W] in work pixels."""
@@ -167,9 +178,7 @@ def mc_residual(
     inter frames are mostly new or fast-moving content), else the high-pass texture proxy.
     """
     count, hw, ww = cur.shape
-    if mv_block < factor:  # 4-px vectors at a coarser work grid: one vector per work pixel (the block's first)
-        step = factor // mv_block
-        field, has, mv_block = field[:, ::step, ::step], has[:, ::step, ::step], factor
+    field, has, mv_block = vectors_on_work_grid(field, has, mv_block=mv_block, factor=factor)
     block = mv_block // factor
     vec = upsample_blocks(field / np.float32(factor), block, height=hw, width=ww)  # divided on the block grid
     error = np.full(cur.shape, np.inf, dtype=np.float32)
