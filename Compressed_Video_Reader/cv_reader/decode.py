@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import errno
+import itertools
 import logging
 import os
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -95,6 +96,10 @@ class VideoInfo:
         display_pts: the packets' pts in display order (sorted), so that a packet's display index is known before
             it is decoded; None when some packet has no pts or two share one (then frames are counted as they come).
         stream_index: the container stream read (`choose_video_stream`); pass it on to `iter_indexed_frames`.
+        quick_open: whether a decoder may open the file without FFmpeg's stream-info decode (`open_video`'s
+            `demux_only`): the frames come out in display order without it unless the stream reorders frames and
+            its headers do not say how deep (H.264 without the VUI reorder fields), which only that probe decode
+            learns; pass it on to `iter_indexed_frames`.
     """
 
     path: str
@@ -106,6 +111,7 @@ class VideoInfo:
     exports_motion_vectors: bool
     display_pts: tuple[int, ...] | None = None
     stream_index: int | None = None
+    quick_open: bool = False
 
 
 def open_video(
@@ -113,9 +119,11 @@ def open_video(
 ) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
     """Open `path` and return its container and video stream, or raise `VideoReadError` saying why.
 
-    `demux_only`: the caller reads packets, never frames. Opening a file decodes its first frames to learn the
-    stream's parameters (FFmpeg's stream-info probe: 15-30 ms for the first I-frame of a 720p-1080p H.264 clip);
-    with this flag those probe decoders skip every frame, so the pixel format stays unknown (None).
+    `demux_only`: skip the decoding of FFmpeg's stream-info probe. Opening a file decodes its first frames to learn
+    the stream's parameters (for H.264, several frames until the reorder depth is known: 5, 19 and 33 ms at 360p,
+    720p and 1080p, a tenth of a plain decode of a 4-s 720p clip); with this flag those probe decoders skip every
+    frame, so the pixel format stays unknown (None). A caller that decodes may set it too when
+    `VideoInfo.quick_open` (PyAV decodes with a codec context of its own, which the flag does not touch).
     `stream_index`: the container stream to read (`VideoInfo.stream_index`); by default the first video stream that
     is not cover art."""
     path = Path(path)
@@ -213,6 +221,18 @@ def demux_packets(
                 logger.info("%s: a stream appeared mid-file (damaged or spliced stream); reading on", path)
 
 
+def opens_quickly(decode_order_pts: list[int] | None, *, reorder_known: bool) -> bool:
+    """`VideoInfo.quick_open` of a stream whose packets have these pts (decode order; None when some are missing or
+    repeated) and whose headers gave a reorder depth (`reorder_known`: the demux-only probe's `has_b_frames`). Frames
+    reordered (B-frames) with no depth in the headers (H.264 without the VUI reorder fields): a decoder opened
+    without the stream-info probe's decode would drop the first out-of-order frames, until it learns the depth."""
+    if reorder_known:
+        return True
+    if decode_order_pts is None:
+        return False
+    return all(later > earlier for earlier, later in itertools.pairwise(decode_order_pts))
+
+
 def probe_video(path: str | Path) -> VideoInfo:
     """Count the decodable frames of `path` by demuxing (cheap: no decoding) and read its codec and size."""
     container, _ = open_video(path, demux_only=True)
@@ -251,6 +271,7 @@ def probe_video(path: str | Path) -> VideoInfo:
             exports_motion_vectors=ctx.name in MV_CODECS,
             display_pts=tuple(sorted(pts)) if usable else None,
             stream_index=stream.index,
+            quick_open=opens_quickly(pts if usable else None, reorder_known=bool(ctx.has_b_frames)),
         )
     finally:
         container.close()
@@ -265,6 +286,14 @@ class _DecodeCounts:
     produced: int = 0
     rejected: int = 0
     first_error: str = ""
+    packets: int = 0
+    keyframes: int = 0
+
+    def why_none(self) -> str:
+        """What the error for a stream without a decoded frame adds: most often a clip cut after its keyframe."""
+        if self.packets and not self.keyframes:
+            return f"; none of its {self.packets} packets is a keyframe (a clip cut after its keyframe?)"
+        return ""
 
 
 def iter_indexed_frames(
@@ -274,8 +303,10 @@ def iter_indexed_frames(
     keep: frozenset[int] | None = None,
     display_pts: tuple[int, ...] | None = None,
     stream_index: int | None = None,
+    quick_open: bool = False,
 ) -> Iterator[tuple[int, av.VideoFrame]]:
     """Decode the video stream (`stream_index`, as `open_video`) in display order, yielding `(display index, frame)`.
+    `quick_open`: `VideoInfo.quick_open` (the file is opened without the stream-info probe's decode).
 
     With `keep` and `display_pts` (`VideoInfo.display_pts`), packets whose display index is not in `keep` are
     decoded with `skip_frame = NONREF`: a non-reference frame nobody asked for (most B-frames) is not decoded at
@@ -310,6 +341,7 @@ def iter_indexed_frames(
                 stream_index=stream_index,
                 frame_threads=frame_threads,
                 counts=counts,
+                quick_open=quick_open,
             )
             try:
                 for index, frame in passing:
@@ -329,10 +361,11 @@ def iter_indexed_frames(
         raise VideoReadError(
             path,
             "decode_error",
-            detail=f"no frame could be decoded; {counts.rejected} packets rejected: {counts.first_error}",
+            detail=f"no frame could be decoded; {counts.rejected} packets rejected: {counts.first_error}"
+            + counts.why_none(),
         )
     if not shown:
-        raise VideoReadError(path, "no_frames", detail="no frame could be decoded")
+        raise VideoReadError(path, "no_frames", detail="no frame could be decoded" + counts.why_none())
 
 
 def _decode_pass(
@@ -344,14 +377,17 @@ def _decode_pass(
     stream_index: int | None,
     frame_threads: bool,
     counts: _DecodeCounts,
+    quick_open: bool = False,
 ) -> Generator[tuple[int, av.VideoFrame], None, None]:
     """One decode of the stream for `iter_indexed_frames`; with `frame_threads`, the first rejected packet raises
     `_FrameThreadsFailed` instead of being skipped."""
-    container, stream = open_video(path, stream_index=stream_index)
+    container, stream = open_video(path, stream_index=stream_index, demux_only=quick_open)
+    counts.packets = counts.keyframes = 0  # (of this pass)
     try:
         stream.thread_type = "AUTO" if frame_threads else "SLICE"
         stream.thread_count = _decoder_threads
         context = stream.codec_context
+        context.skip_frame = "DEFAULT"  # (`quick_open`: the probe's skipping is not this decoder's)
         if export_mvs:
             context.options = {"flags2": "+export_mvs"}
         index, demux_error = -1, None
@@ -365,6 +401,9 @@ def _decode_pass(
 
         try:
             for packet in demux_packets(container, stream, path=path):
+                if packet.size:
+                    counts.packets += 1
+                    counts.keyframes += packet.is_keyframe
                 if rank is not None and packet.size:
                     context.skip_frame = "DEFAULT" if rank.get(packet.pts, -1) in keep else "NONREF"
                 try:
@@ -451,7 +490,12 @@ def read_frames(
     info = info or probe_video(path)
     frames = at_first_size(
         iter_indexed_frames(
-            path, export_mvs=False, keep=wanted, display_pts=info.display_pts, stream_index=info.stream_index
+            path,
+            export_mvs=False,
+            keep=wanted,
+            display_pts=info.display_pts,
+            stream_index=info.stream_index,
+            quick_open=info.quick_open,
         ),
         path=path,
     )

@@ -800,6 +800,7 @@ def _decode_loop(
             keep=needed_frames(sorted(slots)),
             display_pts=info.display_pts,
             stream_index=info.stream_index,
+            quick_open=info.quick_open,
         ),
         path=session.video,
     )

@@ -177,7 +177,7 @@ def test_a_frame_threaded_decode_that_fails_is_redone_with_slice_threads(monkeyp
     given out are not given again. Stand-in passes: the damage depends on the encoder's exact bits."""
     calls = []
 
-    def fake_pass(path, *, export_mvs, keep, rank, stream_index, frame_threads, counts):
+    def fake_pass(path, *, export_mvs, keep, rank, stream_index, frame_threads, counts, quick_open):
         calls.append((frame_threads, keep))
         if frame_threads:
             yield 0, "f0"
@@ -219,3 +219,57 @@ def test_frames_held_by_the_decoder_come_out_when_demuxing_fails(tmp_path):
     assert [index for index, _ in decode.iter_indexed_frames(cut, export_mvs=False)] == [0]
     selection = select_patches(cut, num_frames=8, num_images=2, square_size=64)
     assert selection.meta["num_decoded_frames_read"] == 1
+
+
+def test_opening_without_the_probe_decode_gives_the_same_frames(tmp_path):
+    """`VideoInfo.quick_open` (open without FFmpeg's stream-info decode: several H.264 frames) changes nothing that is
+    decoded: the same frames, pts, pixels and motion vectors, B-frames included."""
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 256, (72, 200, 3), dtype=np.uint8)
+    frames = [np.roll(base, 3 * i, axis=1)[:, :128] for i in range(40)]
+    path = write_video(tmp_path / "b.mp4", frames, bframes=3, gop=20)
+    info = probe_video(path)
+    assert info.quick_open
+
+    def decoded(quick: bool) -> list:
+        out = []
+        for index, frame in decode.iter_indexed_frames(
+            path, export_mvs=True, display_pts=info.display_pts, quick_open=quick
+        ):
+            records = decode.motion_records(frame)
+            fields = None if records is None else [records[name].tolist() for name in records.dtype.names]
+            out.append((index, frame.pts, frame.to_ndarray(), fields))
+        return out
+
+    slow, quick = decoded(False), decoded(True)
+    assert len(slow) == len(quick) == 40
+    assert sum(fields is not None for *_, fields in slow) > 30
+    for a, b in zip(slow, quick, strict=True):
+        assert a[:2] == b[:2] and a[3] == b[3]
+        np.testing.assert_array_equal(a[2], b[2])
+
+
+def test_which_streams_open_without_the_probe_decode():
+    assert decode.opens_quickly([0, 1, 2, 3], reorder_known=False)  # no B-frames
+    assert decode.opens_quickly([0, 3, 1, 2], reorder_known=True)  # B-frames, depth in the headers
+    assert not decode.opens_quickly([0, 3, 1, 2], reorder_known=False)  # B-frames, depth unknown
+    assert not decode.opens_quickly(None, reorder_known=False)  # pts missing or repeated: order unknown
+    assert decode.opens_quickly(None, reorder_known=True)
+
+
+def test_a_clip_cut_after_its_keyframe_says_so(tmp_path):
+    """A clip cut after its only keyframe (P- and B-frames that reference nothing) decodes to no frame: the error
+    names the file and the reason."""
+    texture = np.random.default_rng(5).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    whole = write_video(tmp_path / "whole.mp4", [np.roll(texture, i, axis=1) for i in range(30)], gop=250)
+    cut = tmp_path / "cut.mp4"
+    with av.open(str(whole)) as source, av.open(str(cut), "w") as target:
+        stream = source.streams.video[0]
+        out = target.add_stream_from_template(stream)
+        for n, packet in enumerate(p for p in source.demux(stream) if p.dts is not None):
+            if n >= 3:  # the keyframe and the next two packets are gone
+                packet.stream = out
+                target.mux(packet)
+    with pytest.raises(decode.VideoReadError, match=r"no_frames.*none of its 27 packets is a keyframe") as err:
+        select_patches(cut)
+    assert str(cut) in str(err.value)
