@@ -570,8 +570,11 @@ def motion_records(frame: av.VideoFrame) -> np.ndarray | None:
     side = frame.side_data.get("MOTION_VECTORS")
     if side is None:
         return None
-    # A copy: the view would keep the whole decoded frame alive while the sample waits for its references.
-    return side.to_ndarray().copy()
+    # A copy: the view would keep the whole decoded frame alive while the sample waits for its references. Through
+    # its bytes: numpy copies a structured array field by field, 0.46 ms for the 14k records of a 720p frame (a
+    # tenth of the decoding thread's time beyond the decode itself on a 4-s clip), a memcpy takes a tenth of that.
+    records = np.ascontiguousarray(side.to_ndarray())
+    return records.view(np.uint8).copy().view(records.dtype)
 
 
 def frame_rotation(frame: av.VideoFrame) -> int:
