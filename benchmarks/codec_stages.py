@@ -5,12 +5,14 @@ of the same clip.
 
 The helper threads run inline (every stage is timed on one thread, so the stages add up to the serial cost; the
 pipeline overlaps them on two threads), each stage is wrapped with a timer, and the plain decode runs before each
-call in the same process. Medians over `--runs`. Energy sub-stages are indented (they are part of "energy").
+call in the same process. Medians over `--runs`. Energy sub-stages are indented (they are part of "energy"). The
+last line holds the ratios to the plain decode.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections import defaultdict
@@ -92,8 +94,9 @@ def plain_decode(path: Path) -> float:
     return time.perf_counter() - started
 
 
-def profile(path: Path, *, runs: int, spent: dict[str, float]) -> None:
-    """Print the median time of each stage over `runs` calls (`spent`: the dict `instrument` adds to)."""
+def profile(path: Path, *, runs: int, spent: dict[str, float]) -> dict:
+    """Print the median time of each stage over `runs` calls (`spent`: the dict `instrument` adds to); returns the
+    ratios to the plain decode."""
     per_run: list[dict[str, float]] = []
     decodes, totals = [], []
     for _ in range(runs):
@@ -112,9 +115,12 @@ def profile(path: Path, *, runs: int, spent: dict[str, float]) -> None:
         f"({total / decode:.2f}x)"
     )
     names = sorted({k for run in per_run for k in run}, key=lambda k: -np.median([r.get(k, 0.0) for r in per_run]))
+    ratios = {"clip": path.name, "serial_vs_decode": round(total / decode, 2)}
     for name in names:
         value = float(np.median([run.get(name, 0.0) for run in per_run]))
         print(f"  {name:22s} {value * 1e3:8.1f} ms {value / decode:6.2f}x")
+        ratios[name.strip()] = round(value / decode, 3)
+    return ratios
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     spent: dict[str, float] = defaultdict(float)
     instrument(spent)
-    for clip in args.clips:
-        profile(clip, runs=args.runs, spent=spent)
+    ratios = [profile(clip, runs=args.runs, spent=spent) for clip in args.clips]
+    print("RATIOS " + json.dumps(ratios))
     return 0
 
 
