@@ -377,7 +377,7 @@ def _decode_pass(
     stream_index: int | None,
     frame_threads: bool,
     counts: _DecodeCounts,
-    quick_open: bool = False,
+    quick_open: bool,
 ) -> Generator[tuple[int, av.VideoFrame], None, None]:
     """One decode of the stream for `iter_indexed_frames`; with `frame_threads`, the first rejected packet raises
     `_FrameThreadsFailed` instead of being skipped."""
@@ -404,8 +404,8 @@ def _decode_pass(
                 if packet.size:
                     counts.packets += 1
                     counts.keyframes += packet.is_keyframe
-                if rank is not None and packet.size:
-                    context.skip_frame = "DEFAULT" if rank.get(packet.pts, -1) in keep else "NONREF"
+                    if rank is not None:
+                        context.skip_frame = "DEFAULT" if rank.get(packet.pts, -1) in keep else "NONREF"
                 try:
                     frames = packet.decode()
                 except av.FFmpegError as err:  # one damaged packet: the frames after it still decode
