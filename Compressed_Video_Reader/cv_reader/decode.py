@@ -14,6 +14,7 @@ from typing import TypeVar
 
 import av
 import numpy as np
+from av.sidedata.sidedata import SideDataContainer
 from av.video.reformatter import VideoReformatter
 
 from .errors import VideoReadError
@@ -567,7 +568,11 @@ def rgb_resized(frame: av.VideoFrame, *, height: int, width: int, scaler: RgbSca
 
 def motion_records(frame: av.VideoFrame) -> np.ndarray | None:
     """The frame's `AVMotionVector` records as a structured array, or None (I-frame / codec without vectors)."""
-    side = frame.side_data.get("MOTION_VECTORS")
+    # A container of our own rather than `frame.side_data`: that one is cached on the frame and points back to it, a
+    # reference cycle that only the cyclic garbage collector frees. Every frame whose vectors were read stayed alive
+    # until then (up to 72 decoded 720p frames at once on a 4-s clip), and the decoder's buffer pool grew to match:
+    # ~10x the page faults of a plain decode, and ~100 MiB of resident memory at 720p, ~4x that at 2160p.
+    side = SideDataContainer(frame).get("MOTION_VECTORS")
     if side is None:
         return None
     # A copy: the view would keep the whole decoded frame alive while the sample waits for its references. Through

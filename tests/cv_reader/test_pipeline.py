@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import cv_reader.pipeline as pipeline
-from cv_reader import EnergyConfig, select_patches, valid_cell_mask
+from cv_reader import EnergyConfig, read_letterboxed_frames, select_patches, valid_cell_mask
 from cv_reader.decode import probe_video
 from cv_reader.geometry import letterbox
 
@@ -447,3 +447,19 @@ class _InlineExecutor:
 
     def shutdown(self, *args, **kwargs) -> None:
         pass
+
+
+def test_canvases_are_kept_in_large_blocks(moving_clip):
+    """The 64 canvases share a few blocks of at least CANVAS_CHUNK_BYTES (numpy asks the kernel for transparent huge
+    pages from 4 MiB: one array per canvas took a page fault per 4 KiB in a fresh process), each row holding its own
+    frame: the same content as the stage-2 reader's canvases of the same frames."""
+    selection = select_patches(moving_clip.path)
+    frames = selection.frames
+    blocks = {id(f.base): f.base for f in frames}
+    assert len(frames) == 64 and len(blocks) <= 16
+    assert all(block.nbytes >= pipeline.CANVAS_CHUNK_BYTES for block in blocks.values())
+    canvases, _ = read_letterboxed_frames(moving_clip.path, selection.frame_ids)
+    box = selection.meta["pad_info"]
+    top, left, height, width = box["pad_top"], box["pad_left"], box["Hn"], box["Wn"]
+    for row, content in enumerate(frames):
+        np.testing.assert_array_equal(content, canvases[row, top : top + height, left : left + width])

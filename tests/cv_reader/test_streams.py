@@ -3,6 +3,8 @@ of the model agree on real-world files (a cover-art track before the movie, a st
 
 from __future__ import annotations
 
+import gc
+
 import av
 import numpy as np
 import pytest
@@ -247,6 +249,36 @@ def test_opening_without_the_probe_decode_gives_the_same_frames(tmp_path):
     for a, b in zip(slow, quick, strict=True):
         assert a[:2] == b[:2] and a[3] == b[3]
         np.testing.assert_array_equal(a[2], b[2])
+
+
+def _live_frames() -> int:
+    return sum(type(obj) is av.VideoFrame for obj in gc.get_objects())  # type(): no attribute lookups
+
+
+def test_frames_whose_vectors_were_read_are_freed_at_once(tmp_path):
+    """Reading a frame's motion vectors leaves no reference cycle (`frame.side_data` caches a container that points
+    back to the frame): with the cyclic collector off, decoded frames are freed as the loop moves on, and a selection
+    keeps none alive. With the cycle every frame stayed until a collection and the decoder's buffer pool grew to match
+    (72 decoded 720p frames alive at once on a 4-s clip)."""
+    rng = np.random.default_rng(5)
+    base = rng.integers(0, 256, (72, 200, 3), dtype=np.uint8)
+    path = write_video(tmp_path / "b.mp4", [np.roll(base, 2 * i, axis=1)[:, :128] for i in range(40)], bframes=3)
+    gc.collect()
+    before = _live_frames()
+    gc.disable()
+    try:
+        live, read = [], 0
+        for index, frame in decode.iter_indexed_frames(path, export_mvs=True):
+            read += decode.motion_records(frame) is not None
+            del frame
+            if index % 4 == 0:
+                live.append(_live_frames() - before)
+        assert read > 30  # vectors were read from most frames
+        assert max(live) <= 3, live
+        select_patches(path, num_frames=16, num_images=2, square_size=64)
+        assert _live_frames() - before <= 0
+    finally:
+        gc.enable()
 
 
 def test_which_streams_open_without_the_probe_decode():
