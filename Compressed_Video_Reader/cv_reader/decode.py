@@ -571,7 +571,8 @@ def motion_records(frame: av.VideoFrame) -> np.ndarray | None:
     # A container of our own rather than `frame.side_data`: that one is cached on the frame and points back to it, a
     # reference cycle that only the cyclic garbage collector frees. Every frame whose vectors were read stayed alive
     # until then (up to 72 decoded 720p frames at once on a 4-s clip), and the decoder's buffer pool grew to match:
-    # ~10x the page faults of a plain decode, and ~100 MiB of resident memory at 720p, ~4x that at 2160p.
+    # ~10x the page faults of a plain decode; peak RSS of select + mosaics 180 -> 135 MiB on a 10-s 720p clip,
+    # 760 -> 391 MiB on a 4-s 2160p clip.
     side = SideDataContainer(frame).get("MOTION_VECTORS")
     if side is None:
         return None

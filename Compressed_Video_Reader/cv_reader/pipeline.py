@@ -59,10 +59,11 @@ INTRA_HEAVY = 0.5  # inter frames with more intra blocks than this are treated l
 BUSY_FIELD = 0.3  # share of non-zero vectors above which a field is treated like camera motion
 BATCH = 8  # samples whose energies are computed together (numpy's per-call cost dominates at work resolution)
 MAX_PENDING = 2  # batches queued for the energy thread before decoding waits
-# Canvases are stored in blocks of 16-32 MiB: numpy asks the kernel for transparent huge pages from 4 MiB on (a block
-# this size is mostly whole 2-MiB pages, one of 4.5 MiB about 60 %), and below glibc's 32 MiB mmap threshold
-# (`allocator`) the blocks are reused across videos. One array per canvas (560 KiB from 16:9 video) took a page fault
-# per 4 KiB when first written: ~9k faults, 20-30 ms of system time in a fresh process for the 64 canvases.
+# Canvases are stored in blocks of 16-32 MiB (one smaller block when they take less): numpy asks the kernel for
+# transparent huge pages from 4 MiB on (a block this size is mostly whole 2-MiB pages, one of 4.5 MiB about 60 %),
+# and below glibc's 32 MiB mmap threshold (`allocator`) the blocks are reused across videos. One array per canvas
+# (560 KiB from 16:9 video) took a page fault per 4 KiB when first written: ~9k faults, 20-30 ms of system time in
+# a fresh process for the 64 canvases.
 CANVAS_CHUNK_BYTES = 16 << 20
 MAX_PIXEL_JOBS = 4  # sampled frames queued for the pixel thread before decoding waits
 # Frames of at least this many pixels get their work luma on the pixel thread (`_Session.work_luma`).
@@ -239,10 +240,11 @@ class _Session:
             factor //= 2
         self.factor = factor
         # The only pixel memory of a run: the content rectangle of each distinct sampled frame (bounded by T, not by
-        # the video length), stored in blocks of consecutive rows of at least CANVAS_CHUNK_BYTES (`_store_canvas`).
+        # the video length), stored in blocks of consecutive rows (`_store_canvas`).
         self.frames = [None] * len(distinct)
         self.frame_row = {idx: row for row, idx in enumerate(distinct)}
-        chunks = max(1, len(distinct) * self.box.Hn * self.box.Wn * 3 // CANVAS_CHUNK_BYTES)  # each >= the minimum
+        # Each block at least CANVAS_CHUNK_BYTES, or one block when all the canvases take less.
+        chunks = max(1, len(distinct) * self.box.Hn * self.box.Wn * 3 // CANVAS_CHUNK_BYTES)
         self.chunk_rows = -(-len(distinct) // chunks)
 
     def work_luma(self, frame: av.VideoFrame) -> Luma:
