@@ -558,7 +558,29 @@ class RgbScaler:
         small = self._scale.reformat(
             frame, width=width, height=height, format="yuv420p", interpolation="AREA", **_ONE_SWS_THREAD
         )
-        return self._convert.reformat(small, format="rgb24", interpolation="AREA", **_ONE_SWS_THREAD).to_ndarray()
+        if height % 2:
+            # swscale converts 4:2:0 of an odd height to RGB through its generic scaler, not its 4:2:0 -> RGB
+            # routine: 13x slower (1.36 vs 0.10 ms at 576x471, the content of a 352x288 or 720x576 frame). The
+            # same pixels one (repeated) row taller take the fast routine; the extra row is dropped.
+            small = with_rows(small, height + 1)
+        rgb = self._convert.reformat(small, format="rgb24", interpolation="AREA", **_ONE_SWS_THREAD).to_ndarray()
+        return rgb[:height]
+
+
+def with_rows(frame: av.VideoFrame, rows: int) -> av.VideoFrame:
+    """A copy of a planar 8-bit `frame` `rows` rows tall: its top rows, and where `rows` is more than its height,
+    each plane's last row repeated. Colour properties are kept (they choose the RGB conversion)."""
+    out = av.VideoFrame(frame.width, rows, frame.format.name)
+    for name in ("color_range", "colorspace", "color_primaries", "color_trc"):
+        setattr(out, name, getattr(frame, name))
+    for src, dst in zip(frame.planes, out.planes, strict=True):
+        width = min(src.width, dst.width)
+        src_rows = np.frombuffer(src, np.uint8).reshape(src.height, src.line_size)[:, :width]
+        dst_rows = np.frombuffer(dst, np.uint8).reshape(dst.height, dst.line_size)[:, :width]
+        kept = min(src.height, dst.height)
+        dst_rows[:kept] = src_rows[:kept]
+        dst_rows[kept:] = src_rows[kept - 1]
+    return out
 
 
 def rgb_resized(frame: av.VideoFrame, *, height: int, width: int, scaler: RgbScaler | None = None) -> np.ndarray:
