@@ -20,6 +20,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from .allocator import keep_freed_memory_mapped
 from .decode import (
@@ -216,6 +217,8 @@ class _Session:
         self.frames: list[np.ndarray | None] = []  # content RGB [Hn, Wn, 3] per distinct sampled frame
         self.frame_row: dict[int, int] = {}
         self.scaler = RgbScaler()
+        # Grey of frames whose luma is not 8-bit planar (`work_luma`: on one thread, as the frame size is fixed).
+        self.gray = VideoReformatter()
         self.pixel_worker: ThreadPoolExecutor | None = None  # during `_decode_pass`
         self.pixel_jobs: list[Future] = []
         self.canvas_blocks: dict[int, np.ndarray] = {}  # first row -> block of `chunk_rows` canvases (pixel thread)
@@ -260,7 +263,7 @@ class _Session:
         return submit_bounded(self.pixel_worker, self.pixel_jobs, self._work_luma, frame, limit=MAX_PIXEL_JOBS)
 
     def _work_luma(self, frame: av.VideoFrame) -> np.ndarray:
-        return box_downsample(luma_plane(frame), self.factor)
+        return box_downsample(luma_plane(frame, gray=self.gray), self.factor)
 
     def keep_canvas(self, index: int, frame: av.VideoFrame) -> None:
         """Letterboxed RGB of a sampled frame, on the pixel thread (swscale runs without the GIL, so it overlaps the

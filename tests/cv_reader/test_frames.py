@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from av.video.reformatter import VideoReformatter
 
-from cv_reader.decode import RgbScaler, with_rows
+from cv_reader.decode import RgbScaler, luma_plane, with_rows
 
 # (region slice, RGB colour) on a 240x320 frame: flat regions far larger than the 2x2 chroma blocks
 REGIONS = [
@@ -84,3 +84,36 @@ def test_odd_heights_take_the_4_2_0_routine(tmp_path, codec, pix_fmt, height, wi
     generic = to_rgb(small)  # what an odd height got before: the same picture, other chroma at colour edges
     assert np.abs(generic.astype(int) - ours).max() > 8
     assert np.abs(generic.astype(int) - ours).mean() < 3
+
+
+@pytest.mark.parametrize(
+    ("codec", "pix_fmt"),
+    [("libx264", "yuv420p10le"), ("libx264rgb", "rgb24"), ("ffv1", "gray16le"), ("libx264", "yuv420p")],
+)
+def test_luma_of_any_format_with_a_long_lived_reformatter(tmp_path, codec, pix_fmt):
+    """`luma_plane` with one reformatter for the stream gives, frame after frame, the bytes of a fresh per-frame
+    conversion to grey (formats that are not 8-bit planar) or of the luma plane itself (8-bit planar)."""
+    if codec not in av.codecs_available:
+        pytest.skip(f"{codec} not in this PyAV build")
+    path = tmp_path / f"{codec}_{pix_fmt}.mkv"
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=10)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, pix_fmt
+        for _ in range(4):
+            image = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    gray = VideoReformatter()
+    with av.open(str(path)) as container:
+        frames = list(container.decode(video=0))
+    assert len(frames) == 4
+    for frame in frames:
+        ours = luma_plane(frame, gray=gray)
+        assert ours.shape == (64, 96) and ours.dtype == np.uint8
+        if pix_fmt == "yuv420p":
+            np.testing.assert_array_equal(ours, frame.to_ndarray()[:64])
+        else:
+            np.testing.assert_array_equal(ours, frame.to_ndarray(format="gray"))
