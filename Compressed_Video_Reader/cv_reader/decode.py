@@ -431,11 +431,16 @@ def _decode_pass(
         container.close()
 
 
-def same_size_frame(frame: av.VideoFrame, *, height: int, width: int) -> av.VideoFrame:
+def same_size_frame(
+    frame: av.VideoFrame, *, height: int, width: int, scaler: VideoReformatter | None = None
+) -> av.VideoFrame:
     """`frame` scaled to the stream's first size, for streams whose size changes mid-way (concatenated segments,
     adaptive streaming captures). Marked as an I-frame: its motion vectors belong to another grid, so it is used
-    like a frame without vectors (block matching), and later frames may take it as an anchor."""
-    scaled = frame.reformat(width=width, height=height, interpolation="AREA")
+    like a frame without vectors (block matching), and later frames may take it as an anchor. `scaler`: a
+    long-lived reformatter for the stream (a new one builds its scaler context for every frame)."""
+    scaled = (scaler or VideoReformatter()).reformat(
+        frame, width=width, height=height, interpolation="AREA", **_ONE_SWS_THREAD
+    )
     scaled.pict_type = av.video.frame.PictureType.I
     return scaled
 
@@ -446,7 +451,7 @@ def at_first_size(
     """`frames` (`iter_indexed_frames`) with every frame at the first frame's size (`same_size_frame`): the one
     rule for streams whose picture size changes mid-way, for the selection, stage 2 and the uniform frames alike.
     One warning names the first change."""
-    first, warned = None, False
+    first, warned, scaler = None, False, None
     try:
         for index, frame in frames:
             size = (frame.height, frame.width)
@@ -465,7 +470,8 @@ def at_first_size(
                         first[0],
                     )
                     warned = True
-                frame = same_size_frame(frame, height=first[0], width=first[1])
+                scaler = scaler or VideoReformatter()
+                frame = same_size_frame(frame, height=first[0], width=first[1], scaler=scaler)
             yield index, frame
     finally:
         frames.close()
