@@ -20,14 +20,9 @@ def letterboxed_content(
     """uint8 [Hn, Wn, 3] RGB content rectangle of the letterboxed frame (display orientation).
 
     Scaled by swscale with area averaging (anti-aliased, `RgbScaler`; upstream used OpenCV bilinear on BGR, spec 5),
-    then turned by the display rotation (counter-clockwise degrees).
+    and turned by the display rotation (counter-clockwise degrees).
     """
-    rotated = rotation in (90, 270)
-    h, w = (box.Wn, box.Hn) if rotated else (box.Hn, box.Wn)
-    rgb = rgb_resized(frame, height=h, width=w, scaler=scaler)
-    if rotation:
-        rgb = np.ascontiguousarray(np.rot90(rgb, rotation // 90))
-    return rgb
+    return rgb_resized(frame, height=box.Hn, width=box.Wn, scaler=scaler, rotation=rotation)
 
 
 def read_letterboxed_frames(
