@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from av.video.reformatter import VideoReformatter
 
-from cv_reader.decode import RgbScaler, luma_plane, with_rows
+from cv_reader.decode import RgbScaler, luma_plane, upright_rgb, with_rows
 
 # (region slice, RGB colour) on a 240x320 frame: flat regions far larger than the 2x2 chroma blocks
 REGIONS = [
@@ -137,3 +137,20 @@ def test_turned_canvases_are_the_turned_rgb(tmp_path, rotation, height, width):
     # the coded top-left region (colour 0) ends where np.rot90 puts the top-left corner
     corner = {90: (-1, 0), 180: (-1, -1), 270: (0, -1)}[rotation]
     assert np.abs(ours[corner].astype(int) - REGIONS[0][1]).max() <= 6
+
+
+@pytest.mark.parametrize("rotation", [0, 90, 180, 270])
+@pytest.mark.parametrize(
+    ("codec", "pix_fmt"),
+    [("libx264", "yuv420p"), ("mjpeg", "yuvj420p"), ("libx264", "yuv444p"), ("libx264", "yuv422p"), ("ffv1", "gray")],
+)
+def test_upright_frames_are_the_turned_rgb(tmp_path, codec, pix_fmt, rotation):
+    """`upright_rgb` (the uniform frames of the model's video input) turns the planes where the format allows it,
+    and its pixels are exactly those of turning the frame's RGB."""
+    if codec not in av.codecs_available:
+        pytest.skip(f"{codec} not in this PyAV build")
+    frame = _first_frame(tmp_path / f"{codec}_{pix_fmt}.mkv", codec, pix_fmt)
+    expected = np.rot90(frame.to_ndarray(format="rgb24"), rotation // 90)
+    ours = upright_rgb(frame, rotation=rotation)
+    assert ours.flags.c_contiguous
+    np.testing.assert_array_equal(ours, expected)

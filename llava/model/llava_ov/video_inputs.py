@@ -78,11 +78,10 @@ def read_uniform_frames(path: str | Path, *, num_frames: int) -> list[np.ndarray
         cv_reader.VideoReadError: the file is missing, not a video, or has no decodable frame.
     """
     cv_reader = _cv_reader()
-    from cv_reader.decode import frame_rotation, read_frames
+    from cv_reader.decode import frame_rotation, read_frames, upright_rgb
 
     def upright(frame) -> np.ndarray:
-        rgb, rotation = frame.to_ndarray(format="rgb24"), frame_rotation(frame)
-        return np.ascontiguousarray(np.rot90(rgb, rotation // 90)) if rotation else rgb
+        return upright_rgb(frame, rotation=frame_rotation(frame))
 
     info = cv_reader.probe_video(path)
     wanted = cv_reader.sample_frame_ids(info.num_frames, num_frames).tolist()
