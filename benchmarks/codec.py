@@ -6,11 +6,12 @@ one run on the same clips.
     python benchmarks/codec.py --lmms_site /tmp/bench-site    # add lmms-video-utils (see below)
 
 Clips (generated with PyAV/x264/x265 unless given with --clips): H.264 360p/720p/1080p short clips with B-frames,
-a 4-s 2160p clip, 720p without B-frames, a PAL-size (720x576) and a 10-bit 360p clip, one HEVC clip, a long 720p
-clip, and the two demo clips of tests/fixtures when present (`--only TEXT`: just the clips whose label holds TEXT). The
-H.264 clips are coded as one slice per picture, as ffmpeg's x264 and most real footage (the demo clips) are; the
-"2 slices" rows are PyAV's own default encode on a 2-core machine (x264 sliced threads), whose pictures a plain decode
-splits over both cores (slice threading), so that the plain decode there takes the whole machine.
+a 4-s 2160p clip, 720p without B-frames, a PAL-size (720x576), a 10-bit 360p and a rotated 720p clip, one HEVC
+clip, a long 720p clip, and the two demo clips of tests/fixtures when present (`--only TEXT`: just the clips whose
+label holds TEXT). The H.264 clips are coded as one slice per picture, as ffmpeg's x264 and most real footage (the
+demo clips) are; the "2 slices" rows are PyAV's own default encode on a 2-core machine (x264 sliced threads), whose
+pictures a plain decode splits over both cores (slice threading), so that the plain decode there takes the whole
+machine.
 
 Arms, each in a fresh child process per clip and repetition (so peak RSS is that arm's alone):
 * `decode`: plain PyAV decode of every frame (library defaults), the floor any decoder-based frontend pays;
@@ -85,11 +86,12 @@ def make_clip(
     sliced_threads: bool = False,
     width: int | None = None,
     pix_fmt: str = "yuv420p",
+    rotation: int = 0,
 ) -> Path:
     """Synthetic clip: a slowly panning smooth texture with grain and two moving squares (natural-ish content, so
     decoding costs about what real footage costs). 16:9 at `height` unless `width` is given. H.264 pictures are one
     slice each unless `sliced_threads` (two, as x264's sliced threads, PyAV's default, make with two encoder
-    threads)."""
+    threads). `rotation`: display rotation metadata (counter-clockwise degrees), as phones write it."""
     width = width or (height * 16 // 9) // 2 * 2
     rng = np.random.default_rng(0)
     count = int(seconds * fps)
@@ -106,6 +108,8 @@ def make_clip(
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        if rotation:
+            stream.set_display_rotation(rotation)
         if codec == "libx265":
             stream.options = {"preset": "ultrafast", "x265-params": f"bframes={bframes}:keyint=250:log-level=error"}
         else:
@@ -153,6 +157,7 @@ def clip_matrix(folder: Path, *, quick: bool, long_seconds: float, only: str = "
         # PAL size: the letterboxed content is 576x461, an odd height (see `cv_reader.decode.RgbScaler`).
         ("h264 720x576 PAL", dict(seconds=short, height=576, width=720, fps=25)),
         ("h264 360p 10-bit", dict(seconds=short, height=360, pix_fmt="yuv420p10le")),
+        ("h264 720p rotated", dict(seconds=short, height=720, rotation=90)),  # a phone clip shown portrait
         ("h264 1080p B", dict(seconds=short, height=1080)),
         ("h264 2160p B", dict(seconds=4.0, height=2160)),
         ("hevc 720p B", dict(seconds=short, height=720, codec="libx265")),
