@@ -218,8 +218,10 @@ def main(argv: list[str] | None = None) -> int:
                 stream = container.streams.video[0]
                 size, frames = f"{stream.codec_context.width}x{stream.codec_context.height}", stream.frames
             best: dict[str, dict] = {}
-            for _ in range(repeat):  # interleaved: background load moves absolute times a lot
-                for arm in arms:
+            for rep in range(repeat):
+                # Interleaved (background load moves absolute times a lot), each repetition starting with another
+                # arm, so that no arm always runs right after the same one.
+                for arm in arms[rep % len(arms) :] + arms[: rep % len(arms)]:
                     result = run_arm(arm, path, lmms_site=args.lmms_site, baseline=args.baseline)
                     if "error" in result or arm not in best or result["wall"] < best[arm]["wall"]:
                         best[arm] = {**result, "cpu": min(result.get("cpu", 1e9), best.get(arm, {}).get("cpu", 1e9))}
