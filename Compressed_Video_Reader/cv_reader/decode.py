@@ -451,7 +451,7 @@ def at_first_size(
     """`frames` (`iter_indexed_frames`) with every frame at the first frame's size (`same_size_frame`): the one
     rule for streams whose picture size changes mid-way, for the selection, stage 2 and the uniform frames alike.
     One warning names the first change."""
-    first, warned, scaler = None, False, None
+    first, warned, scaler = None, False, VideoReformatter()  # (its scaler context is built at its first use)
     try:
         for index, frame in frames:
             size = (frame.height, frame.width)
@@ -470,7 +470,6 @@ def at_first_size(
                         first[0],
                     )
                     warned = True
-                scaler = scaler or VideoReformatter()
                 frame = same_size_frame(frame, height=first[0], width=first[1], scaler=scaler)
             yield index, frame
     finally:

@@ -19,20 +19,26 @@ REGIONS = [
 ]
 
 
-def _first_frame(path, codec: str, pix_fmt: str) -> av.VideoFrame:
-    image = np.zeros((240, 320, 3), np.uint8)
-    for (rows, cols), colour in REGIONS:
-        image[rows, cols] = colour
+def _decoded(path, codec: str, pix_fmt: str, images: list[np.ndarray]) -> list[av.VideoFrame]:
+    """The frames of `images` (RGB, one size) encoded with `codec` in `pix_fmt`, decoded again."""
+    height, width = images[0].shape[:2]
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=10)
-        stream.width, stream.height, stream.pix_fmt = 320, 240, pix_fmt
-        for _ in range(2):
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        for image in images:
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
     with av.open(str(path)) as container:
-        return next(container.decode(video=0))
+        return list(container.decode(video=0))
+
+
+def _first_frame(path, codec: str, pix_fmt: str) -> av.VideoFrame:
+    image = np.zeros((240, 320, 3), np.uint8)
+    for (rows, cols), colour in REGIONS:
+        image[rows, cols] = colour
+    return _decoded(path, codec, pix_fmt, [image, image])[0]
 
 
 @pytest.mark.parametrize("height", [216, 215])
@@ -95,20 +101,10 @@ def test_luma_of_any_format_with_a_long_lived_reformatter(tmp_path, codec, pix_f
     conversion to grey (formats that are not 8-bit planar) or of the luma plane itself (8-bit planar)."""
     if codec not in av.codecs_available:
         pytest.skip(f"{codec} not in this PyAV build")
-    path = tmp_path / f"{codec}_{pix_fmt}.mkv"
     rng = np.random.default_rng(0)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=10)
-        stream.width, stream.height, stream.pix_fmt = 96, 64, pix_fmt
-        for _ in range(4):
-            image = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    images = [rng.integers(0, 256, (64, 96, 3), dtype=np.uint8) for _ in range(4)]
+    frames = _decoded(tmp_path / f"{codec}_{pix_fmt}.mkv", codec, pix_fmt, images)
     gray = VideoReformatter()
-    with av.open(str(path)) as container:
-        frames = list(container.decode(video=0))
     assert len(frames) == 4
     for frame in frames:
         ours = luma_plane(frame, gray=gray)
