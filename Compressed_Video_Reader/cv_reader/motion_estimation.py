@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from . import kernels
 from .residual import box_downsample, box_sums
 
 ME_LONG_SIDE = 192  # match on luma downscaled to about this long side: cheap, and +-search covers fast motion
@@ -30,16 +31,19 @@ def estimate_motion(
     if cur.ndim == 2:
         motion, residual = estimate_motion(cur[None], ref[None], block=block, search=search, zero_bias=zero_bias)
         return motion[0], residual[0]
-    count = cur.shape[0]
-    hb, wb = cur.shape[1] // block, cur.shape[2] // block
-    height, width = hb * block, wb * block
-    cur = cur[:, :height, :width]
-    padded = np.pad(ref, ((0, 0), (search, search + block), (search, search + block)), mode="edge")
     # Shifts by increasing length: the first minimum (argmin) is the shortest vector among equal costs.
     shifts = sorted(
         ((dy, dx) for dy in range(-search, search + 1) for dx in range(-search, search + 1)),
         key=lambda shift: (shift[0] ** 2 + shift[1] ** 2, shift),
     )
+    compiled = kernels.block_match(cur, ref, block=block, search=search, zero_bias=zero_bias, shifts=np.array(shifts))
+    if compiled is not None:
+        return compiled
+    count = cur.shape[0]
+    hb, wb = cur.shape[1] // block, cur.shape[2] // block
+    height, width = hb * block, wb * block
+    cur = cur[:, :height, :width]
+    padded = np.pad(ref, ((0, 0), (search, search + block), (search, search + block)), mode="edge")
     rank = {shift: n for n, shift in enumerate(shifts)}
     span = 2 * search + 1
     # All horizontal shifts of one row offset at once (a strided view, no copy): 2s+1 numpy passes instead of

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import kernels
+
 
 def box_sums(plane: np.ndarray, factor: int) -> np.ndarray:
     """Sums [..., H//f, W//f] of each f x f block of the last two axes of `plane` [..., H, W] (trailing rows/cols
@@ -33,6 +35,9 @@ def box_downsample(plane: np.ndarray, factor: int) -> np.ndarray:
     rows/cols that do not fill a block are dropped: at most f-1 pixels)."""
     if factor == 1:
         return plane.astype(np.float32)
+    compiled = kernels.box_mean_u8(plane, factor)
+    if compiled is not None:
+        return compiled
     return box_sums(plane, factor).astype(np.float32) * np.float32(1.0 / (factor * factor))
 
 
@@ -180,6 +185,35 @@ def mc_residual(
     count, hw, ww = cur.shape
     field, has, mv_block = vectors_on_work_grid(field, has, mv_block=mv_block, factor=factor)
     block = mv_block // factor
+    error = kernels.mc_error(cur, field, has=has, block=block, factor=factor, prev=prev, nxt=nxt)
+    if error is None:
+        error = _prediction_error(cur, field, has=has, block=block, factor=factor, prev=prev, nxt=nxt)
+    no_pred = ~np.isfinite(error)
+    if no_pred.any():
+        fallback = np.empty_like(error)
+        by_difference = [n for n in range(count) if prev[n] and intra == "difference"]
+        if by_difference:
+            fallback[by_difference] = np.abs(cur[by_difference] - np.stack([prev[n][0] for n in by_difference]))
+        by_texture = sorted(set(range(count)) - set(by_difference))
+        if by_texture:
+            fallback[by_texture] = highpass_residual(cur[by_texture], max(intra_sigma / factor, 0.5))
+        np.copyto(error, fallback, where=no_pred)
+    return error
+
+
+def _prediction_error(
+    cur: np.ndarray,
+    field: np.ndarray,
+    *,
+    has: np.ndarray,
+    block: int,
+    factor: int,
+    prev: list[list[np.ndarray]],
+    nxt: list[list[np.ndarray]],
+) -> np.ndarray:
+    """The numpy version of `kernels.mc_error`: float32 [B, Hw, Ww] smallest error over each direction's candidates
+    where its block carries a vector, +inf elsewhere (`field`, `has` on the work grid, `block` work pixels each)."""
+    count, hw, ww = cur.shape
     vec = upsample_blocks(field / np.float32(factor), block, height=hw, width=ww)  # divided on the block grid
     error = np.full(cur.shape, np.inf, dtype=np.float32)
     for refs, direction, (cx, cy) in ((prev, 0, (0, 1)), (nxt, 1, (2, 3))):
@@ -201,14 +235,4 @@ def mc_residual(
             np.minimum(best, err, out=best, where=mask)
         if not isinstance(rows, slice):
             error[rows] = best
-    no_pred = ~np.isfinite(error)
-    if no_pred.any():
-        fallback = np.empty_like(error)
-        by_difference = [n for n in range(count) if prev[n] and intra == "difference"]
-        if by_difference:
-            fallback[by_difference] = np.abs(cur[by_difference] - np.stack([prev[n][0] for n in by_difference]))
-        by_texture = sorted(set(range(count)) - set(by_difference))
-        if by_texture:
-            fallback[by_texture] = highpass_residual(cur[by_texture], max(intra_sigma / factor, 0.5))
-        np.copyto(error, fallback, where=no_pred)
     return error

@@ -52,3 +52,41 @@ def test_selection_keeps_freed_memory_mapped(tmp_path):
     assert _faults_after_selection(video) < 100
     # The opt-out leaves glibc's defaults: the same work faults its memory in again (not a property of this machine).
     assert _faults_after_selection(video, CV_READER_MALLOC_TUNING="0") > 1000
+
+
+# numpy's transparent-huge-page hint, read in a fresh interpreter before and after one small selection.
+_HINT_CHILD = """
+import json, sys
+from numpy._core import multiarray
+from cv_reader import select_patches
+def hint():
+    previous = multiarray._set_madvise_hugepage(True)
+    multiarray._set_madvise_hugepage(previous)
+    return previous
+before = hint()
+select_patches(sys.argv[1], num_frames=8, num_images=2, square_size=64, keep_pixels=False)
+print(json.dumps({"before": before, "after": hint()}))
+"""
+
+
+def _hint_around_selection(video: Path, **env: str) -> dict:
+    path = os.pathsep.join([str(REPO / "Compressed_Video_Reader"), os.environ.get("PYTHONPATH", "")])
+    out = subprocess.run(
+        [sys.executable, "-c", _HINT_CHILD, str(video)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": path, **env},
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_selection_turns_off_numpy_huge_pages(tmp_path):
+    video = moving_object_clip(tmp_path / "clip.mp4", num_frames=12, height=64, width=96).path
+    hint = _hint_around_selection(video)
+    assert hint["after"] is False
+    # The opt-out leaves numpy's own choice (on for Linux kernels from 4.6) as it was.
+    opted_out = _hint_around_selection(video, CV_READER_MALLOC_TUNING="0")
+    assert opted_out["after"] == opted_out["before"]
+    if platform.system() == "Linux":
+        assert opted_out["before"] is True

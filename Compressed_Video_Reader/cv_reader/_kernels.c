@@ -1,0 +1,465 @@
+/* Compiled inner loops of the per-frame analysis (cv_reader.kernels is the Python side).
+ *
+ * Why C: on short, small clips the numpy versions of these loops cost more than decoding the clip. Their work per
+ * pixel is a few operations, so numpy pays in temporaries (a bilinear warp makes eight full-size arrays) and in
+ * holding the GIL between calls; here each is one pass over the data with the GIL released, so the pipeline's
+ * helper thread runs beside the decoder. Every result is the same number the numpy version computes: the same
+ * float32 operations in the same order (no fused multiply-add, see setup.py), and integer sums.
+ *
+ * Only the buffer protocol is used (no numpy headers), so building needs nothing beyond a C compiler.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Bumped whenever a signature or a result changes: cv_reader.kernels refuses a stale build. */
+#define KERNELS_VERSION 1
+
+/* A buffer of the given struct format ("f", "B", "i"), `ndim` dimensions, C-contiguous unless `strided_rows`
+ * (then only the last axis must be contiguous). Sets a Python error and returns -1 on mismatch. */
+static int
+get_array(PyObject *obj, Py_buffer *view, const char *format, int ndim, int writable, int strided_rows,
+          const char *name)
+{
+    int flags = PyBUF_FORMAT | (strided_rows ? PyBUF_STRIDES : PyBUF_C_CONTIGUOUS) | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0) {
+        PyErr_Format(PyExc_ValueError, "%s: expected a %s%s buffer", name, strided_rows ? "" : "C-contiguous ",
+                     writable ? "writable " : "");
+        return -1;
+    }
+    const char *got = view->format ? view->format : "B";
+    if (got[0] == '<' || got[0] == '=' || got[0] == '@') {
+        got++;
+    }
+    if (strcmp(got, format) != 0 || view->ndim != ndim) {
+        PyErr_Format(PyExc_ValueError, "%s: expected format %s with %d dimensions, got %s with %d", name, format, ndim,
+                     view->format ? view->format : "B", view->ndim);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    if (strided_rows && view->strides[ndim - 1] != view->itemsize) {
+        PyErr_Format(PyExc_ValueError, "%s: the last axis must be contiguous", name);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+/* box_mean_u8(plane, factor, out): out[i, j] = float(sum of the factor x factor block (i, j) of the uint8 plane)
+ * * float32(1 / factor^2), trailing rows and columns that do not fill a block dropped; as
+ * residual.box_sums(plane, f).astype(float32) * float32(1 / f^2). `plane` [H, W] may have padded rows (a decoded
+ * frame's line size); out is float32 [H // f, W // f]. */
+static PyObject *
+box_mean_u8(PyObject *self, PyObject *args)
+{
+    PyObject *plane_obj, *out_obj;
+    int factor;
+    if (!PyArg_ParseTuple(args, "OiO", &plane_obj, &factor, &out_obj)) {
+        return NULL;
+    }
+    if (factor < 1 || factor > 256) {
+        PyErr_SetString(PyExc_ValueError, "factor must be in [1, 256]");
+        return NULL;
+    }
+    Py_buffer plane, out;
+    if (get_array(plane_obj, &plane, "B", 2, 0, 1, "plane") < 0) {
+        return NULL;
+    }
+    if (get_array(out_obj, &out, "f", 2, 1, 0, "out") < 0) {
+        PyBuffer_Release(&plane);
+        return NULL;
+    }
+    Py_ssize_t oh = plane.shape[0] / factor, ow = plane.shape[1] / factor, stride = plane.strides[0];
+    if (out.shape[0] != oh || out.shape[1] != ow) {
+        PyErr_SetString(PyExc_ValueError, "out must be [H // factor, W // factor]");
+        PyBuffer_Release(&plane);
+        PyBuffer_Release(&out);
+        return NULL;
+    }
+    uint32_t *rows = ow > 0 ? malloc(sizeof(uint32_t) * (size_t)(ow * factor)) : NULL;
+    if (ow > 0 && rows == NULL) {
+        PyBuffer_Release(&plane);
+        PyBuffer_Release(&out);
+        return PyErr_NoMemory();
+    }
+    /* numpy: np.float32(1.0 / (f * f)), a double rounded to float32 */
+    const float scale = (float)(1.0 / ((double)factor * (double)factor));
+    const unsigned char *src = plane.buf;
+    float *dst = out.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < oh; i++) {
+        /* rows first: whole rows add at vector speed, then the columns of one row of sums */
+        const unsigned char *row = src + i * factor * stride;
+        for (Py_ssize_t x = 0; x < ow * factor; x++) {
+            rows[x] = row[x];
+        }
+        for (int dy = 1; dy < factor; dy++) {
+            row += stride;
+            for (Py_ssize_t x = 0; x < ow * factor; x++) {
+                rows[x] += row[x];
+            }
+        }
+        float *line = dst + i * ow;
+        for (Py_ssize_t j = 0; j < ow; j++) {
+            uint32_t acc = 0;
+            for (int dx = 0; dx < factor; dx++) {
+                acc += rows[j * factor + dx];
+            }
+            line[j] = (float)acc * scale;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    free(rows);
+    PyBuffer_Release(&plane);
+    PyBuffer_Release(&out);
+    Py_RETURN_NONE;
+}
+
+/* Clamp a sample coordinate to [0, last] (np.clip: maximum, then minimum). */
+static inline float
+clamp(float v, float last)
+{
+    v = v < 0.0f ? 0.0f : v;
+    return v > last ? last : v;
+}
+
+/* The prediction error of one row segment [x0, x1) of work row `y` from one reference with one vector (dx, dy) in
+ * work pixels: bilinear samples at (y + dy, x + dx), coordinates clamped to the frame, with the arithmetic of
+ * residual._warp_plan + residual._apply_warp (edge-padded taps: the +1 tap of the last row/column is itself);
+ * `best` keeps the smaller error. */
+static inline void
+segment_error(const float *ref, const float *now, float *best, Py_ssize_t h, Py_ssize_t w, Py_ssize_t y,
+              Py_ssize_t x0, Py_ssize_t x1, float dx, float dy)
+{
+    /* the coordinates are clamped non-negative: truncation is the floor (and needs no libm call) */
+    float ys = clamp((float)y + dy, (float)(h - 1));
+    Py_ssize_t iy = (Py_ssize_t)ys;
+    float fy = ys - (float)iy;
+    const float *r0 = ref + iy * w;
+    const float *r1 = iy + 1 < h ? r0 + w : r0;
+    for (Py_ssize_t x = x0; x < x1; x++) {
+        float xs = clamp((float)x + dx, (float)(w - 1));
+        Py_ssize_t ix = (Py_ssize_t)xs;
+        float fx = xs - (float)ix;
+        Py_ssize_t ix1 = ix + 1 < w ? ix + 1 : ix;
+        float top = r0[ix];
+        float step = r0[ix1] - top;
+        step *= fx;
+        top += step;
+        float bottom = r1[ix];
+        step = r1[ix1] - bottom;
+        step *= fx;
+        bottom += step;
+        bottom -= top;
+        bottom *= fy;
+        top += bottom;
+        float err = fabsf(now[x] - top);
+        best[x] = err < best[x] ? err : best[x];
+    }
+}
+
+/* mc_error(cur, field, has, block, factor, refs, candidates, out)
+ *
+ * The motion-compensated prediction error of residual.mc_residual before its intra fallback: for each frame n and
+ * work pixel (y, x), the smallest |cur - bilinear(ref, y + dy, x + dx)| over the candidate references of each
+ * direction whose block carries a vector, +inf where none does.
+ *   cur        float32 [B, H, W] work luma
+ *   field      float32 [B, hb, wb, 4] vectors (L0_x, L0_y, L1_x, L1_y) in full-resolution pixels, one per `block`
+ *              work pixels (the grid is edge-replicated where it does not reach the border, cropped where it
+ *              goes past it)
+ *   has        uint8 [B, hb, wb, 2] which directions carry a vector
+ *   factor     work pixels per full-resolution pixel (the vectors are divided by it, in float32)
+ *   refs       a sequence of float32 [H, W] work luma planes (candidate references)
+ *   candidates int32 [B, 2, K] indices into refs per frame and direction, -1 after the last
+ *   out        float32 [B, H, W] */
+static PyObject *
+mc_error(PyObject *self, PyObject *args)
+{
+    PyObject *cur_obj, *field_obj, *has_obj, *refs_obj, *cand_obj, *out_obj;
+    int block;
+    float factor;
+    if (!PyArg_ParseTuple(args, "OOOifOOO", &cur_obj, &field_obj, &has_obj, &block, &factor, &refs_obj, &cand_obj,
+                          &out_obj)) {
+        return NULL;
+    }
+    if (block < 1 || !(factor > 0.0f)) {
+        PyErr_SetString(PyExc_ValueError, "block and factor must be positive");
+        return NULL;
+    }
+    Py_buffer cur, field, has, cand, out;
+    Py_buffer *views[5] = {&cur, &field, &has, &cand, &out};
+    int held = 0;
+    PyObject *refs = NULL;
+    Py_buffer *ref_views = NULL;
+    const float **ref_data = NULL;
+    Py_ssize_t num_refs = 0, acquired = 0;
+    PyObject *result = NULL;
+
+    if (get_array(cur_obj, &cur, "f", 3, 0, 0, "cur") < 0) goto done;
+    held++;
+    if (get_array(field_obj, &field, "f", 4, 0, 0, "field") < 0) goto done;
+    held++;
+    if (get_array(has_obj, &has, "B", 4, 0, 0, "has") < 0) goto done;
+    held++;
+    if (get_array(cand_obj, &cand, "i", 3, 0, 0, "candidates") < 0) goto done;
+    held++;
+    if (get_array(out_obj, &out, "f", 3, 1, 0, "out") < 0) goto done;
+    held++;
+
+    const Py_ssize_t count = cur.shape[0], h = cur.shape[1], w = cur.shape[2];
+    const Py_ssize_t hb = field.shape[1], wb = field.shape[2], slots = cand.shape[2];
+    if (field.shape[0] != count || field.shape[3] != 4 || hb < 1 || wb < 1 || has.shape[0] != count ||
+        has.shape[1] != hb || has.shape[2] != wb || has.shape[3] != 2 || cand.shape[0] != count ||
+        cand.shape[1] != 2 || out.shape[0] != count || out.shape[1] != h || out.shape[2] != w || h < 1 || w < 1) {
+        PyErr_SetString(PyExc_ValueError, "mc_error: inconsistent shapes");
+        goto done;
+    }
+    refs = PySequence_Fast(refs_obj, "refs must be a sequence");
+    if (refs == NULL) goto done;
+    num_refs = PySequence_Fast_GET_SIZE(refs);
+    ref_views = PyMem_Calloc((size_t)(num_refs > 0 ? num_refs : 1), sizeof(Py_buffer));
+    ref_data = PyMem_Calloc((size_t)(num_refs > 0 ? num_refs : 1), sizeof(float *));
+    if (ref_views == NULL || ref_data == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; acquired < num_refs; acquired++) {
+        Py_buffer *view = &ref_views[acquired];
+        if (get_array(PySequence_Fast_GET_ITEM(refs, acquired), view, "f", 2, 0, 0, "refs[i]") < 0) goto done;
+        if (view->shape[0] != h || view->shape[1] != w) {
+            PyBuffer_Release(view);
+            PyErr_SetString(PyExc_ValueError, "mc_error: every reference must be [H, W] like cur");
+            goto done;
+        }
+        ref_data[acquired] = view->buf;
+    }
+    const int32_t *cands = cand.buf;
+    for (Py_ssize_t k = 0; k < count * 2 * slots; k++) {
+        if (cands[k] >= num_refs || cands[k] < -1) {
+            PyErr_SetString(PyExc_IndexError, "mc_error: candidate index out of range");
+            goto done;
+        }
+    }
+
+    const float *curs = cur.buf, *fields = field.buf;
+    const unsigned char *hass = has.buf;
+    float *outs = out.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t n = 0; n < count; n++) {
+        float *best = outs + n * h * w;
+        const float *now = curs + n * h * w;
+        for (Py_ssize_t i = 0; i < h * w; i++) {
+            best[i] = INFINITY;
+        }
+        for (int direction = 0; direction < 2; direction++) {
+            const int32_t *list = cands + (n * 2 + direction) * slots;
+            for (Py_ssize_t k = 0; k < slots && list[k] >= 0; k++) {
+                const float *ref = ref_data[list[k]];
+                for (Py_ssize_t y = 0; y < h; y++) {
+                    Py_ssize_t by = y / block < hb ? y / block : hb - 1;
+                    const float *vrow = fields + ((n * hb + by) * wb) * 4 + 2 * direction;
+                    const unsigned char *hrow = hass + ((n * hb + by) * wb) * 2 + direction;
+                    /* one vector per block of `block` work pixels; the last block reaches the right border */
+                    for (Py_ssize_t bx = 0; bx < wb && bx * block < w; bx++) {
+                        if (!hrow[bx * 2]) {
+                            continue;
+                        }
+                        Py_ssize_t x0 = bx * block, x1 = bx == wb - 1 || x0 + block > w ? w : x0 + block;
+                        /* numpy: (field / float32(f)) then float32(y) + dy */
+                        segment_error(ref, now + y * w, best + y * w, h, w, y, x0, x1, vrow[bx * 4] / factor,
+                                      vrow[bx * 4 + 1] / factor);
+                    }
+                }
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+
+done:
+    for (Py_ssize_t k = 0; k < acquired; k++) {
+        PyBuffer_Release(&ref_views[k]);
+    }
+    PyMem_Free(ref_views);
+    PyMem_Free(ref_data);
+    Py_XDECREF(refs);
+    for (int k = 0; k < held; k++) {
+        PyBuffer_Release(views[k]);
+    }
+    return result;
+}
+
+/* block_match(cur, ref, block, search, zero_bias, shifts, motion, residual)
+ *
+ * Full-search block matching of motion_estimation.estimate_motion: for each block x block block of each frame of
+ * `cur` [B, H, W] (float32; blocks that do not fit are dropped), the mean absolute difference to `ref` [B, Hr, Wr]
+ * (edge-replicated beyond its border) shifted by each (dy, dx) of `shifts` int32 [S, 2] (tried in that order: the
+ * first minimum wins), the zero shift discounted by `zero_bias`.
+ *   motion     float32 [B, H // block, W // block, 2] (dx, dy) of the best shift
+ *   residual   float32 [B, H // block, W // block] its mean absolute difference, at least 0
+ * Each block row of a frame is matched one shift at a time over its whole width, as numpy does: the absolute
+ * differences of its first row, the next rows added (column sums), then each block's column sums added left to
+ * right and divided by the area. The same float32 operations in the same order give the same numbers for any luma,
+ * and the row loops are contiguous, so the compiler vectorises them. */
+static PyObject *
+block_match(PyObject *self, PyObject *args)
+{
+    PyObject *cur_obj, *ref_obj, *shifts_obj, *motion_obj, *residual_obj;
+    int block, search;
+    float zero_bias;
+    if (!PyArg_ParseTuple(args, "OOiifOOO", &cur_obj, &ref_obj, &block, &search, &zero_bias, &shifts_obj,
+                          &motion_obj, &residual_obj)) {
+        return NULL;
+    }
+    if (block < 1 || search < 0) {
+        PyErr_SetString(PyExc_ValueError, "block_match: block >= 1 and search >= 0");
+        return NULL;
+    }
+    Py_buffer cur, ref, shifts, motion, residual;
+    Py_buffer *views[5] = {&cur, &ref, &shifts, &motion, &residual};
+    int held = 0;
+    PyObject *result = NULL;
+    float *padded = NULL, *sums = NULL, *best = NULL;
+    Py_ssize_t *best_k = NULL;
+    if (get_array(cur_obj, &cur, "f", 3, 0, 0, "cur") < 0) goto done;
+    held++;
+    if (get_array(ref_obj, &ref, "f", 3, 0, 0, "ref") < 0) goto done;
+    held++;
+    if (get_array(shifts_obj, &shifts, "i", 2, 0, 0, "shifts") < 0) goto done;
+    held++;
+    if (get_array(motion_obj, &motion, "f", 4, 1, 0, "motion") < 0) goto done;
+    held++;
+    if (get_array(residual_obj, &residual, "f", 3, 1, 0, "residual") < 0) goto done;
+    held++;
+    const Py_ssize_t count = cur.shape[0], h = cur.shape[1], w = cur.shape[2];
+    const Py_ssize_t hr = ref.shape[1], wr = ref.shape[2], hb = h / block, wb = w / block, num = shifts.shape[0];
+    if (ref.shape[0] != count || hr < 1 || wr < 1 || shifts.shape[1] != 2 || num < 1 || motion.shape[0] != count ||
+        motion.shape[1] != hb || motion.shape[2] != wb || motion.shape[3] != 2 || residual.shape[0] != count ||
+        residual.shape[1] != hb || residual.shape[2] != wb) {
+        PyErr_SetString(PyExc_ValueError, "block_match: inconsistent shapes");
+        goto done;
+    }
+    const int32_t *shift = shifts.buf;
+    for (Py_ssize_t k = 0; k < num; k++) {
+        if (shift[2 * k] < -search || shift[2 * k] > search || shift[2 * k + 1] < -search ||
+            shift[2 * k + 1] > search) {
+            PyErr_SetString(PyExc_ValueError, "block_match: a shift is longer than the search range");
+            goto done;
+        }
+    }
+    /* the reference with `search` replicated rows/columns on each side (every shifted read stays inside) */
+    const Py_ssize_t ph = hb * block + 2 * search, pw = wb * block + 2 * search, width = wb * block;
+    padded = PyMem_Malloc(sizeof(float) * (size_t)(ph * pw + 1));
+    sums = PyMem_Malloc(sizeof(float) * (size_t)(width + 1));
+    best = PyMem_Malloc(sizeof(float) * (size_t)(wb + 1));
+    best_k = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(wb + 1));
+    if (padded == NULL || sums == NULL || best == NULL || best_k == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    const float *curs = cur.buf, *refs = ref.buf;
+    float *motions = motion.buf, *residuals = residual.buf;
+    const float area = (float)(block * block), inverse = 1.0f / area;
+    const int exact_inverse = ((block * block) & (block * block - 1)) == 0; /* a power of two */
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t n = 0; n < count; n++) {
+        const float *now = curs + n * h * w, *past = refs + n * hr * wr;
+        for (Py_ssize_t y = 0; y < ph; y++) {
+            Py_ssize_t yr = y - search;
+            yr = yr < 0 ? 0 : (yr > hr - 1 ? hr - 1 : yr);
+            for (Py_ssize_t x = 0; x < pw; x++) {
+                Py_ssize_t xr = x - search;
+                xr = xr < 0 ? 0 : (xr > wr - 1 ? wr - 1 : xr);
+                padded[y * pw + x] = past[yr * wr + xr];
+            }
+        }
+        for (Py_ssize_t i = 0; i < hb; i++) {
+            for (Py_ssize_t j = 0; j < wb; j++) {
+                best[j] = INFINITY;
+                best_k[j] = 0;
+            }
+            for (Py_ssize_t k = 0; k < num; k++) {
+                const Py_ssize_t dy = shift[2 * k], dx = shift[2 * k + 1];
+                const float *row = now + i * block * w;
+                const float *moved = padded + (i * block + search + dy) * pw + search + dx;
+                for (Py_ssize_t x = 0; x < width; x++) {
+                    sums[x] = fabsf(row[x] - moved[x]);
+                }
+                for (int r = 1; r < block; r++) {
+                    row += w;
+                    moved += pw;
+                    for (Py_ssize_t x = 0; x < width; x++) {
+                        sums[x] += fabsf(row[x] - moved[x]);
+                    }
+                }
+                const float bias = dy == 0 && dx == 0 ? zero_bias : 0.0f;
+                if (block == 4 && exact_inverse) {
+                    /* the common case, written so the compiler vectorises it across blocks */
+                    for (Py_ssize_t j = 0; j < wb; j++) {
+                        const float *cols = sums + 4 * j;
+                        float sad = (((cols[0] + cols[1]) + cols[2]) + cols[3]) * inverse - bias;
+                        best_k[j] = sad < best[j] ? k : best_k[j];
+                        best[j] = sad < best[j] ? sad : best[j];
+                    }
+                    continue;
+                }
+                for (Py_ssize_t j = 0; j < wb; j++) {
+                    const float *cols = sums + j * block;
+                    float total = cols[0];
+                    for (int c = 1; c < block; c++) {
+                        total += cols[c];
+                    }
+                    /* x * 2^-k is x / 2^k exactly; other areas divide as numpy does */
+                    float sad = (exact_inverse ? total * inverse : total / area) - bias;
+                    if (sad < best[j]) {
+                        best[j] = sad;
+                        best_k[j] = k;
+                    }
+                }
+            }
+            for (Py_ssize_t j = 0; j < wb; j++) {
+                Py_ssize_t cell = (n * hb + i) * wb + j;
+                motions[2 * cell] = (float)shift[2 * best_k[j] + 1];
+                motions[2 * cell + 1] = (float)shift[2 * best_k[j]];
+                residuals[cell] = best[j] > 0.0f ? best[j] : 0.0f;
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyMem_Free(padded);
+    PyMem_Free(sums);
+    PyMem_Free(best);
+    PyMem_Free(best_k);
+    for (int k = 0; k < held; k++) {
+        PyBuffer_Release(views[k]);
+    }
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"box_mean_u8", box_mean_u8, METH_VARARGS, "Block means of a uint8 plane (see cv_reader.kernels)."},
+    {"block_match", block_match, METH_VARARGS, "Full-search block matching (see cv_reader.kernels)."},
+    {"mc_error", mc_error, METH_VARARGS, "Motion-compensated prediction error (see cv_reader.kernels)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels", NULL, -1, methods};
+
+PyMODINIT_FUNC
+PyInit__kernels(void)
+{
+    PyObject *mod = PyModule_Create(&module);
+    if (mod != NULL && PyModule_AddIntConstant(mod, "VERSION", KERNELS_VERSION) < 0) {
+        Py_DECREF(mod);
+        return NULL;
+    }
+    return mod;
+}

@@ -1,0 +1,112 @@
+"""The compiled inner loops (`_kernels.c`, built by setup.py) behind a Python face, with the numpy versions as the
+fallback: every function here returns exactly what its numpy counterpart returns, compiled or not.
+
+`CV_READER_KERNELS=0` in the environment turns the compiled loops off (for comparisons); a missing or stale build
+(another `VERSION`) turns them off too, with one log line at debug level.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+VERSION = 1  # must equal KERNELS_VERSION in _kernels.c
+
+try:
+    from . import _kernels
+except ImportError:  # not built: no C compiler at install time, or a source checkout used without installing
+    _kernels = None
+
+if _kernels is not None and getattr(_kernels, "VERSION", None) != VERSION:
+    logger.debug(
+        "cv_reader._kernels is a stale build (version %s, expected %s): numpy loops used",
+        getattr(_kernels, "VERSION", None),
+        VERSION,
+    )
+    _kernels = None
+
+
+def compiled() -> bool:
+    """Whether the compiled loops are used (built, current, and not turned off by `CV_READER_KERNELS=0`)."""
+    return _kernels is not None and os.environ.get("CV_READER_KERNELS", "1") != "0"
+
+
+def box_mean_u8(plane: np.ndarray, factor: int) -> np.ndarray | None:
+    """float32 [H//f, W//f] block means of a uint8 plane [H, W] (rows may be padded: a decoded frame's line size),
+    as `residual.box_downsample`; None when the compiled loops are off."""
+    if not compiled() or plane.ndim != 2 or plane.dtype != np.uint8 or plane.strides[1] != 1:
+        return None
+    out = np.empty((plane.shape[0] // factor, plane.shape[1] // factor), dtype=np.float32)
+    _kernels.box_mean_u8(plane, factor, out)
+    return out
+
+
+def mc_error(
+    cur: np.ndarray,
+    field: np.ndarray,
+    *,
+    has: np.ndarray,
+    block: int,
+    factor: int,
+    prev: list[list[np.ndarray]],
+    nxt: list[list[np.ndarray]],
+) -> np.ndarray | None:
+    """float32 [B, H, W] smallest motion-compensated error over the candidate references of each direction whose
+    block carries a vector, +inf where none does: the prediction part of `residual.mc_residual` (its arguments, on
+    the work grid: `field` [B, hb, wb, 4], `has` [B, hb, wb, 2], `block` work pixels per vector). None when the
+    compiled loops are off or the inputs are not float32."""
+    if not compiled() or cur.dtype != np.float32 or field.shape[1] == 0 or field.shape[2] == 0:
+        return None
+    refs: list[np.ndarray] = []
+    slot_of: dict[int, int] = {}  # one entry per distinct plane: a previous anchor is a candidate of many frames
+    slots = max([len(r) for r in prev] + [len(r) for r in nxt] + [1])
+    candidates = np.full((cur.shape[0], 2, slots), -1, dtype=np.int32)
+    for direction, lists in enumerate((prev, nxt)):
+        for n, planes in enumerate(lists):
+            for k, plane in enumerate(planes):
+                if plane.dtype != np.float32 or plane.shape != cur.shape[1:]:
+                    return None
+                if id(plane) not in slot_of:
+                    slot_of[id(plane)] = len(refs)
+                    refs.append(np.ascontiguousarray(plane))
+                candidates[n, direction, k] = slot_of[id(plane)]
+    out = np.empty(cur.shape, dtype=np.float32)
+    _kernels.mc_error(
+        np.ascontiguousarray(cur),
+        np.ascontiguousarray(field, dtype=np.float32),
+        np.ascontiguousarray(has).view(np.uint8),
+        block,
+        float(factor),
+        refs,
+        candidates,
+        out,
+    )
+    return out
+
+
+def block_match(
+    cur: np.ndarray, ref: np.ndarray, *, block: int, search: int, zero_bias: float, shifts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """`motion_estimation.estimate_motion` of float32 batches `cur` [B, H, W] and `ref` [B, Hr, Wr] with the shifts
+    int32 [S, 2] (dy, dx) in the order they are tried: `(motion [B, H//b, W//b, 2], residual [B, H//b, W//b])`, or
+    None when the compiled loops are off or the inputs are not float32."""
+    if not compiled() or cur.dtype != np.float32 or ref.dtype != np.float32 or block > 64:
+        return None
+    count, hb, wb = cur.shape[0], cur.shape[1] // block, cur.shape[2] // block
+    motion = np.empty((count, hb, wb, 2), dtype=np.float32)
+    residual = np.empty((count, hb, wb), dtype=np.float32)
+    _kernels.block_match(
+        np.ascontiguousarray(cur),
+        np.ascontiguousarray(ref),
+        block,
+        search,
+        zero_bias,
+        np.ascontiguousarray(shifts, dtype=np.int32),
+        motion,
+        residual,
+    )
+    return motion, residual

@@ -1,0 +1,125 @@
+"""The compiled loops (`cv_reader._kernels`) give exactly the numbers of their numpy versions, on random inputs with
+the awkward cases (sub-pixel and out-of-frame vectors, partial block grids, ties, padded rows) and end to end."""
+
+from __future__ import annotations
+
+import shutil
+import sysconfig
+
+import numpy as np
+import pytest
+
+from cv_reader import kernels, select_patches
+from cv_reader.motion_estimation import estimate_motion
+from cv_reader.residual import box_downsample, mc_residual
+
+from .synth import moving_object_clip
+
+
+@pytest.fixture
+def numpy_loops(monkeypatch):
+    """A callable that runs a function with the compiled loops turned off (`CV_READER_KERNELS=0`)."""
+
+    def run(fn, *args, **kwargs):
+        with monkeypatch.context() as patch:
+            patch.setenv("CV_READER_KERNELS", "0")
+            assert not kernels.compiled()
+            return fn(*args, **kwargs)
+
+    return run
+
+
+def _compiler() -> str | None:
+    return shutil.which((sysconfig.get_config_var("CC") or "cc").split()[0]) or shutil.which("cc")
+
+
+def _require_compiled():
+    """An install (`pip install -e .`, which scripts/run_tests.sh runs) builds the extension wherever a C compiler
+    exists: a missing build there is a failure (it would silently run the slow loops)."""
+    if _compiler() is None and not kernels.compiled():
+        pytest.skip("no C compiler here: the package runs its numpy loops, nothing compiled to compare")
+    assert kernels.compiled(), "cv_reader._kernels is missing or stale: run `pip install -e .` again"
+
+
+def test_the_kernels_are_built():
+    _require_compiled()
+
+
+@pytest.mark.parametrize("factor", [2, 3, 4, 8, 16])
+def test_block_means_equal_numpy(factor, numpy_loops):
+    _require_compiled()
+    rng = np.random.default_rng(factor)
+    # A decoded frame's plane: rows padded to a line size, width and height not multiples of the factor.
+    stored = rng.integers(0, 256, size=(6 * factor + factor - 1, 9 * factor + factor - 1 + 32), dtype=np.uint8)
+    plane = stored[:, : 9 * factor + factor - 1]
+    compiled = box_downsample(plane, factor)
+    assert compiled.dtype == np.float32 and compiled.shape == (6, 9)
+    assert np.array_equal(compiled, numpy_loops(box_downsample, plane, factor))
+    white = np.full((factor * 2, factor * 2), 255, np.uint8)  # the largest sums
+    assert np.array_equal(box_downsample(white, factor), np.full((2, 2), 255, np.float32))
+
+
+def _mc_case(rng: np.random.Generator, *, count: int, hw: int, ww: int, block: int, factor: int, grid_extra: int):
+    """Random work luma, candidate lists of every shape (none, one, two, shared planes), quarter-pel vectors that
+    reach past the frame, masks with intra blocks, and a vector grid that is cropped or edge-extended."""
+    cur = rng.uniform(0, 255, size=(count, hw, ww)).astype(np.float32)
+    planes = [rng.uniform(0, 255, size=(hw, ww)).astype(np.float32) for _ in range(4)]
+    mv_block = block * factor
+    rows, cols = max(1, hw // block + grid_extra), max(1, ww // block + grid_extra)
+    field = (rng.integers(-48, 49, size=(count, rows, cols, 4)) / 4).astype(np.float32) * factor
+    field[:, :, : cols // 3] *= 8  # far outside the frame: clamped samples
+    has = rng.random((count, rows, cols, 2)) < 0.8
+    prev = [[planes[n % 4], planes[(n + 1) % 4]][: n % 3] for n in range(count)]
+    nxt = [[planes[(n + 2) % 4]] if n % 2 else [] for n in range(count)]
+    return cur, field, has, prev, nxt, mv_block
+
+
+@pytest.mark.parametrize(
+    ("block", "factor", "grid_extra"), [(1, 4, 0), (2, 4, 0), (2, 4, -1), (1, 8, 2), (4, 1, 0), (2, 2, -2)]
+)
+@pytest.mark.parametrize("intra", ["difference", "highpass"])
+def test_motion_compensated_residual_equals_numpy(block, factor, grid_extra, intra, numpy_loops):
+    _require_compiled()
+    rng = np.random.default_rng(block * 100 + factor * 10 + grid_extra)
+    cur, field, has, prev, nxt, mv_block = _mc_case(
+        rng, count=7, hw=23, ww=37, block=block, factor=factor, grid_extra=grid_extra
+    )
+    args = dict(has=has, factor=factor, prev=prev, nxt=nxt, mv_block=mv_block, intra=intra)
+    compiled = mc_residual(cur, field, **args)
+    expected = numpy_loops(mc_residual, cur, field, **args)
+    assert np.isfinite(expected).all() and np.array_equal(compiled, expected)
+    # The prediction part alone: +inf exactly where no direction predicts.
+    raw = kernels.mc_error(cur, field, has=has, block=block, factor=factor, prev=prev, nxt=nxt)
+    assert np.isinf(raw).any() and np.isfinite(raw).any()
+
+
+@pytest.mark.parametrize(
+    ("shape", "block", "search"),
+    [((5, 26, 45), 4, 5), ((3, 17, 29), 3, 2), ((2, 9, 13), 1, 1), ((4, 3, 40), 2, 4), ((2, 1, 1), 1, 3)],
+)
+def test_block_matching_equals_numpy(shape, block, search, numpy_loops):
+    _require_compiled()
+    rng = np.random.default_rng(shape[1])
+    # Box means of uint8 by 7 (not dyadic: float sums depend on their order), a shifted copy with noise, and rows
+    # copied unchanged so that the zero shift ties with others.
+    cur = box_downsample(rng.integers(0, 256, size=(shape[0], shape[1] * 7, shape[2] * 7), dtype=np.uint8), 7)
+    ref = np.roll(cur, 2, axis=2) + rng.normal(0, 2, cur.shape).astype(np.float32)
+    ref[:, : shape[1] // 2] = cur[:, : shape[1] // 2]
+    for bias in (0.5, 0.3):
+        compiled = estimate_motion(cur, ref, block=block, search=search, zero_bias=bias)
+        expected = numpy_loops(estimate_motion, cur, ref, block=block, search=search, zero_bias=bias)
+        for got, want in zip(compiled, expected, strict=True):
+            assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("motion_source", ["auto", "pixel"])
+def test_selection_is_the_same_with_and_without_the_kernels(tmp_path, motion_source, numpy_loops):
+    _require_compiled()
+    clip = moving_object_clip(tmp_path / "clip.mp4", num_frames=40, height=144, width=256, pan=1.0, cut_at=20)
+    kwargs = dict(num_frames=16, num_images=2, square_size=128, motion_source=motion_source)
+    compiled = select_patches(clip.path, **kwargs)
+    expected = numpy_loops(select_patches, clip.path, **kwargs)
+    assert np.array_equal(compiled.scores, expected.scores)
+    assert np.array_equal(compiled.positions_thw, expected.positions_thw)
+    for got, want in zip(compiled.mosaics(), expected.mosaics(), strict=True):
+        assert np.array_equal(got, want)
