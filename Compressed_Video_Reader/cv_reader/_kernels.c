@@ -444,9 +444,87 @@ done:
     return result;
 }
 
+/* raster_fields(top, left, rows_of, cols_of, direction, frame, values, field, has) -> bool
+ *
+ * Rasterises motion-vector records onto a block grid (motion_vectors.motion_fields): record i covers the cells
+ * [top_i, top_i + rows_of_i) x [left_i, left_i + cols_of_i) of frame frame_i (clipped to the grid), where
+ * `field` float32 [B, rows, cols, 4] gets its value (x, y) from `values` float32 [N, 2] in the pair of direction_i,
+ * and `has` uint8 [B, rows, cols, 2] a 1. Both must come in zeroed. Returns False, leaving the outputs partly
+ * written, when two records of one frame and direction cover the same cell: the codecs never do that, and the numpy
+ * version's order of writes decides such a cell, so the caller redoes the batch with it. */
+static PyObject *
+raster_fields(PyObject *self, PyObject *args)
+{
+    PyObject *objs[9];
+    if (!PyArg_ParseTuple(args, "OOOOOOOOO", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4], &objs[5], &objs[6],
+                          &objs[7], &objs[8])) {
+        return NULL;
+    }
+    static const char *names[9] = {"top", "left", "rows_of", "cols_of", "direction", "frame", "values", "field",
+                                   "has"};
+    static const char *formats[9] = {"i", "i", "i", "i", "i", "i", "f", "f", "B"};
+    static const int dims[9] = {1, 1, 1, 1, 1, 1, 2, 4, 4};
+    Py_buffer views[9];
+    int held = 0;
+    PyObject *result = NULL;
+    for (; held < 9; held++) {
+        if (get_array(objs[held], &views[held], formats[held], dims[held], held >= 7, 0, names[held]) < 0) goto done;
+    }
+    const Py_ssize_t num = views[0].shape[0];
+    const Py_ssize_t count = views[7].shape[0], rows = views[7].shape[1], cols = views[7].shape[2];
+    for (int k = 1; k < 7; k++) {
+        if (views[k].shape[0] != num) {
+            PyErr_SetString(PyExc_ValueError, "raster_fields: record arrays of different lengths");
+            goto done;
+        }
+    }
+    if (views[6].shape[1] != 2 || views[7].shape[3] != 4 || views[8].shape[0] != count || views[8].shape[1] != rows ||
+        views[8].shape[2] != cols || views[8].shape[3] != 2) {
+        PyErr_SetString(PyExc_ValueError, "raster_fields: values [N, 2], field [B, rows, cols, 4], has [..., 2]");
+        goto done;
+    }
+    const int32_t *top = views[0].buf, *left = views[1].buf, *rows_of = views[2].buf, *cols_of = views[3].buf;
+    const int32_t *direction = views[4].buf, *frame = views[5].buf;
+    const float *values = views[6].buf;
+    float *field = views[7].buf;
+    unsigned char *has = views[8].buf;
+    for (Py_ssize_t i = 0; i < num; i++) {
+        if (frame[i] < 0 || frame[i] >= count || direction[i] < 0 || direction[i] > 1) {
+            PyErr_SetString(PyExc_IndexError, "raster_fields: frame or direction out of range");
+            goto done;
+        }
+    }
+    int clean = 1;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < num && clean; i++) {
+        Py_ssize_t r0 = top[i] < 0 ? 0 : top[i], r1 = (Py_ssize_t)top[i] + rows_of[i];
+        Py_ssize_t c0 = left[i] < 0 ? 0 : left[i], c1 = (Py_ssize_t)left[i] + cols_of[i];
+        r1 = r1 > rows ? rows : r1;
+        c1 = c1 > cols ? cols : c1;
+        const Py_ssize_t base = (Py_ssize_t)frame[i] * rows * cols;
+        for (Py_ssize_t r = r0; r < r1; r++) {
+            for (Py_ssize_t c = c0; c < c1; c++) {
+                Py_ssize_t cell = ((base + r * cols + c) << 1) + direction[i];
+                clean &= !has[cell];
+                has[cell] = 1;
+                field[2 * cell] = values[2 * i];
+                field[2 * cell + 1] = values[2 * i + 1];
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    result = PyBool_FromLong(clean);
+done:
+    for (int k = 0; k < held; k++) {
+        PyBuffer_Release(&views[k]);
+    }
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"box_mean_u8", box_mean_u8, METH_VARARGS, "Block means of a uint8 plane (see cv_reader.kernels)."},
     {"block_match", block_match, METH_VARARGS, "Full-search block matching (see cv_reader.kernels)."},
+    {"raster_fields", raster_fields, METH_VARARGS, "Motion-vector records on a block grid (see cv_reader.kernels)."},
     {"mc_error", mc_error, METH_VARARGS, "Motion-compensated prediction error (see cv_reader.kernels)."},
     {NULL, NULL, 0, NULL},
 };

@@ -110,3 +110,27 @@ def block_match(
         residual,
     )
     return motion, residual
+
+
+def raster_fields(
+    records: np.ndarray, values: np.ndarray, frame: np.ndarray, *, rows: int, cols: int, block: int, count: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """`motion_vectors.motion_fields` from concatenated `AVMotionVector` records, their float32 (x, y) `values`
+    [N, 2] and the frame of each [N]: `(field [count, rows, cols, 4], has [count, rows, cols, 2])`, or None when
+    the compiled loops are off or two records of one frame and direction overlap (the numpy version then decides
+    the order of writes)."""
+    if not compiled():
+        return None
+    w, h = records["w"].astype(np.int32), records["h"].astype(np.int32)
+    # The block geometry of `motion_vectors.block_owner` (numpy floor division, as there).
+    top = records["dst_y"].astype(np.int32) // block - h // (2 * block)
+    left = records["dst_x"].astype(np.int32) // block - w // (2 * block)
+    size_h, size_w = np.maximum(h // block, 1), np.maximum(w // block, 1)
+    direction = (records["source"] > 0).astype(np.int32)
+    field = np.zeros((count, rows, cols, 4), dtype=np.float32)
+    has = np.zeros((count, rows, cols, 2), dtype=bool)
+    clean = _kernels.raster_fields(
+        top, left, size_h, size_w, direction, np.ascontiguousarray(frame, dtype=np.int32),
+        np.ascontiguousarray(values, dtype=np.float32), field, has.view(np.uint8),
+    )  # fmt: skip
+    return (field, has) if clean else None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import kernels
+
 BLOCK = 4  # the grid cell of the upstream reader: one vector per 4x4 luma pixels
 
 
@@ -75,6 +77,9 @@ def motion_fields(
     frame = np.repeat(np.arange(count), sizes)
     scale = np.maximum(recs["motion_scale"].astype(np.float32), 1.0)
     values = np.stack([recs["motion_x"] / scale, recs["motion_y"] / scale], axis=1).astype(np.float32)
+    compiled = kernels.raster_fields(recs, values, frame, rows=rows, cols=cols, block=block, count=count)
+    if compiled is not None:
+        return compiled
     values = np.concatenate([values, np.zeros((1, 2), np.float32)])  # row -1: "no vector" -> 0
     owner = block_owner(recs, rows=rows, cols=cols, block=block, frame=frame, count=count)
     # One (x, y) pair per owner as one 8-byte word: a 1-D gather, 5x faster than gathering rows of two floats.

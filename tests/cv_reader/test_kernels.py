@@ -6,11 +6,14 @@ from __future__ import annotations
 import shutil
 import sysconfig
 
+import av
 import numpy as np
 import pytest
 
 from cv_reader import kernels, select_patches
+from cv_reader.decode import motion_records
 from cv_reader.motion_estimation import estimate_motion
+from cv_reader.motion_vectors import motion_fields
 from cv_reader.residual import box_downsample, mc_residual
 
 from .synth import moving_object_clip
@@ -123,3 +126,44 @@ def test_selection_is_the_same_with_and_without_the_kernels(tmp_path, motion_sou
     assert np.array_equal(compiled.positions_thw, expected.positions_thw)
     for got, want in zip(compiled.mosaics(), expected.mosaics(), strict=True):
         assert np.array_equal(got, want)
+
+
+def _records_of(clip_path) -> list[np.ndarray]:
+    with av.open(str(clip_path)) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.options = {"flags2": "+export_mvs"}
+        found = [motion_records(frame) for frame in container.decode(stream)]
+    return [r for r in found if r is not None and len(r)]
+
+
+@pytest.mark.parametrize("block", [4, 8])
+def test_motion_fields_equal_numpy(tmp_path, block, numpy_loops):
+    _require_compiled()
+    clip = moving_object_clip(tmp_path / "clip.mp4", num_frames=24, height=72, width=120, pan=1.5)
+    records = _records_of(clip.path)
+    assert len(records) >= 8
+    for start in range(0, len(records), 8):
+        batch = records[start : start + 8]
+        compiled = motion_fields(batch, height=72, width=120, block=block)
+        expected = numpy_loops(motion_fields, batch, height=72, width=120, block=block)
+        for got, want in zip(compiled, expected, strict=True):
+            assert got.dtype == want.dtype and np.array_equal(got, want)
+    # Random partitions across the border (centres outside the frame, sizes 4-64) and overlapping ones (no codec
+    # writes those: the numpy order of writes decides them, so the compiled loop hands the batch back).
+    rng = np.random.default_rng(block)
+    fake = np.zeros(300, dtype=records[0].dtype)
+    fake["source"] = rng.choice([-1, 1], fake.size)
+    fake["w"], fake["h"] = rng.choice([4, 8, 16, 64], fake.size), rng.choice([4, 8, 16, 64], fake.size)
+    fake["dst_x"], fake["dst_y"] = rng.integers(-40, 160, fake.size), rng.integers(-40, 110, fake.size)
+    fake["motion_x"], fake["motion_y"] = rng.integers(-99, 99, fake.size), rng.integers(-99, 99, fake.size)
+    fake["motion_scale"] = 4
+    batch = [fake[:100], fake[100:200], fake[200:]]
+    compiled = motion_fields(batch, height=72, width=120, block=block)
+    expected = numpy_loops(motion_fields, batch, height=72, width=120, block=block)
+    for got, want in zip(compiled, expected, strict=True):
+        assert np.array_equal(got, want)
+    frames = np.repeat(np.arange(3), 100)
+    handed_back = kernels.raster_fields(
+        fake, np.zeros((300, 2), np.float32), frames, rows=72 // block, cols=120 // block, block=block, count=3
+    )
+    assert handed_back is None
