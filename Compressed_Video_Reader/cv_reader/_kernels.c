@@ -521,10 +521,167 @@ done:
     return result;
 }
 
+/* res[j] = the sum over the n pairs p of values[cols[p], j] * weights[p] in the order of numpy's pairwise summation
+ * (`pairwise_sum` of its float32 add reduction): fewer than 8 terms added one by one from 0; up to 128 in 8
+ * interleaved partial sums combined as ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7)), the last n % 8 added
+ * after; more split in two at a multiple of 8 below n / 2. `scratch` holds 8 rows of m floats per level. */
+static void
+pairwise_rows(const float *values, Py_ssize_t m, const int32_t *cols, const float *weights, Py_ssize_t n,
+              float *res, float *scratch)
+{
+    if (n < 8) {
+        for (Py_ssize_t j = 0; j < m; j++) {
+            res[j] = 0.0f;
+        }
+        for (Py_ssize_t p = 0; p < n; p++) {
+            const float *row = values + (Py_ssize_t)cols[p] * m;
+            const float w = weights[p];
+            for (Py_ssize_t j = 0; j < m; j++) {
+                res[j] += row[j] * w;
+            }
+        }
+        return;
+    }
+    if (n <= 128) {
+        for (int k = 0; k < 8; k++) {
+            const float *row = values + (Py_ssize_t)cols[k] * m;
+            float *r = scratch + k * m;
+            for (Py_ssize_t j = 0; j < m; j++) {
+                r[j] = row[j] * weights[k];
+            }
+        }
+        Py_ssize_t p = 8;
+        for (; p < n - n % 8; p += 8) {
+            for (int k = 0; k < 8; k++) {
+                const float *row = values + (Py_ssize_t)cols[p + k] * m;
+                const float w = weights[p + k];
+                float *r = scratch + k * m;
+                for (Py_ssize_t j = 0; j < m; j++) {
+                    r[j] += row[j] * w;
+                }
+            }
+        }
+        const float *r0 = scratch, *r1 = r0 + m, *r2 = r1 + m, *r3 = r2 + m, *r4 = r3 + m, *r5 = r4 + m,
+                    *r6 = r5 + m, *r7 = r6 + m;
+        for (Py_ssize_t j = 0; j < m; j++) {
+            res[j] = ((r0[j] + r1[j]) + (r2[j] + r3[j])) + ((r4[j] + r5[j]) + (r6[j] + r7[j]));
+        }
+        for (; p < n; p++) {
+            const float *row = values + (Py_ssize_t)cols[p] * m;
+            const float w = weights[p];
+            for (Py_ssize_t j = 0; j < m; j++) {
+                res[j] += row[j] * w;
+            }
+        }
+        return;
+    }
+    Py_ssize_t half = n / 2;
+    half -= half % 8;
+    float *second = scratch + 8 * m; /* the next level's rows start after this level's */
+    pairwise_rows(values, m, cols, weights, half, res, second + m);
+    pairwise_rows(values, m, cols + half, weights + half, n - half, second, second + m);
+    for (Py_ssize_t j = 0; j < m; j++) {
+        res[j] += second[j];
+    }
+}
+
+/* sparse_rows(values, cols, weights, bounds, targets, out)
+ *
+ * out += M @ values for a sparse M [G, n] given as segments (saliency._SparseRows): segment s adds, to row
+ * targets[s] of `out` [G, m], the products values[cols[p]] * weights[p] for p in [bounds[s], bounds[s + 1]),
+ * reduced as np.add.reduceat reduces them (the first product, plus the pairwise sum of the rest), and segments
+ * come in the order numpy applies them, so every float32 rounding is the same. values float32 [n, m]; cols,
+ * bounds, targets int32; weights float32. */
+static PyObject *
+sparse_rows(PyObject *self, PyObject *args)
+{
+    PyObject *objs[6];
+    if (!PyArg_ParseTuple(args, "OOOOOO", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4], &objs[5])) {
+        return NULL;
+    }
+    static const char *names[6] = {"values", "cols", "weights", "bounds", "targets", "out"};
+    static const char *formats[6] = {"f", "i", "f", "i", "i", "f"};
+    static const int dims[6] = {2, 1, 1, 1, 1, 2};
+    Py_buffer views[6];
+    int held = 0;
+    PyObject *result = NULL;
+    float *acc = NULL;
+    for (; held < 6; held++) {
+        if (get_array(objs[held], &views[held], formats[held], dims[held], held == 5, 0, names[held]) < 0) goto done;
+    }
+    const Py_ssize_t n = views[0].shape[0], m = views[0].shape[1], pairs = views[1].shape[0];
+    const Py_ssize_t segments = views[4].shape[0], rows = views[5].shape[0];
+    if (views[2].shape[0] != pairs || views[3].shape[0] != segments + 1 || views[5].shape[1] != m) {
+        PyErr_SetString(PyExc_ValueError, "sparse_rows: inconsistent shapes");
+        goto done;
+    }
+    const float *values = views[0].buf, *weights = views[2].buf;
+    const int32_t *cols = views[1].buf, *bounds = views[3].buf, *targets = views[4].buf;
+    float *out = views[5].buf;
+    if (segments > 0 && (bounds[0] < 0 || bounds[segments] > pairs)) {
+        PyErr_SetString(PyExc_IndexError, "sparse_rows: bounds out of range");
+        goto done;
+    }
+    Py_ssize_t longest = 1;
+    for (Py_ssize_t s = 0; s < segments; s++) {
+        if (bounds[s + 1] <= bounds[s] || targets[s] < 0 || targets[s] >= rows) {
+            PyErr_SetString(PyExc_IndexError, "sparse_rows: empty segment or target out of range");
+            goto done;
+        }
+        longest = bounds[s + 1] - bounds[s] > longest ? bounds[s + 1] - bounds[s] : longest;
+    }
+    for (Py_ssize_t p = 0; p < pairs; p++) {
+        if (cols[p] < 0 || cols[p] >= n) {
+            PyErr_SetString(PyExc_IndexError, "sparse_rows: column out of range");
+            goto done;
+        }
+    }
+    /* acc, the pairwise result, and 9 rows per level of pairwise recursion (levels: log2(longest / 128) + 1) */
+    Py_ssize_t levels = 1;
+    for (Py_ssize_t len = longest; len > 128; len /= 2) {
+        levels++;
+    }
+    acc = PyMem_Malloc(sizeof(float) * (size_t)((2 + 9 * levels) * m + 1));
+    if (acc == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    float *rest = acc + m, *scratch = rest + m;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t s = 0; s < segments; s++) {
+        const Py_ssize_t start = bounds[s], count = bounds[s + 1] - bounds[s];
+        const float *first = values + (Py_ssize_t)cols[start] * m;
+        const float weight = weights[start];
+        for (Py_ssize_t j = 0; j < m; j++) {
+            acc[j] = first[j] * weight;
+        }
+        if (count > 1) {
+            pairwise_rows(values, m, cols + start + 1, weights + start + 1, count - 1, rest, scratch);
+            for (Py_ssize_t j = 0; j < m; j++) {
+                acc[j] += rest[j];
+            }
+        }
+        float *target = out + (Py_ssize_t)targets[s] * m;
+        for (Py_ssize_t j = 0; j < m; j++) {
+            target[j] += acc[j];
+        }
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyMem_Free(acc);
+    for (int k = 0; k < held; k++) {
+        PyBuffer_Release(&views[k]);
+    }
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"box_mean_u8", box_mean_u8, METH_VARARGS, "Block means of a uint8 plane (see cv_reader.kernels)."},
     {"block_match", block_match, METH_VARARGS, "Full-search block matching (see cv_reader.kernels)."},
     {"raster_fields", raster_fields, METH_VARARGS, "Motion-vector records on a block grid (see cv_reader.kernels)."},
+    {"sparse_rows", sparse_rows, METH_VARARGS, "Sparse row sums in numpy's order (see cv_reader.kernels)."},
     {"mc_error", mc_error, METH_VARARGS, "Motion-compensated prediction error (see cv_reader.kernels)."},
     {NULL, NULL, 0, NULL},
 };

@@ -134,3 +134,21 @@ def raster_fields(
         np.ascontiguousarray(values, dtype=np.float32), field, has.view(np.uint8),
     )  # fmt: skip
     return (field, has) if clean else None
+
+
+def sparse_rows(
+    values: np.ndarray,
+    cols: np.ndarray,
+    weights: np.ndarray,
+    bounds: np.ndarray,
+    targets: np.ndarray,
+    *,
+    out: np.ndarray,
+) -> bool:
+    """Add to `out` [G, m] the sparse product of `saliency._SparseRows` (its segments flattened: `cols`, `weights`,
+    `bounds` [S + 1], `targets` [S]) with `values` [n, m], in numpy's order of float32 roundings. False (and `out`
+    untouched) when the compiled loops are off."""
+    if not compiled():
+        return False
+    _kernels.sparse_rows(np.ascontiguousarray(values, dtype=np.float32), cols, weights, bounds, targets, out)
+    return True

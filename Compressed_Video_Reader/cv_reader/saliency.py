@@ -13,6 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from . import kernels
 from .geometry import Letterbox, cell_sum_matrices
 
 
@@ -236,10 +237,22 @@ class _SparseRows:
             c, r = cols[in_slot], cells[in_slot]
             targets, starts = np.unique(r, return_index=True)  # r is non-decreasing in c
             self.slots.append((c, mat[r, c].astype(np.float32)[:, None], starts, targets))
+        # The same segments flattened in the order they are applied, for the compiled loop (`kernels.sparse_rows`).
+        offsets = np.cumsum([0] + [len(c) for c, *_ in self.slots])
+        self.flat = (
+            np.concatenate([c for c, *_ in self.slots] or [np.zeros(0)]).astype(np.int32),
+            np.concatenate([w[:, 0] for _, w, *_ in self.slots] or [np.zeros(0)]).astype(np.float32),
+            np.concatenate(
+                [st + off for (_, _, st, _), off in zip(self.slots, offsets, strict=False)] + [offsets[-1:]]
+            ).astype(np.int32),
+            np.concatenate([t for *_, t in self.slots] or [np.zeros(0)]).astype(np.int32),
+        )
 
     def left_multiply(self, values: np.ndarray) -> np.ndarray:
         """`mat @ values` for values [n, m] -> [G, m] (float32)."""
         out = np.zeros((self.rows, values.shape[1]), dtype=np.float32)
+        if kernels.sparse_rows(values, *self.flat, out=out):
+            return out
         for cols, weights, starts, targets in self.slots:
             out[targets] += np.add.reduceat(values[cols] * weights, starts, axis=0)
         return out

@@ -15,6 +15,7 @@ from cv_reader.decode import motion_records
 from cv_reader.motion_estimation import estimate_motion
 from cv_reader.motion_vectors import motion_fields
 from cv_reader.residual import box_downsample, mc_residual
+from cv_reader.saliency import _SparseRows
 
 from .synth import moving_object_clip
 
@@ -167,3 +168,24 @@ def test_motion_fields_equal_numpy(tmp_path, block, numpy_loops):
         fake, np.zeros((300, 2), np.float32), frames, rows=72 // block, cols=120 // block, block=block, count=3
     )
     assert handed_back is None
+
+
+@pytest.mark.parametrize(("cells", "samples"), [(36, 90), (5, 60), (3, 700), (2, 1100)])
+def test_cell_sums_equal_numpy(cells, samples, numpy_loops):
+    """The area-integration products of the cell scores (numpy's pairwise summation order reproduced: segments of
+    1-7, 8-128 and more than 128 samples per cell)."""
+    _require_compiled()
+    rng = np.random.default_rng(samples)
+    mat = np.zeros((cells, samples), dtype=np.float32)
+    edges = np.sort(rng.choice(np.arange(1, samples), cells - 1, replace=False))
+    first = np.searchsorted(edges, np.arange(samples), side="right")  # the cell each sample starts in
+    mat[first, np.arange(samples)] = rng.uniform(0.1, 4, samples)
+    spill = rng.random(samples) < 0.3  # some samples also overlap the next cell (two slots)
+    spill &= first + 1 < cells
+    mat[first[spill] + 1, np.flatnonzero(spill)] = rng.uniform(0.1, 4, spill.sum())
+    values = rng.uniform(0, 1, size=(samples, 33)).astype(np.float32)
+    rows = _SparseRows(mat)
+    compiled = rows.left_multiply(values)
+    expected = numpy_loops(rows.left_multiply, values)
+    assert np.array_equal(compiled, expected)
+    np.testing.assert_allclose(compiled, mat @ values, rtol=1e-5)
