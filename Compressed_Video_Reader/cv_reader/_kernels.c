@@ -80,7 +80,8 @@ box_mean_u8(PyObject *self, PyObject *args)
         PyBuffer_Release(&out);
         return NULL;
     }
-    uint32_t *rows = ow > 0 ? malloc(sizeof(uint32_t) * (size_t)(ow * factor)) : NULL;
+    /* uint16 row sums: 256 rows of 255 fit */
+    uint16_t *rows = ow > 0 ? malloc(sizeof(uint16_t) * (size_t)(ow * factor)) : NULL;
     if (ow > 0 && rows == NULL) {
         PyBuffer_Release(&plane);
         PyBuffer_Release(&out);
@@ -90,26 +91,40 @@ box_mean_u8(PyObject *self, PyObject *args)
     const float scale = (float)(1.0 / ((double)factor * (double)factor));
     const unsigned char *src = plane.buf;
     float *dst = out.buf;
+    const Py_ssize_t span = ow * factor;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < oh; i++) {
-        /* rows first: whole rows add at vector speed, then the columns of one row of sums */
+        /* rows first: whole rows add at vector speed, then the columns of one row of sums (integer sums: exact in
+         * any order) */
         const unsigned char *row = src + i * factor * stride;
-        for (Py_ssize_t x = 0; x < ow * factor; x++) {
-            rows[x] = row[x];
+        float *line = dst + i * ow;
+        uint16_t *sums = rows;
+        for (Py_ssize_t x = 0; x < span; x++) {
+            sums[x] = row[x];
         }
         for (int dy = 1; dy < factor; dy++) {
             row += stride;
-            for (Py_ssize_t x = 0; x < ow * factor; x++) {
-                rows[x] += row[x];
+            for (Py_ssize_t x = 0; x < span; x++) {
+                sums[x] += row[x];
             }
         }
-        float *line = dst + i * ow;
-        for (Py_ssize_t j = 0; j < ow; j++) {
-            uint32_t acc = 0;
-            for (int dx = 0; dx < factor; dx++) {
-                acc += rows[j * factor + dx];
+        if (factor == 4) {
+            for (Py_ssize_t j = 0; j < ow; j++) {
+                const uint16_t *s4 = sums + 4 * j;
+                line[j] = (float)((s4[0] + s4[1]) + (s4[2] + s4[3])) * scale;
             }
-            line[j] = (float)acc * scale;
+        } else if (factor == 2) {
+            for (Py_ssize_t j = 0; j < ow; j++) {
+                line[j] = (float)(sums[2 * j] + sums[2 * j + 1]) * scale;
+            }
+        } else {
+            for (Py_ssize_t j = 0; j < ow; j++) {
+                uint32_t acc = 0;
+                for (int dx = 0; dx < factor; dx++) {
+                    acc += sums[j * factor + dx];
+                }
+                line[j] = (float)acc * scale;
+            }
         }
     }
     Py_END_ALLOW_THREADS
@@ -677,11 +692,116 @@ done:
     return result;
 }
 
+/* pack_cells(frames, frame_of, cell_rows, cell_cols, patch, pad_top, pad_left, mosaics)
+ *
+ * The copies of packing.pack_mosaics: kept cell r (canvas cell (cell_rows[r], cell_cols[r]) of frame frame_of[r])
+ * goes to mosaic r // G^2, cell ((r % G^2) // G, r % G), G = S // patch. `frames` holds uint8 [Hn, Wn, 3] content
+ * rectangles placed on the S x S canvas at (pad_top, pad_left); the parts of a cell outside the content stay as
+ * they are in `mosaics` uint8 [N, S, S, 3] (zeroed by the caller: the letterbox padding is black). */
+static PyObject *
+pack_cells(PyObject *self, PyObject *args)
+{
+    PyObject *frames_obj, *frame_obj, *rows_obj, *cols_obj, *mosaics_obj;
+    int patch, pad_top, pad_left;
+    if (!PyArg_ParseTuple(args, "OOOOiiiO", &frames_obj, &frame_obj, &rows_obj, &cols_obj, &patch, &pad_top,
+                          &pad_left, &mosaics_obj)) {
+        return NULL;
+    }
+    Py_buffer frame_of, cell_rows, cell_cols, mosaics;
+    Py_buffer *views[4] = {&frame_of, &cell_rows, &cell_cols, &mosaics};
+    int held = 0;
+    PyObject *frames = NULL, *result = NULL;
+    Py_buffer *frame_views = NULL;
+    const unsigned char **frame_data = NULL;
+    Py_ssize_t num_frames = 0, acquired = 0, content_h = 0, content_w = 0;
+    if (get_array(frame_obj, &frame_of, "i", 1, 0, 0, "frame_of") < 0) goto done;
+    held++;
+    if (get_array(rows_obj, &cell_rows, "i", 1, 0, 0, "cell_rows") < 0) goto done;
+    held++;
+    if (get_array(cols_obj, &cell_cols, "i", 1, 0, 0, "cell_cols") < 0) goto done;
+    held++;
+    if (get_array(mosaics_obj, &mosaics, "B", 4, 1, 0, "mosaics") < 0) goto done;
+    held++;
+    const Py_ssize_t kept = frame_of.shape[0], images = mosaics.shape[0], size = mosaics.shape[1];
+    if (patch < 1 || cell_rows.shape[0] != kept || cell_cols.shape[0] != kept || mosaics.shape[2] != size ||
+        mosaics.shape[3] != 3) {
+        PyErr_SetString(PyExc_ValueError, "pack_cells: inconsistent shapes");
+        goto done;
+    }
+    const Py_ssize_t grid = size / patch, cells = grid * grid;
+    if (kept > images * cells) {
+        PyErr_SetString(PyExc_ValueError, "pack_cells: more cells than the mosaics hold");
+        goto done;
+    }
+    frames = PySequence_Fast(frames_obj, "frames must be a sequence");
+    if (frames == NULL) goto done;
+    num_frames = PySequence_Fast_GET_SIZE(frames);
+    frame_views = PyMem_Calloc((size_t)(num_frames > 0 ? num_frames : 1), sizeof(Py_buffer));
+    frame_data = PyMem_Calloc((size_t)(num_frames > 0 ? num_frames : 1), sizeof(unsigned char *));
+    if (frame_views == NULL || frame_data == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; acquired < num_frames; acquired++) {
+        Py_buffer *view = &frame_views[acquired];
+        if (get_array(PySequence_Fast_GET_ITEM(frames, acquired), view, "B", 3, 0, 0, "frames[i]") < 0) goto done;
+        if (acquired == 0) {
+            content_h = view->shape[0];
+            content_w = view->shape[1];
+        }
+        if (view->shape[0] != content_h || view->shape[1] != content_w || view->shape[2] != 3) {
+            PyBuffer_Release(view);
+            PyErr_SetString(PyExc_ValueError, "pack_cells: every frame must be [Hn, Wn, 3] of one size");
+            goto done;
+        }
+        frame_data[acquired] = view->buf;
+    }
+    const int32_t *which = frame_of.buf, *hs = cell_rows.buf, *ws = cell_cols.buf;
+    for (Py_ssize_t r = 0; r < kept; r++) {
+        if (which[r] < 0 || which[r] >= num_frames || hs[r] < 0 || hs[r] >= grid || ws[r] < 0 || ws[r] >= grid) {
+            PyErr_SetString(PyExc_IndexError, "pack_cells: frame or cell out of range");
+            goto done;
+        }
+    }
+    unsigned char *out = mosaics.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t r = 0; r < kept; r++) {
+        const Py_ssize_t image = r / cells, slot = r % cells;
+        unsigned char *cell = out + ((image * size + (slot / grid) * patch) * size + (slot % grid) * patch) * 3;
+        /* the cell's canvas rectangle, in content coordinates, clipped to the content */
+        Py_ssize_t y0 = (Py_ssize_t)hs[r] * patch - pad_top, x0 = (Py_ssize_t)ws[r] * patch - pad_left;
+        Py_ssize_t ya = y0 < 0 ? 0 : y0, yb = y0 + patch > content_h ? content_h : y0 + patch;
+        Py_ssize_t xa = x0 < 0 ? 0 : x0, xb = x0 + patch > content_w ? content_w : x0 + patch;
+        if (ya >= yb || xa >= xb) {
+            continue;
+        }
+        const unsigned char *src = frame_data[which[r]];
+        for (Py_ssize_t y = ya; y < yb; y++) {
+            memcpy(cell + ((y - y0) * size + (xa - x0)) * 3, src + (y * content_w + xa) * 3, (size_t)(xb - xa) * 3);
+        }
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    for (Py_ssize_t k = 0; k < acquired; k++) {
+        PyBuffer_Release(&frame_views[k]);
+    }
+    PyMem_Free(frame_views);
+    PyMem_Free(frame_data);
+    Py_XDECREF(frames);
+    for (int k = 0; k < held; k++) {
+        PyBuffer_Release(views[k]);
+    }
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"box_mean_u8", box_mean_u8, METH_VARARGS, "Block means of a uint8 plane (see cv_reader.kernels)."},
     {"block_match", block_match, METH_VARARGS, "Full-search block matching (see cv_reader.kernels)."},
     {"raster_fields", raster_fields, METH_VARARGS, "Motion-vector records on a block grid (see cv_reader.kernels)."},
     {"sparse_rows", sparse_rows, METH_VARARGS, "Sparse row sums in numpy's order (see cv_reader.kernels)."},
+    {"pack_cells", pack_cells, METH_VARARGS, "Kept cells copied into mosaics (see cv_reader.kernels)."},
     {"mc_error", mc_error, METH_VARARGS, "Motion-compensated prediction error (see cv_reader.kernels)."},
     {NULL, NULL, 0, NULL},
 };

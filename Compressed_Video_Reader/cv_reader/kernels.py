@@ -1,8 +1,8 @@
 """The compiled inner loops (`_kernels.c`, built by setup.py) behind a Python face, with the numpy versions as the
 fallback: every function here returns exactly what its numpy counterpart returns, compiled or not.
 
-`CV_READER_KERNELS=0` in the environment turns the compiled loops off (for comparisons); a missing or stale build
-(another `VERSION`) turns them off too, with one log line at debug level.
+`CV_READER_KERNELS=0` in the environment (read at import) turns the compiled loops off, for comparisons; a missing
+or stale build (another `VERSION`) turns them off too, with one log line at debug level.
 """
 
 from __future__ import annotations
@@ -30,9 +30,14 @@ if _kernels is not None and getattr(_kernels, "VERSION", None) != VERSION:
     _kernels = None
 
 
+# Read once: `compiled()` is asked for every frame, and an environment lookup costs more than the answer.
+enabled = os.environ.get("CV_READER_KERNELS", "1") != "0"
+
+
 def compiled() -> bool:
-    """Whether the compiled loops are used (built, current, and not turned off by `CV_READER_KERNELS=0`)."""
-    return _kernels is not None and os.environ.get("CV_READER_KERNELS", "1") != "0"
+    """Whether the compiled loops are used (built, current, and `enabled`: not turned off by `CV_READER_KERNELS=0`
+    at import; tests and benchmarks may set `kernels.enabled` directly)."""
+    return enabled and _kernels is not None
 
 
 def box_mean_u8(plane: np.ndarray, factor: int) -> np.ndarray | None:
@@ -151,4 +156,40 @@ def sparse_rows(
     if not compiled():
         return False
     _kernels.sparse_rows(np.ascontiguousarray(values, dtype=np.float32), cols, weights, bounds, targets, out)
+    return True
+
+
+def pack_cells(
+    frames: list[np.ndarray],
+    frame_of: np.ndarray,
+    *,
+    cell_rows: np.ndarray,
+    cell_cols: np.ndarray,
+    patch_size: int,
+    pad_top: int,
+    pad_left: int,
+    mosaics: np.ndarray,
+) -> bool:
+    """The copies of `packing.pack_mosaics` into the zeroed `mosaics` [N, S, S, 3]: kept cell r, canvas cell
+    (`cell_rows[r]`, `cell_cols[r]`) of `frames[frame_of[r]]` (uint8 [Hn, Wn, 3] content placed at the pads), goes
+    to cell r of the mosaics in row-major order. False (nothing written) when the compiled loops are off or the
+    frames are not contiguous uint8 RGB of one size."""
+    if not compiled() or not frames:
+        return False
+    shape = getattr(frames[0], "shape", None)
+    for frame in frames:
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.shape != shape:
+            return False
+        if frame.ndim != 3 or not frame.flags.c_contiguous:
+            return False
+    _kernels.pack_cells(
+        frames,
+        np.ascontiguousarray(frame_of, dtype=np.int32),
+        np.ascontiguousarray(cell_rows, dtype=np.int32),
+        np.ascontiguousarray(cell_cols, dtype=np.int32),
+        patch_size,
+        pad_top,
+        pad_left,
+        mosaics,
+    )
     return True

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from . import kernels
+
 
 def pack_mosaics(
     frames: Sequence[np.ndarray] | np.ndarray,
@@ -45,10 +47,16 @@ def pack_mosaics(
     side = grid * patch_size
     # Cells are written straight into the mosaics, seen as [N, G, p, G, p, 3] (no cell array to transpose and copy).
     mosaics = np.zeros((num_images, size, size, 3), dtype=np.uint8)
+    src = np.asarray(frame_of_t)[positions_thw[:, 0]]
+    # Compiled: one row copy per cell row, no letterboxed canvas per frame (numpy below: 2-3x the time).
+    if kernels.pack_cells(
+        list(frames), src, cell_rows=positions_thw[:, 1], cell_cols=positions_thw[:, 2], patch_size=patch_size,
+        pad_top=pad_top, pad_left=pad_left, mosaics=mosaics,
+    ):  # fmt: skip
+        return list(mosaics)
     target = mosaics[:, :side, :side].reshape(num_images, grid, patch_size, grid, patch_size, 3)
     rank = np.arange(k)
     image, row, col = rank // cells, (rank % cells) // grid, rank % grid
-    src = np.asarray(frame_of_t)[positions_thw[:, 0]]
     blank = np.zeros((size, size, 3), dtype=np.uint8)  # one canvas for all frames (same size, same black padding)
     for f in sorted(set(src.tolist())):  # (np.unique would import numpy.ma: 20 ms on a process's first video)
         rows = np.flatnonzero(src == f)

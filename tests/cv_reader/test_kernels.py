@@ -3,8 +3,12 @@ the awkward cases (sub-pixel and out-of-frame vectors, partial block grids, ties
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import sysconfig
+from pathlib import Path
 
 import av
 import numpy as np
@@ -14,6 +18,7 @@ from cv_reader import kernels, select_patches
 from cv_reader.decode import motion_records
 from cv_reader.motion_estimation import estimate_motion
 from cv_reader.motion_vectors import motion_fields
+from cv_reader.packing import pack_mosaics
 from cv_reader.residual import box_downsample, mc_residual
 from cv_reader.saliency import _SparseRows
 
@@ -22,11 +27,11 @@ from .synth import moving_object_clip
 
 @pytest.fixture
 def numpy_loops(monkeypatch):
-    """A callable that runs a function with the compiled loops turned off (`CV_READER_KERNELS=0`)."""
+    """A callable that runs a function with the compiled loops turned off."""
 
     def run(fn, *args, **kwargs):
         with monkeypatch.context() as patch:
-            patch.setenv("CV_READER_KERNELS", "0")
+            patch.setattr(kernels, "enabled", False)
             assert not kernels.compiled()
             return fn(*args, **kwargs)
 
@@ -189,3 +194,34 @@ def test_cell_sums_equal_numpy(cells, samples, numpy_loops):
     expected = numpy_loops(rows.left_multiply, values)
     assert np.array_equal(compiled, expected)
     np.testing.assert_allclose(compiled, mat @ values, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("content", "pads"), [((61, 96), (17, 0)), ((96, 45), (0, 25)), ((96, 96), (0, 0))])
+def test_mosaics_equal_numpy(content, pads, numpy_loops):
+    """Kept cells copied into the mosaics: content rectangles at odd pads (cells half in the black padding), whole
+    canvases, several frames, the last mosaic part empty."""
+    _require_compiled()
+    rng = np.random.default_rng(content[0] + pads[0])
+    frames = [rng.integers(0, 256, size=(*content, 3), dtype=np.uint8) for _ in range(5)]
+    grid, kept = 96 // 16, 60
+    flat = np.sort(rng.choice(8 * grid * grid, kept, replace=False))
+    positions = np.stack([flat // (grid * grid), (flat // grid) % grid, flat % grid], axis=1)
+    frame_of_t = np.array([0, 1, 1, 2, 3, 4, 4, 0])
+    kwargs = dict(positions_thw=positions, num_images=3, patch_size=16, square_size=96, pad_top=pads[0],
+                  pad_left=pads[1])  # fmt: skip
+    compiled = pack_mosaics(frames, frame_of_t, **kwargs)
+    expected = numpy_loops(pack_mosaics, frames, frame_of_t, **kwargs)
+    assert len(compiled) == 3
+    for got, want in zip(compiled, expected, strict=True):
+        assert np.array_equal(got, want)
+    assert compiled[1].any() and not compiled[2].any()  # 60 cells: 36 in mosaic 0, 24 in mosaic 1
+
+
+def test_environment_turns_the_kernels_off():
+    _require_compiled()
+    code = "from cv_reader import kernels; print(kernels.compiled())"
+    package = str(Path(kernels.__file__).resolve().parents[1])
+    for value, expected in (("0", "False"), ("1", "True")):
+        env = {**os.environ, "CV_READER_KERNELS": value, "PYTHONPATH": package}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+        assert out.stdout.strip() == expected
