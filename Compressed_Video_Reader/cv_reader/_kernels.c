@@ -17,7 +17,7 @@
 #include <string.h>
 
 /* Bumped whenever a signature or a result changes: cv_reader.kernels refuses a stale build. */
-#define KERNELS_VERSION 1
+#define KERNELS_VERSION 2
 
 /* A buffer of the given struct format ("f", "B", "i"), `ndim` dimensions, C-contiguous unless `strided_rows`
  * (then only the last axis must be contiguous). Sets a Python error and returns -1 on mismatch. */
@@ -156,6 +156,16 @@ segment_error(const float *ref, const float *now, float *best, Py_ssize_t h, Py_
     float fy = ys - (float)iy;
     const float *r0 = ref + iy * w;
     const float *r1 = iy + 1 < h ? r0 + w : r0;
+    if (fy == 0.0f && dx == (float)(Py_ssize_t)dx) {
+        /* A whole-pixel vector (a third of the blocks are at rest): both fractions are 0, and the bilinear
+         * arithmetic below gives the tap itself exactly (t + (u - t) * 0 is t for finite values). */
+        for (Py_ssize_t x = x0; x < x1; x++) {
+            Py_ssize_t ix = (Py_ssize_t)clamp((float)x + dx, (float)(w - 1));
+            float err = fabsf(now[x] - r0[ix]);
+            best[x] = err < best[x] ? err : best[x];
+        }
+        return;
+    }
     for (Py_ssize_t x = x0; x < x1; x++) {
         float xs = clamp((float)x + dx, (float)(w - 1));
         Py_ssize_t ix = (Py_ssize_t)xs;
@@ -177,11 +187,12 @@ segment_error(const float *ref, const float *now, float *best, Py_ssize_t h, Py_
     }
 }
 
-/* mc_error(cur, field, has, block, factor, refs, candidates, out)
+/* mc_error(cur, field, has, block, factor, refs, candidates, difference, out) -> bool
  *
- * The motion-compensated prediction error of residual.mc_residual before its intra fallback: for each frame n and
- * work pixel (y, x), the smallest |cur - bilinear(ref, y + dy, x + dx)| over the candidate references of each
- * direction whose block carries a vector, +inf where none does.
+ * The motion-compensated prediction error of residual.mc_residual: for each frame n and work pixel (y, x), the
+ * smallest |cur - bilinear(ref, y + dy, x + dx)| over the candidate references of each direction whose block
+ * carries a vector; where none does, |cur - refs[difference[n]]| (the intra fallback "difference"), or +inf when
+ * difference[n] is -1. Returns whether any +inf is left.
  *   cur        float32 [B, H, W] work luma
  *   field      float32 [B, hb, wb, 4] vectors (L0_x, L0_y, L1_x, L1_y) in full-resolution pixels, one per `block`
  *              work pixels (the grid is edge-replicated where it does not reach the border, cropped where it
@@ -190,23 +201,24 @@ segment_error(const float *ref, const float *now, float *best, Py_ssize_t h, Py_
  *   factor     work pixels per full-resolution pixel (the vectors are divided by it, in float32)
  *   refs       a sequence of float32 [H, W] work luma planes (candidate references)
  *   candidates int32 [B, 2, K] indices into refs per frame and direction, -1 after the last
+ *   difference int32 [B] index into refs of the plane that intra pixels are compared with, or -1
  *   out        float32 [B, H, W] */
 static PyObject *
 mc_error(PyObject *self, PyObject *args)
 {
-    PyObject *cur_obj, *field_obj, *has_obj, *refs_obj, *cand_obj, *out_obj;
+    PyObject *cur_obj, *field_obj, *has_obj, *refs_obj, *cand_obj, *diff_obj, *out_obj;
     int block;
     float factor;
-    if (!PyArg_ParseTuple(args, "OOOifOOO", &cur_obj, &field_obj, &has_obj, &block, &factor, &refs_obj, &cand_obj,
-                          &out_obj)) {
+    if (!PyArg_ParseTuple(args, "OOOifOOOO", &cur_obj, &field_obj, &has_obj, &block, &factor, &refs_obj, &cand_obj,
+                          &diff_obj, &out_obj)) {
         return NULL;
     }
     if (block < 1 || !(factor > 0.0f)) {
         PyErr_SetString(PyExc_ValueError, "block and factor must be positive");
         return NULL;
     }
-    Py_buffer cur, field, has, cand, out;
-    Py_buffer *views[5] = {&cur, &field, &has, &cand, &out};
+    Py_buffer cur, field, has, cand, diff, out;
+    Py_buffer *views[6] = {&cur, &field, &has, &cand, &diff, &out};
     int held = 0;
     PyObject *refs = NULL;
     Py_buffer *ref_views = NULL;
@@ -222,6 +234,8 @@ mc_error(PyObject *self, PyObject *args)
     held++;
     if (get_array(cand_obj, &cand, "i", 3, 0, 0, "candidates") < 0) goto done;
     held++;
+    if (get_array(diff_obj, &diff, "i", 1, 0, 0, "difference") < 0) goto done;
+    held++;
     if (get_array(out_obj, &out, "f", 3, 1, 0, "out") < 0) goto done;
     held++;
 
@@ -229,7 +243,7 @@ mc_error(PyObject *self, PyObject *args)
     const Py_ssize_t hb = field.shape[1], wb = field.shape[2], slots = cand.shape[2];
     if (field.shape[0] != count || field.shape[3] != 4 || hb < 1 || wb < 1 || has.shape[0] != count ||
         has.shape[1] != hb || has.shape[2] != wb || has.shape[3] != 2 || cand.shape[0] != count ||
-        cand.shape[1] != 2 || out.shape[0] != count || out.shape[1] != h || out.shape[2] != w || h < 1 || w < 1) {
+        cand.shape[1] != 2 || diff.shape[0] != count || out.shape[0] != count || out.shape[1] != h || out.shape[2] != w || h < 1 || w < 1) {
         PyErr_SetString(PyExc_ValueError, "mc_error: inconsistent shapes");
         goto done;
     }
@@ -252,13 +266,20 @@ mc_error(PyObject *self, PyObject *args)
         }
         ref_data[acquired] = view->buf;
     }
-    const int32_t *cands = cand.buf;
+    const int32_t *cands = cand.buf, *diffs = diff.buf;
     for (Py_ssize_t k = 0; k < count * 2 * slots; k++) {
         if (cands[k] >= num_refs || cands[k] < -1) {
             PyErr_SetString(PyExc_IndexError, "mc_error: candidate index out of range");
             goto done;
         }
     }
+    for (Py_ssize_t n = 0; n < count; n++) {
+        if (diffs[n] >= num_refs || diffs[n] < -1) {
+            PyErr_SetString(PyExc_IndexError, "mc_error: difference index out of range");
+            goto done;
+        }
+    }
+    int left = 0;
 
     const float *curs = cur.buf, *fields = field.buf;
     const unsigned char *hass = has.buf;
@@ -291,10 +312,20 @@ mc_error(PyObject *self, PyObject *args)
                 }
             }
         }
+        /* numpy: np.abs(cur - prev), float32 */
+        const float *back = diffs[n] >= 0 ? ref_data[diffs[n]] : NULL;
+        for (Py_ssize_t i = 0; i < h * w; i++) {
+            if (best[i] == INFINITY) {
+                if (back != NULL) {
+                    best[i] = fabsf(now[i] - back[i]);
+                } else {
+                    left = 1;
+                }
+            }
+        }
     }
     Py_END_ALLOW_THREADS
-    result = Py_None;
-    Py_INCREF(result);
+    result = PyBool_FromLong(left);
 
 done:
     for (Py_ssize_t k = 0; k < acquired; k++) {

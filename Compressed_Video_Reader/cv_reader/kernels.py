@@ -14,7 +14,7 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-VERSION = 1  # must equal KERNELS_VERSION in _kernels.c
+VERSION = 2  # must equal KERNELS_VERSION in _kernels.c
 
 try:
     from . import _kernels
@@ -59,10 +59,12 @@ def mc_error(
     factor: int,
     prev: list[list[np.ndarray]],
     nxt: list[list[np.ndarray]],
-) -> np.ndarray | None:
-    """float32 [B, H, W] smallest motion-compensated error over the candidate references of each direction whose
-    block carries a vector, +inf where none does: the prediction part of `residual.mc_residual` (its arguments, on
-    the work grid: `field` [B, hb, wb, 4], `has` [B, hb, wb, 2], `block` work pixels per vector). None when the
+    difference: bool,
+) -> tuple[np.ndarray, bool] | None:
+    """The motion-compensated error of `residual.mc_residual` (its arguments, on the work grid: `field`
+    [B, hb, wb, 4], `has` [B, hb, wb, 2], `block` work pixels per vector): float32 [B, H, W], the smallest error over
+    the candidate references of each direction whose block carries a vector; elsewhere, with `difference`, the
+    difference to the frame's first list-0 candidate, else +inf. Returns `(error, any +inf left)`, or None when the
     compiled loops are off or the inputs are not float32."""
     if not compiled() or cur.dtype != np.float32 or field.shape[1] == 0 or field.shape[2] == 0:
         return None
@@ -79,8 +81,9 @@ def mc_error(
                     slot_of[id(plane)] = len(refs)
                     refs.append(np.ascontiguousarray(plane))
                 candidates[n, direction, k] = slot_of[id(plane)]
+    back = candidates[:, 0, 0] if difference else np.full(cur.shape[0], -1, dtype=np.int32)
     out = np.empty(cur.shape, dtype=np.float32)
-    _kernels.mc_error(
+    left = _kernels.mc_error(
         np.ascontiguousarray(cur),
         np.ascontiguousarray(field, dtype=np.float32),
         np.ascontiguousarray(has).view(np.uint8),
@@ -88,9 +91,10 @@ def mc_error(
         float(factor),
         refs,
         candidates,
+        np.ascontiguousarray(back),
         out,
     )
-    return out
+    return out, left
 
 
 def block_match(

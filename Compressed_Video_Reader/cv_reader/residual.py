@@ -185,11 +185,16 @@ def mc_residual(
     count, hw, ww = cur.shape
     field, has, mv_block = vectors_on_work_grid(field, has, mv_block=mv_block, factor=factor)
     block = mv_block // factor
-    error = kernels.mc_error(cur, field, has=has, block=block, factor=factor, prev=prev, nxt=nxt)
-    if error is None:
+    compiled = kernels.mc_error(
+        cur, field, has=has, block=block, factor=factor, prev=prev, nxt=nxt, difference=intra == "difference"
+    )
+    if compiled is not None:
+        error, unpredicted = compiled  # the "difference" fallback is done; +inf is left where the texture one goes
+    else:
         error = _prediction_error(cur, field, has=has, block=block, factor=factor, prev=prev, nxt=nxt)
-    no_pred = ~np.isfinite(error)
-    if no_pred.any():
+        unpredicted = True
+    no_pred = ~np.isfinite(error) if unpredicted else None
+    if no_pred is not None and no_pred.any():
         fallback = np.empty_like(error)
         by_difference = [n for n in range(count) if prev[n] and intra == "difference"]
         if by_difference:

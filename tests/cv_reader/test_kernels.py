@@ -97,9 +97,13 @@ def test_motion_compensated_residual_equals_numpy(block, factor, grid_extra, int
     compiled = mc_residual(cur, field, **args)
     expected = numpy_loops(mc_residual, cur, field, **args)
     assert np.isfinite(expected).all() and np.array_equal(compiled, expected)
-    # The prediction part alone: +inf exactly where no direction predicts.
-    raw = kernels.mc_error(cur, field, has=has, block=block, factor=factor, prev=prev, nxt=nxt)
-    assert np.isinf(raw).any() and np.isfinite(raw).any()
+    # Without the "difference" fallback: +inf where no direction predicts, and the kernel says so.
+    raw, left = kernels.mc_error(cur, field, has=has, block=block, factor=factor, prev=prev, nxt=nxt, difference=False)
+    assert left and np.isinf(raw).any() and np.isfinite(raw).any()
+    filled, left = kernels.mc_error(
+        cur, field, has=has, block=block, factor=factor, prev=prev, nxt=nxt, difference=True
+    )
+    assert left == any(not p for p in prev)  # only frames without a list-0 candidate keep +inf
 
 
 @pytest.mark.parametrize(
