@@ -142,10 +142,13 @@ def median(values: np.ndarray, axis: int) -> np.ndarray:
         values = values.astype(np.float64)
     size = values.shape[axis]
     half = size // 2
+    part = np.partition(values, half, axis=axis)
     if size % 2:
-        return np.take(np.partition(values, half, axis=axis), half, axis=axis)
-    part = np.partition(values, [half - 1, half], axis=axis)
-    return (np.take(part, half - 1, axis=axis) + np.take(part, half, axis=axis)) / values.dtype.type(2)
+        return np.take(part, half, axis=axis)
+    # The lower middle value is the largest of the `half` values before it: one partition around a single kth
+    # (numpy's SIMD selection; given two kth it falls back to introselect, 4x slower on a 3600-block grid).
+    lower = np.take(part, np.arange(half), axis=axis).max(axis=axis)
+    return (lower + np.take(part, half, axis=axis)) / values.dtype.type(2)
 
 
 def _masked_median(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -193,8 +196,11 @@ def percentile_rows(rows: np.ndarray, pct: float) -> np.ndarray:
     low = math.floor(virtual) if virtual < size - 1 else size - 1
     high = min(low + 1, size - 1)
     gamma = virtual - low if virtual < size - 1 else 0.0
-    part = np.partition(rows, sorted({low, high}), axis=1)
-    below, above = part[:, low], part[:, high]
+    # One partition around the higher order statistic; the lower one, when it differs, is the largest value before
+    # it (numpy's SIMD selection takes a single kth: given two it falls back to introselect, 4x slower on 14k values).
+    part = np.partition(rows, high, axis=1)
+    above = part[:, high]
+    below = part[:, :high].max(axis=1) if low < high else above
     step = above - below
     if gamma >= 0.5:  # numpy's lerp interpolates from the nearer end
         return above - step * (1 - gamma)

@@ -128,3 +128,26 @@ def test_box_downsample_is_the_block_mean(factor):
     want = planes[:, : h * factor, : w * factor].reshape(3, h, factor, w, factor).astype(np.float64).mean(axis=(2, 4))
     np.testing.assert_array_equal(box_downsample(planes, factor), want.astype(np.float32))
     np.testing.assert_array_equal(box_downsample(planes[1], factor), want[1].astype(np.float32))
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 8, 100, 3601])
+def test_medians_and_percentiles_are_numpys(size):
+    """`median` and `percentile_rows` (one single-kth partition each, not numpy's two-kth one) give np.median's and
+    np.partition's order statistics exactly: rows with runs of equal values (vectors at rest, truncated to whole
+    pixels), signed zeros, sorted runs, odd and even lengths."""
+    rng = np.random.default_rng(size)
+    rows = np.trunc(rng.normal(0, 2, size=(6, size))).astype(np.float32)
+    rows[1] = 0.0
+    rows[2] = np.sort(rows[2])
+    rows[3] = rows[3][::-1].copy()
+    rows[4] = rng.uniform(0, 255, size).astype(np.float32)
+    assert np.array_equal(median(rows, axis=1), np.median(rows, axis=1))
+    for pct in (95.0, 50.0, 0.0, 100.0, 99.9):
+        virtual = (size - 1) * pct / 100
+        low = min(int(np.floor(virtual)), size - 1)
+        part = np.partition(rows, sorted({low, min(low + 1, size - 1)}), axis=1)
+        got = percentile_rows(rows, pct)
+        assert got.dtype == np.float32
+        if virtual == low:  # on an order statistic: exactly it
+            assert np.array_equal(got, part[:, low])
+        np.testing.assert_allclose(got, np.percentile(rows, pct, axis=1), rtol=1e-6, atol=1e-6)
