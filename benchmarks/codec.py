@@ -5,17 +5,19 @@ one run on the same clips.
     python benchmarks/codec.py --quick                        # short clips only, 60 s long clip, 1 repetition
     python benchmarks/codec.py --lmms_site /tmp/bench-site    # add lmms-video-utils (see below)
 
-Clips (generated with PyAV/x264/x265 unless given with --clips): H.264 360p/720p/1080p short clips with B-frames,
-a 4-s 2160p clip, 720p without B-frames, a PAL-size (720x576), a 10-bit 360p and a rotated 720p clip, one HEVC
-clip, a long 720p clip, and the two demo clips of tests/fixtures when present (`--only TEXT`: just the clips whose
-label holds TEXT). The H.264 clips are coded as one slice per picture, as ffmpeg's x264 and most real footage (the
-demo clips) are; the "2 slices" rows are PyAV's own default encode on a 2-core machine (x264 sliced threads), whose
-pictures a plain decode splits over both cores (slice threading), so that the plain decode there takes the whole
-machine.
+Clips (generated with PyAV/x264/x265 unless given with --clips): H.264 360p/720p/1080p short clips with B-frames, a
+4-s 2160p clip, 720p without B-frames, a PAL-size (720x576), a 10-bit 360p, a 320x240 and a rotated 720p clip, one
+HEVC clip, a long 720p clip, and the two demo clips of tests/fixtures when present (`--only TEXT`: just the clips
+whose label holds TEXT). The H.264 clips are coded as one slice per picture, as ffmpeg's x264 and most real footage
+(the demo clips) are; the "2 slices" rows are PyAV's own default encode on a 2-core machine (x264 sliced threads),
+whose pictures a plain decode splits over both cores (slice threading), so that the plain decode there takes the
+whole machine.
 
 Arms, each in a fresh child process per clip and repetition (so peak RSS is that arm's alone):
 * `decode`: plain PyAV decode of every frame (library defaults), the floor any decoder-based frontend pays;
 * `ours`: `cv_reader.select_patches` + the 8 mosaics (no file writes);
+* `numpy` (with `--numpy`): `ours` with its compiled loops turned off (`CV_READER_KERNELS=0`), the same numbers
+  computed by the numpy versions;
 * `baseline` (with `--baseline DIR`): `ours` with the `cv_reader` of another checkout, e.g. an older commit:
   `git worktree add /tmp/base <rev>` then `--baseline /tmp/base/Compressed_Video_Reader`;
 * `lmms`: `lmms_video_utils.fetch_codec_video(path, target_canvas=8)`. It is not a project dependency: install it
@@ -48,7 +50,7 @@ _CHILD = """
 import json, resource, sys, time
 sys.path.insert(0, {pkg!r})
 arm, path, site = sys.argv[1], sys.argv[2], sys.argv[3]
-if arm in ("ours", "baseline"):
+if arm in ("ours", "numpy", "baseline"):
     from cv_reader import select_patches
     def work():
         select_patches(path).mosaics()
@@ -134,12 +136,22 @@ def make_clip(
 def run_arm(arm: str, path: Path, *, lmms_site: str, baseline: str = "") -> dict:
     """Time, CPU and peak RSS of one arm on one clip, in a fresh child process."""
     code = _CHILD.format(pkg=baseline if arm == "baseline" else str(REPO / "Compressed_Video_Reader"))
+    env = {**os.environ, "CV_READER_KERNELS": "0"} if arm == "numpy" else None
     out = subprocess.run(
-        [sys.executable, "-c", code, arm, str(path), lmms_site], capture_output=True, text=True, check=False
+        [sys.executable, "-c", code, arm, str(path), lmms_site], capture_output=True, text=True, check=False, env=env
     )
     if out.returncode != 0:
         return {"error": (out.stderr.strip().splitlines() or ["?"])[-1][:120]}
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _kernels_built() -> bool:
+    """Whether `cv_reader`'s compiled loops are importable from this checkout (a child process: this one has not
+    imported the package)."""
+    code = "from cv_reader import kernels; print(kernels._kernels is not None)"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "Compressed_Video_Reader")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, env=env)
+    return out.stdout.strip() == "True"
 
 
 def _vs_decode(best: dict[str, dict], arm: str, key: str = "wall") -> float:
@@ -157,6 +169,8 @@ def clip_matrix(folder: Path, *, quick: bool, long_seconds: float, only: str = "
         # PAL size: the letterboxed content is 576x461, an odd height (see `cv_reader.decode.RgbScaler`).
         ("h264 720x576 PAL", dict(seconds=short, height=576, width=720, fps=25)),
         ("h264 360p 10-bit", dict(seconds=short, height=360, pix_fmt="yuv420p10le")),
+        # 4:3 320x240 at 25 fps (UCF-101-like): the smallest frames, the cheapest decode to keep up with.
+        ("h264 320x240", dict(seconds=short, height=240, width=320, fps=25)),
         ("h264 720p rotated", dict(seconds=short, height=720, rotation=90)),  # a phone clip shown portrait
         ("h264 1080p B", dict(seconds=short, height=1080)),
         ("h264 2160p B", dict(seconds=4.0, height=2160)),
@@ -185,13 +199,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clip_dir", default=None, help="keep the generated clips here and reuse them next time")
     parser.add_argument("--baseline", default="", help="a Compressed_Video_Reader folder to time beside ours")
     parser.add_argument("--only", default="", help="only the clips whose label contains this text, e.g. 2160p")
+    parser.add_argument(
+        "--numpy", action="store_true", help="add ours with the compiled loops off (CV_READER_KERNELS=0) as an arm"
+    )
     args = parser.parse_args(argv)
     long_seconds = args.long_seconds or (60.0 if args.quick else 180.0)
     repeat = args.repeat or (1 if args.quick else 2)
-    arms = ["decode", "ours"] + (["baseline"] if args.baseline else []) + (["lmms"] if args.lmms_site else [])
+    arms = ["decode", "ours"] + (["numpy"] if args.numpy else []) + (["baseline"] if args.baseline else [])
+    arms += ["lmms"] if args.lmms_site else []
     print(
         f"# machine: {platform.platform()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; python "
-        f"{platform.python_version()}, numpy {np.__version__}, av {av.__version__}"
+        f"{platform.python_version()}, numpy {np.__version__}, av {av.__version__}; compiled loops "
+        f"{'built' if _kernels_built() else 'NOT built (pip install -e .): ours runs the numpy loops'}"
     )
     with tempfile.TemporaryDirectory() as scratch:
         tmp = args.clip_dir or scratch
@@ -209,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             header
             + f" {'ours/dec':>8s} {'cpu o/d':>8s}"
+            + (f" {'nump/dec':>8s}" if "numpy" in arms else "")
             + (f" {'base/dec':>8s}" if "baseline" in arms else "")
             + (f" {'lmms/dec':>8s}" if "lmms" in arms else "")
         )
@@ -234,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                     else f" {r['wall']:9.3f} {r['cpu']:9.3f} {r['rss_mb']:9.0f}"
                 )
             ratio, cpu_ratio = _vs_decode(best, "ours"), _vs_decode(best, "ours", "cpu")
-            others = {arm: _vs_decode(best, arm) for arm in ("baseline", "lmms") if arm in arms}
+            others = {arm: _vs_decode(best, arm) for arm in ("numpy", "baseline", "lmms") if arm in arms}
             line += f" {ratio:8.2f} {cpu_ratio:8.2f}" + "".join(f" {r:8.2f}" for r in others.values())
             print(line, flush=True)
             rows.append(
