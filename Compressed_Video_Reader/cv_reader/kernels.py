@@ -14,7 +14,7 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-VERSION = 2  # must equal KERNELS_VERSION in _kernels.c
+VERSION = 3  # must equal KERNELS_VERSION in _kernels.c
 
 try:
     from . import _kernels
@@ -197,3 +197,14 @@ def pack_cells(
         mosaics,
     )
     return True
+
+
+def order_stats(rows: np.ndarray, low: int, high: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The `low`-th and `high`-th smallest (0-based) of each row of float32 `rows` [B, n] (finite values): the values
+    `np.partition` puts there, float32 [B] each (of equal values -0.0 and 0.0 either may come). None when the
+    compiled loops are off or `rows` is not float32 [B, n]."""
+    if not compiled() or rows.dtype != np.float32 or rows.ndim != 2 or rows.shape[1] == 0:
+        return None
+    lows, highs = np.empty(rows.shape[0], np.float32), np.empty(rows.shape[0], np.float32)
+    _kernels.order_stats(np.ascontiguousarray(rows), low, high, lows, highs)
+    return lows, highs

@@ -142,6 +142,10 @@ def median(values: np.ndarray, axis: int) -> np.ndarray:
         values = values.astype(np.float64)
     size = values.shape[axis]
     half = size // 2
+    picked = kernels.order_stats(values, half - 1 + size % 2, half) if axis in (1, -1) and size else None
+    if picked is not None:  # compiled: the same middle values
+        lower, upper = picked
+        return upper if size % 2 else (lower + upper) / values.dtype.type(2)
     part = np.partition(values, half, axis=axis)
     if size % 2:
         return np.take(part, half, axis=axis)
@@ -198,9 +202,13 @@ def percentile_rows(rows: np.ndarray, pct: float) -> np.ndarray:
     gamma = virtual - low if virtual < size - 1 else 0.0
     # One partition around the higher order statistic; the lower one, when it differs, is the largest value before
     # it (numpy's SIMD selection takes a single kth: given two it falls back to introselect, 4x slower on 14k values).
-    part = np.partition(rows, high, axis=1)
-    above = part[:, high]
-    below = part[:, :high].max(axis=1) if low < high else above
+    picked = kernels.order_stats(rows, low, high)
+    if picked is not None:  # compiled: the same order statistics, in a time that does not depend on the data
+        below, above = picked
+    else:
+        part = np.partition(rows, high, axis=1)
+        above = part[:, high]
+        below = part[:, :high].max(axis=1) if low < high else above
     step = above - below
     if gamma >= 0.5:  # numpy's lerp interpolates from the nearer end
         return above - step * (1 - gamma)

@@ -20,7 +20,7 @@ from cv_reader.motion_estimation import estimate_motion
 from cv_reader.motion_vectors import motion_fields
 from cv_reader.packing import pack_mosaics
 from cv_reader.residual import box_downsample, mc_residual
-from cv_reader.saliency import _SparseRows
+from cv_reader.saliency import _SparseRows, median, percentile_rows
 
 from .synth import moving_object_clip
 
@@ -229,3 +229,25 @@ def test_environment_turns_the_kernels_off():
         env = {**os.environ, "CV_READER_KERNELS": value, "PYTHONPATH": package}
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
         assert out.stdout.strip() == expected
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 8, 100, 14400])
+def test_order_statistics_equal_numpy(size, numpy_loops):
+    """The radix selection behind medians and percentiles: runs of equal values (half zeros, a few hundred levels,
+    as residual maps are), negative values, sorted and reversed rows, every position of two adjacent ranks."""
+    _require_compiled()
+    rng = np.random.default_rng(size)
+    rows = np.round(rng.normal(0, 4, size=(6, size)) * 16).astype(np.float32) / 16
+    rows[0, ::2] = 0.0
+    rows[1] = np.abs(rows[1])
+    rows[2] = np.sort(rows[2])
+    rows[3] = np.sort(rows[3])[::-1]
+    rows[4] = 7.0
+    ordered = np.sort(rows, axis=1)
+    for low in sorted({0, size // 2, max(size - 2, 0), size - 1, (size * 95) // 100}):
+        for high in {low, min(low + 1, size - 1)}:
+            got_low, got_high = kernels.order_stats(rows, low, high)
+            assert np.array_equal(got_low, ordered[:, low]) and np.array_equal(got_high, ordered[:, high])
+    for pct in (95.0, 50.0, 0.0, 100.0):
+        assert np.array_equal(percentile_rows(rows, pct), numpy_loops(percentile_rows, rows, pct))
+    assert np.array_equal(median(rows, axis=1), numpy_loops(median, rows, axis=1))
