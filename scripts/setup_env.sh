@@ -18,7 +18,8 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # The dev extra includes the web demo's browser test: it needs gradio (the demo extra) as well.
 case ",$EXTRAS," in *,dev,*) case ",$EXTRAS," in *,demo,*) ;; *) EXTRAS="$EXTRAS,demo" ;; esac ;; esac
-# setup.py and the C source are in the stamp: a changed kernel is rebuilt (the editable install compiles it in place).
+# setup.py and the C source are in the stamp: a changed kernel is rebuilt (the editable install compiles it in place;
+# tests/eval/test_launcher.py hashes the same inputs).
 stamp_inputs=("$REPO_ROOT/pyproject.toml" "$PIP_CONSTRAINT" "$REPO_ROOT/setup.py" "$REPO_ROOT/Compressed_Video_Reader/cv_reader/_kernels.c")
 stamp="$VENV/.installed-$(cat "${stamp_inputs[@]}" | sha1sum | cut -c1-12)-${EXTRAS//,/_}"
 if [ ! -f "$stamp" ]; then

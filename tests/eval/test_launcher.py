@@ -16,9 +16,9 @@ from .conftest import REPO_ROOT, lmms_eval_env
 
 def _installed_extras() -> str:
     """The extras of this environment's set-up stamp (scripts/setup_env.sh), so the launcher installs nothing."""
-    digest = hashlib.sha1(
-        (REPO_ROOT / "pyproject.toml").read_bytes() + (REPO_ROOT / ".ci" / "constraints.txt").read_bytes()
-    ).hexdigest()[:12]
+    # The stamp's inputs, in the order scripts/setup_env.sh hashes them (`stamp_inputs` there).
+    inputs = ["pyproject.toml", ".ci/constraints.txt", "setup.py", "Compressed_Video_Reader/cv_reader/_kernels.c"]
+    digest = hashlib.sha1(b"".join((REPO_ROOT / name).read_bytes() for name in inputs)).hexdigest()[:12]
     stamps = sorted(Path(sys.prefix).glob(f".installed-{digest}-*"))
     if not stamps:
         # scripts/run_tests.sh sets the environment up first; a stale one is a set-up error, not a reason to skip.
