@@ -34,16 +34,21 @@ print(json.dumps({"faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt -
 """
 
 
-def _faults_after_selection(video: Path, **env: str) -> int:
+def _child(code: str, video: Path, **env: str) -> dict:
+    """The JSON line printed by `code` run on `video` in a fresh interpreter (with `env` added)."""
     path = os.pathsep.join([str(REPO / "Compressed_Video_Reader"), os.environ.get("PYTHONPATH", "")])
     out = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(video)],
+        [sys.executable, "-c", code, str(video)],
         capture_output=True,
         text=True,
         check=True,
         env={**os.environ, "PYTHONPATH": path, **env},
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])["faults"]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _faults_after_selection(video: Path, **env: str) -> int:
+    return _child(_CHILD, video, **env)["faults"]
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a glibc allocator setting")
@@ -70,15 +75,7 @@ print(json.dumps({"before": before, "after": hint()}))
 
 
 def _hint_around_selection(video: Path, **env: str) -> dict:
-    path = os.pathsep.join([str(REPO / "Compressed_Video_Reader"), os.environ.get("PYTHONPATH", "")])
-    out = subprocess.run(
-        [sys.executable, "-c", _HINT_CHILD, str(video)],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "PYTHONPATH": path, **env},
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return _child(_HINT_CHILD, video, **env)
 
 
 def test_selection_turns_off_numpy_huge_pages(tmp_path):
