@@ -31,6 +31,7 @@ from .decode import (
     at_first_size,
     frame_rotation,
     iter_indexed_frames,
+    luma_in_place,
     luma_plane,
     motion_records,
     nearest_decoded,
@@ -217,7 +218,8 @@ class _Session:
         self.frames: list[np.ndarray | None] = []  # content RGB [Hn, Wn, 3] per distinct sampled frame
         self.frame_row: dict[int, int] = {}
         self.scaler = RgbScaler()
-        # Grey of frames whose luma is not 8-bit planar (`work_luma`: on one thread, as the frame size is fixed).
+        # Grey of frames whose luma is not 8-bit planar (`work_luma`: always on the pixel thread, and one reformatter
+        # serves the stream as the frame size is fixed).
         self.gray = VideoReformatter()
         self.pixel_worker: ThreadPoolExecutor | None = None  # during `_decode_pass`
         self.pixel_jobs: list[Future] = []
@@ -257,8 +259,11 @@ class _Session:
         decoder runs on one core (one slice per picture: most real footage): select + mosaics went from 1.33x to
         1.13x of a plain decode on a 720p clip, 1.30x to 1.06x at 1080p (median of 9 interleaved runs). Smaller
         frames decode fast and the helper threads are the critical path instead: at 360p the move cost 10 %
-        (1.96x -> 2.15x). Bounded like the canvases: at most MAX_PIXEL_JOBS decoded frames wait for that thread."""
-        if frame.width * frame.height < OFFLOAD_LUMA_PIXELS:
+        (1.96x -> 2.15x). Luma that is not 8-bit planar (10-bit, RGB, ...) goes to the pixel thread at any size: its
+        swscale conversion (0.3 ms per 360p frame) made the decoding thread the critical path again (10-s 10-bit
+        360p clip, median of 11 fresh processes: 321 -> 291 ms). Bounded like the canvases: at most MAX_PIXEL_JOBS
+        decoded frames wait for that thread."""
+        if frame.width * frame.height < OFFLOAD_LUMA_PIXELS and luma_in_place(frame):
             return self._work_luma(frame)
         return submit_bounded(self.pixel_worker, self.pixel_jobs, self._work_luma, frame, limit=MAX_PIXEL_JOBS)
 
