@@ -1,8 +1,9 @@
 """The compiled inner loops (`_kernels.c`, built by setup.py) behind a Python face, with the numpy versions as the
 fallback: every function here returns exactly what its numpy counterpart returns, compiled or not.
 
-`CV_READER_KERNELS=0` in the environment (read at import) turns the compiled loops off, for comparisons; a missing
-or stale build (another `VERSION`) turns them off too, with one log line at debug level.
+`CV_READER_KERNELS=0` in the environment (read at import) turns the compiled loops off, for comparisons. A missing
+build (no C compiler at install time) runs the numpy loops quietly; a stale one (another `VERSION`: the source
+changed without a new `pip install -e .`) runs them too and says so once.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ except ImportError:  # not built: no C compiler at install time, or a source che
     _kernels = None
 
 if _kernels is not None and getattr(_kernels, "VERSION", None) != VERSION:
-    logger.debug(
-        "cv_reader._kernels is a stale build (version %s, expected %s): numpy loops used",
+    logger.warning(
+        "cv_reader._kernels is a stale build (version %s, expected %s): the slower numpy loops run until the"
+        " package is installed again (pip install -e .)",
         getattr(_kernels, "VERSION", None),
         VERSION,
     )
@@ -43,8 +45,8 @@ def compiled() -> bool:
 def box_mean_u8(plane: np.ndarray, factor: int) -> np.ndarray | None:
     """float32 [H//f, W//f] block means of a uint8 plane [H, W] (rows may be padded: a decoded frame's line size),
     as `residual.box_downsample`; None when the compiled loops are off."""
-    if not compiled() or plane.ndim != 2 or plane.dtype != np.uint8 or plane.strides[1] != 1:
-        return None
+    if not compiled() or plane.ndim != 2 or plane.dtype != np.uint8 or plane.strides[1] != 1 or factor > 256:
+        return None  # (uint16 row sums hold 256 rows of 255)
     out = np.empty((plane.shape[0] // factor, plane.shape[1] // factor), dtype=np.float32)
     _kernels.box_mean_u8(plane, factor, out)
     return out

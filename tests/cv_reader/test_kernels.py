@@ -54,7 +54,7 @@ def test_the_kernels_are_built():
     _require_compiled()
 
 
-@pytest.mark.parametrize("factor", [2, 3, 4, 8, 16])
+@pytest.mark.parametrize("factor", [2, 3, 4, 8, 16, 32, 300])
 def test_block_means_equal_numpy(factor, numpy_loops):
     _require_compiled()
     rng = np.random.default_rng(factor)
