@@ -61,11 +61,10 @@ INTRA_HEAVY = 0.5  # inter frames with more intra blocks than this are treated l
 BUSY_FIELD = 0.3  # share of non-zero vectors above which a field is treated like camera motion
 BATCH = 8  # samples whose energies are computed together (numpy's per-call cost dominates at work resolution)
 MAX_PENDING = 2  # batches queued for the energy thread before decoding waits
-# Canvases are stored in blocks of 16-32 MiB (one smaller block when they take less): numpy asks the kernel for
-# transparent huge pages from 4 MiB on (a block this size is mostly whole 2-MiB pages, one of 4.5 MiB about 60 %),
-# and below glibc's 32 MiB mmap threshold (`allocator`) the blocks are reused across videos. One array per canvas
-# (560 KiB from 16:9 video) took a page fault per 4 KiB when first written: ~9k faults, 20-30 ms of system time in
-# a fresh process for the 64 canvases.
+# Canvases are stored in blocks of 16-32 MiB (one smaller block when they take less), below glibc's 32 MiB mmap
+# threshold (`allocator`), so the blocks are reused across videos. They were sized for numpy's transparent huge
+# pages (a block this size is mostly whole 2-MiB pages), which `allocator` now turns off: in a fresh process the
+# 64 canvases fault in their ~9k 4-KiB pages whether they are one block or 64 arrays.
 CANVAS_CHUNK_BYTES = 16 << 20
 MAX_PIXEL_JOBS = 4  # sampled frames queued for the pixel thread before decoding waits
 # Frames of at least this many pixels get their work luma on the pixel thread (`_Session.work_luma`).

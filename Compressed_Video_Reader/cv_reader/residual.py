@@ -197,7 +197,7 @@ def mc_residual(
     if no_pred is not None and no_pred.any():
         fallback = np.empty_like(error)
         by_difference = [n for n in range(count) if prev[n] and intra == "difference"]
-        if by_difference:
+        if by_difference and compiled is None:  # (the kernel has filled these frames already)
             fallback[by_difference] = np.abs(cur[by_difference] - np.stack([prev[n][0] for n in by_difference]))
         by_texture = sorted(set(range(count)) - set(by_difference))
         if by_texture:

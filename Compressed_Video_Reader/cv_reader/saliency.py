@@ -200,12 +200,13 @@ def percentile_rows(rows: np.ndarray, pct: float) -> np.ndarray:
     low = math.floor(virtual) if virtual < size - 1 else size - 1
     high = min(low + 1, size - 1)
     gamma = virtual - low if virtual < size - 1 else 0.0
-    # One partition around the higher order statistic; the lower one, when it differs, is the largest value before
-    # it (numpy's SIMD selection takes a single kth: given two it falls back to introselect, 4x slower on 14k values).
     picked = kernels.order_stats(rows, low, high)
     if picked is not None:  # compiled: the same order statistics, in a time that does not depend on the data
         below, above = picked
     else:
+        # One partition around the higher order statistic; the lower one, when it differs, is the largest value
+        # before it (numpy's SIMD selection takes a single kth: given two it falls back to introselect, 4x slower on
+        # 14k values).
         part = np.partition(rows, high, axis=1)
         above = part[:, high]
         below = part[:, :high].max(axis=1) if low < high else above
