@@ -17,7 +17,7 @@
 #include <string.h>
 
 /* Bumped whenever a signature or a result changes: cv_reader.kernels refuses a stale build. */
-#define KERNELS_VERSION 3
+#define KERNELS_VERSION 5
 
 /* A buffer of the given struct format ("f", "B", "i"), `ndim` dimensions, C-contiguous unless `strided_rows`
  * (then only the last axis must be contiguous). Sets a Python error and returns -1 on mismatch. */
@@ -49,24 +49,64 @@ get_array(PyObject *obj, Py_buffer *view, const char *format, int ndim, int writ
     return 0;
 }
 
-/* box_mean_u8(plane, factor, out): out[i, j] = float(sum of the factor x factor block (i, j) of the uint8 plane)
+/* The block means of box_mean for one sample type: integer row sums (exact in any order), then float(sum) * scale. */
+#define BOX_MEAN_LOOPS(SAMPLE_T, SUM_T)                                                                              \
+    do {                                                                                                             \
+        SUM_T *sums = rows;                                                                                          \
+        for (Py_ssize_t i = 0; i < oh; i++) {                                                                        \
+            /* rows first: whole rows add at vector speed, then the columns of one row of sums */                    \
+            const unsigned char *row = src + i * factor * stride;                                                    \
+            float *line = dst + i * ow;                                                                              \
+            for (Py_ssize_t x = 0; x < span; x++) {                                                                  \
+                sums[x] = ((const SAMPLE_T *)row)[x];                                                                \
+            }                                                                                                        \
+            for (int dy = 1; dy < factor; dy++) {                                                                    \
+                row += stride;                                                                                       \
+                for (Py_ssize_t x = 0; x < span; x++) {                                                              \
+                    sums[x] += ((const SAMPLE_T *)row)[x];                                                           \
+                }                                                                                                    \
+            }                                                                                                        \
+            if (factor == 4) {                                                                                       \
+                for (Py_ssize_t j = 0; j < ow; j++) {                                                                \
+                    const SUM_T *s4 = sums + 4 * j;                                                                  \
+                    line[j] = (float)((s4[0] + s4[1]) + (s4[2] + s4[3])) * scale;                                    \
+                }                                                                                                    \
+            } else if (factor == 2) {                                                                                \
+                for (Py_ssize_t j = 0; j < ow; j++) {                                                                \
+                    line[j] = (float)(sums[2 * j] + sums[2 * j + 1]) * scale;                                        \
+                }                                                                                                    \
+            } else {                                                                                                 \
+                for (Py_ssize_t j = 0; j < ow; j++) {                                                                \
+                    uint32_t acc = 0;                                                                                \
+                    for (int dx = 0; dx < factor; dx++) {                                                            \
+                        acc += sums[j * factor + dx];                                                                \
+                    }                                                                                                \
+                    line[j] = (float)acc * scale;                                                                    \
+                }                                                                                                    \
+            }                                                                                                        \
+        }                                                                                                            \
+    } while (0)
+
+/* box_mean(plane, factor, out): out[i, j] = float(sum of the factor x factor block (i, j) of the plane)
  * * float32(1 / factor^2), trailing rows and columns that do not fill a block dropped; as
- * residual.box_sums(plane, f).astype(float32) * float32(1 / f^2). `plane` [H, W] may have padded rows (a decoded
- * frame's line size); out is float32 [H // f, W // f]. */
+ * residual.box_sums(plane, f).astype(float32) * float32(1 / f^2). `plane` [H, W], uint8 (factor <= 256: uint16 row
+ * sums hold 256 rows of 255) or uint16 samples of at most 12 bits (factor <= 16: the sums stay below 2^24, exact in
+ * float32 as in numpy's float32 sums), may have padded rows (a decoded frame's line size); out is float32
+ * [H // f, W // f]. */
 static PyObject *
-box_mean_u8(PyObject *self, PyObject *args)
+box_mean(PyObject *self, PyObject *args)
 {
     PyObject *plane_obj, *out_obj;
-    int factor;
-    if (!PyArg_ParseTuple(args, "OiO", &plane_obj, &factor, &out_obj)) {
+    int factor, wide;
+    if (!PyArg_ParseTuple(args, "OipO", &plane_obj, &factor, &wide, &out_obj)) {
         return NULL;
     }
-    if (factor < 1 || factor > 256) {
-        PyErr_SetString(PyExc_ValueError, "factor must be in [1, 256]");
+    if (factor < 1 || factor > (wide ? 16 : 256)) {
+        PyErr_SetString(PyExc_ValueError, "factor must be in [1, 256] (uint8) or [1, 16] (uint16)");
         return NULL;
     }
     Py_buffer plane, out;
-    if (get_array(plane_obj, &plane, "B", 2, 0, 1, "plane") < 0) {
+    if (get_array(plane_obj, &plane, wide ? "H" : "B", 2, 0, 1, "plane") < 0) {
         return NULL;
     }
     if (get_array(out_obj, &out, "f", 2, 1, 0, "out") < 0) {
@@ -80,8 +120,7 @@ box_mean_u8(PyObject *self, PyObject *args)
         PyBuffer_Release(&out);
         return NULL;
     }
-    /* uint16 row sums: 256 rows of 255 fit */
-    uint16_t *rows = ow > 0 ? malloc(sizeof(uint16_t) * (size_t)(ow * factor)) : NULL;
+    void *rows = ow > 0 ? malloc((wide ? sizeof(uint32_t) : sizeof(uint16_t)) * (size_t)(ow * factor)) : NULL;
     if (ow > 0 && rows == NULL) {
         PyBuffer_Release(&plane);
         PyBuffer_Release(&out);
@@ -93,39 +132,10 @@ box_mean_u8(PyObject *self, PyObject *args)
     float *dst = out.buf;
     const Py_ssize_t span = ow * factor;
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < oh; i++) {
-        /* rows first: whole rows add at vector speed, then the columns of one row of sums (integer sums: exact in
-         * any order) */
-        const unsigned char *row = src + i * factor * stride;
-        float *line = dst + i * ow;
-        uint16_t *sums = rows;
-        for (Py_ssize_t x = 0; x < span; x++) {
-            sums[x] = row[x];
-        }
-        for (int dy = 1; dy < factor; dy++) {
-            row += stride;
-            for (Py_ssize_t x = 0; x < span; x++) {
-                sums[x] += row[x];
-            }
-        }
-        if (factor == 4) {
-            for (Py_ssize_t j = 0; j < ow; j++) {
-                const uint16_t *s4 = sums + 4 * j;
-                line[j] = (float)((s4[0] + s4[1]) + (s4[2] + s4[3])) * scale;
-            }
-        } else if (factor == 2) {
-            for (Py_ssize_t j = 0; j < ow; j++) {
-                line[j] = (float)(sums[2 * j] + sums[2 * j + 1]) * scale;
-            }
-        } else {
-            for (Py_ssize_t j = 0; j < ow; j++) {
-                uint32_t acc = 0;
-                for (int dx = 0; dx < factor; dx++) {
-                    acc += sums[j * factor + dx];
-                }
-                line[j] = (float)acc * scale;
-            }
-        }
+    if (wide) {
+        BOX_MEAN_LOOPS(uint16_t, uint32_t);
+    } else {
+        BOX_MEAN_LOOPS(unsigned char, uint16_t);
     }
     Py_END_ALLOW_THREADS
     free(rows);
@@ -723,23 +733,24 @@ done:
     return result;
 }
 
-/* pack_cells(frames, frame_of, cell_rows, cell_cols, patch, pad_top, pad_left, mosaics)
+/* pack_cells(frames, frame_of, cell_rows, cell_cols, slots, patch, pad_top, pad_left, mosaics)
  *
  * The copies of packing.pack_mosaics: kept cell r (canvas cell (cell_rows[r], cell_cols[r]) of frame frame_of[r])
- * goes to mosaic r // G^2, cell ((r % G^2) // G, r % G), G = S // patch. `frames` holds uint8 [Hn, Wn, 3] content
- * rectangles placed on the S x S canvas at (pad_top, pad_left); the parts of a cell outside the content stay as
- * they are in `mosaics` uint8 [N, S, S, 3] (zeroed by the caller: the letterbox padding is black). */
+ * goes to mosaic slots[r] // G^2, cell ((slots[r] % G^2) // G, slots[r] % G), G = S // patch. `frames` holds uint8
+ * [Hn, Wn, C] content rectangles placed on the S x S canvas at (pad_top, pad_left) (C = 3 for RGB, 1 for a plane);
+ * the parts of a cell outside the content stay as they are in `mosaics` uint8 [N, S, S, C] (zeroed by the caller:
+ * the letterbox padding is black). */
 static PyObject *
 pack_cells(PyObject *self, PyObject *args)
 {
-    PyObject *frames_obj, *frame_obj, *rows_obj, *cols_obj, *mosaics_obj;
+    PyObject *frames_obj, *frame_obj, *rows_obj, *cols_obj, *slots_obj, *mosaics_obj;
     int patch, pad_top, pad_left;
-    if (!PyArg_ParseTuple(args, "OOOOiiiO", &frames_obj, &frame_obj, &rows_obj, &cols_obj, &patch, &pad_top,
-                          &pad_left, &mosaics_obj)) {
+    if (!PyArg_ParseTuple(args, "OOOOOiiiO", &frames_obj, &frame_obj, &rows_obj, &cols_obj, &slots_obj, &patch,
+                          &pad_top, &pad_left, &mosaics_obj)) {
         return NULL;
     }
-    Py_buffer frame_of, cell_rows, cell_cols, mosaics;
-    Py_buffer *views[4] = {&frame_of, &cell_rows, &cell_cols, &mosaics};
+    Py_buffer frame_of, cell_rows, cell_cols, cell_slots, mosaics;
+    Py_buffer *views[5] = {&frame_of, &cell_rows, &cell_cols, &cell_slots, &mosaics};
     int held = 0;
     PyObject *frames = NULL, *result = NULL;
     Py_buffer *frame_views = NULL;
@@ -751,19 +762,18 @@ pack_cells(PyObject *self, PyObject *args)
     held++;
     if (get_array(cols_obj, &cell_cols, "i", 1, 0, 0, "cell_cols") < 0) goto done;
     held++;
+    if (get_array(slots_obj, &cell_slots, "i", 1, 0, 0, "slots") < 0) goto done;
+    held++;
     if (get_array(mosaics_obj, &mosaics, "B", 4, 1, 0, "mosaics") < 0) goto done;
     held++;
     const Py_ssize_t kept = frame_of.shape[0], images = mosaics.shape[0], size = mosaics.shape[1];
-    if (patch < 1 || cell_rows.shape[0] != kept || cell_cols.shape[0] != kept || mosaics.shape[2] != size ||
-        mosaics.shape[3] != 3) {
+    const Py_ssize_t channels = mosaics.shape[3];
+    if (patch < 1 || cell_rows.shape[0] != kept || cell_cols.shape[0] != kept || cell_slots.shape[0] != kept ||
+        mosaics.shape[2] != size) {
         PyErr_SetString(PyExc_ValueError, "pack_cells: inconsistent shapes");
         goto done;
     }
     const Py_ssize_t grid = size / patch, cells = grid * grid;
-    if (kept > images * cells) {
-        PyErr_SetString(PyExc_ValueError, "pack_cells: more cells than the mosaics hold");
-        goto done;
-    }
     frames = PySequence_Fast(frames_obj, "frames must be a sequence");
     if (frames == NULL) goto done;
     num_frames = PySequence_Fast_GET_SIZE(frames);
@@ -780,25 +790,31 @@ pack_cells(PyObject *self, PyObject *args)
             content_h = view->shape[0];
             content_w = view->shape[1];
         }
-        if (view->shape[0] != content_h || view->shape[1] != content_w || view->shape[2] != 3) {
+        if (view->shape[0] != content_h || view->shape[1] != content_w || view->shape[2] != channels) {
             PyBuffer_Release(view);
-            PyErr_SetString(PyExc_ValueError, "pack_cells: every frame must be [Hn, Wn, 3] of one size");
+            PyErr_SetString(PyExc_ValueError, "pack_cells: every frame must be [Hn, Wn, C] of one size, C that of "
+                                              "the mosaics");
             goto done;
         }
         frame_data[acquired] = view->buf;
     }
-    const int32_t *which = frame_of.buf, *hs = cell_rows.buf, *ws = cell_cols.buf;
+    const int32_t *which = frame_of.buf, *hs = cell_rows.buf, *ws = cell_cols.buf, *slots = cell_slots.buf;
     for (Py_ssize_t r = 0; r < kept; r++) {
         if (which[r] < 0 || which[r] >= num_frames || hs[r] < 0 || hs[r] >= grid || ws[r] < 0 || ws[r] >= grid) {
             PyErr_SetString(PyExc_IndexError, "pack_cells: frame or cell out of range");
+            goto done;
+        }
+        if (slots[r] < 0 || slots[r] >= images * cells) {
+            PyErr_SetString(PyExc_ValueError, "pack_cells: more cells than the mosaics hold");
             goto done;
         }
     }
     unsigned char *out = mosaics.buf;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t r = 0; r < kept; r++) {
-        const Py_ssize_t image = r / cells, slot = r % cells;
-        unsigned char *cell = out + ((image * size + (slot / grid) * patch) * size + (slot % grid) * patch) * 3;
+        const Py_ssize_t image = slots[r] / cells, slot = slots[r] % cells;
+        unsigned char *cell =
+            out + ((image * size + (slot / grid) * patch) * size + (slot % grid) * patch) * channels;
         /* the cell's canvas rectangle, in content coordinates, clipped to the content */
         Py_ssize_t y0 = (Py_ssize_t)hs[r] * patch - pad_top, x0 = (Py_ssize_t)ws[r] * patch - pad_left;
         Py_ssize_t ya = y0 < 0 ? 0 : y0, yb = y0 + patch > content_h ? content_h : y0 + patch;
@@ -808,7 +824,8 @@ pack_cells(PyObject *self, PyObject *args)
         }
         const unsigned char *src = frame_data[which[r]];
         for (Py_ssize_t y = ya; y < yb; y++) {
-            memcpy(cell + ((y - y0) * size + (xa - x0)) * 3, src + (y * content_w + xa) * 3, (size_t)(xb - xa) * 3);
+            memcpy(cell + ((y - y0) * size + (xa - x0)) * channels, src + (y * content_w + xa) * channels,
+                   (size_t)(xb - xa) * channels);
         }
     }
     Py_END_ALLOW_THREADS
@@ -965,7 +982,7 @@ done:
 }
 
 static PyMethodDef methods[] = {
-    {"box_mean_u8", box_mean_u8, METH_VARARGS, "Block means of a uint8 plane (see cv_reader.kernels)."},
+    {"box_mean", box_mean, METH_VARARGS, "Block means of a uint8 or uint16 plane (see cv_reader.kernels)."},
     {"block_match", block_match, METH_VARARGS, "Full-search block matching (see cv_reader.kernels)."},
     {"raster_fields", raster_fields, METH_VARARGS, "Motion-vector records on a block grid (see cv_reader.kernels)."},
     {"sparse_rows", sparse_rows, METH_VARARGS, "Sparse row sums in numpy's order (see cv_reader.kernels)."},

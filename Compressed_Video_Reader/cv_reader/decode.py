@@ -69,6 +69,22 @@ _LUMA8_FORMATS = frozenset(
     }
 )
 
+# Planar formats whose plane 0 is little-endian luma of 9-16 bits in 16-bit words (the low bits), read without
+# conversion: the bits above 8 of each (`luma_samples`). Big-endian and MSB-aligned formats (p010) go through swscale.
+_LUMA16_FORMATS = {
+    f"{layout}{bits}le": bits - 8
+    for layout, depths in (
+        ("yuv420p", (9, 10, 12, 14, 16)),
+        ("yuv422p", (9, 10, 12, 14, 16)),
+        ("yuv444p", (9, 10, 12, 14, 16)),
+        ("yuv440p", (10, 12)),
+        ("yuva420p", (9, 10, 16)),
+        ("yuva444p", (9, 10, 12, 16)),
+        ("gray", (9, 10, 12, 14, 16)),
+    )
+    for bits in depths
+}
+
 PICT_I, PICT_P, PICT_B = 1, 2, 3  # AVPictureType values as PyAV reports them
 
 _decoder_threads = 0  # threads per decoder in this process; 0: FFmpeg's automatic count (one per core, at most 16)
@@ -532,20 +548,35 @@ def nearest_decoded(decoded: list[int], index: int) -> int | None:
 
 
 def luma_in_place(frame: av.VideoFrame) -> bool:
-    """Whether `luma_plane` reads the frame's luma in place (8-bit planar), rather than converting it with swscale."""
-    return frame.format.name in _LUMA8_FORMATS
+    """Whether `luma_samples` reads the frame's luma in place (8-bit, or little-endian 9-16-bit planar), rather than
+    converting it with swscale."""
+    return frame.format.name in _LUMA8_FORMATS or frame.format.name in _LUMA16_FORMATS
+
+
+def luma_samples(frame: av.VideoFrame, *, gray: VideoReformatter | None = None) -> tuple[np.ndarray, int]:
+    """`(luma, extra bits)` of a decoded frame (coded orientation): uint8 [H, W] and 0, or for 9-16-bit planar
+    formats (10-bit HDR phone video, 10-bit anime and streaming encodes) uint16 [H, W] and the bits above 8, read in
+    place; `luma / 2**extra` is luma on the 8-bit scale, as `luma_plane`. Before, such luma went through swscale to
+    8-bit grey, 0.3 ms per 360p frame, more than the rest of the decoding thread's work on a sampled frame, and a
+    different scale (grey is full range: swscale stretched limited-range luma by 255/219, which the normalised
+    energies do not see). Other formats (RGB, ...) still go through swscale to 8-bit grey (spec 13.2: upstream
+    assumed yuv420p), with `gray`, a long-lived reformatter, for a stream: `frame.to_ndarray(format="gray")` builds a
+    scaler context (and a thread per core) for every frame, 0.8 vs 0.3 ms per 360p frame for the same bytes."""
+    name = frame.format.name
+    extra = _LUMA16_FORMATS.get(name)
+    if extra is not None or name in _LUMA8_FORMATS:
+        plane = frame.planes[0]
+        dtype = np.dtype(np.uint8 if extra is None else "<u2")
+        data = np.frombuffer(plane, dtype=dtype).reshape(frame.height, plane.line_size // dtype.itemsize)
+        return data[:, : frame.width], extra or 0
+    return (gray or VideoReformatter()).reformat(frame, format="gray", **_ONE_SWS_THREAD).to_ndarray(), 0
 
 
 def luma_plane(frame: av.VideoFrame, *, gray: VideoReformatter | None = None) -> np.ndarray:
-    """uint8 [H, W] luma of a decoded frame (coded orientation). 8-bit planar formats are read in place; others
-    (10-bit, RGB, ...) go through swscale to 8-bit grey (spec 13.2: upstream assumed yuv420p), with `gray`, a
-    long-lived reformatter, for a stream: `frame.to_ndarray(format="gray")` builds a scaler context (and a thread
-    per core) for every frame, 0.8 vs 0.3 ms per 360p 10-bit frame for the same bytes."""
-    if luma_in_place(frame):
-        plane = frame.planes[0]
-        data = np.frombuffer(plane, dtype=np.uint8).reshape(frame.height, plane.line_size)
-        return data[:, : frame.width]
-    return (gray or VideoReformatter()).reformat(frame, format="gray", **_ONE_SWS_THREAD).to_ndarray()
+    """uint8 [H, W] luma of a decoded frame (coded orientation): `luma_samples` on the 8-bit scale (luma of more
+    than 8 bits truncated to its top 8)."""
+    luma, extra = luma_samples(frame, gray=gray)
+    return (luma >> extra).astype(np.uint8) if extra else luma
 
 
 # One swscale thread per call: PyAV >= 17 scales with a thread per core by default, which for one frame of a few
@@ -556,10 +587,12 @@ _ONE_SWS_THREAD = {"threads": 1} if int(av.__version__.split(".")[0]) >= 17 else
 
 class RgbScaler:
     """Decoded frames -> uint8 RGB at a given size, anti-aliased (swscale area averaging), in two swscale passes:
-    area-scaled to 4:2:0 at the target size, then converted to RGB at that size. swscale's one-pass scaled RGB
-    output is 2-3x slower (per frame 0.73 vs 0.28 ms from 360p, 1.47 vs 0.45 ms from 720p, 1.79 vs 0.86 ms from
-    1080p); the price is chroma at half the output resolution, as in the 4:2:0 JPEG mosaics the models are trained
-    on (luma is the same to 48 dB PSNR, RGB to 44 dB on the demo clips). One long-lived reformatter per pass: each
+    area-scaled to 4:2:0 at the target size (`planes`), then converted to RGB at that size (`rgb`). swscale's
+    one-pass scaled RGB output is 2-3x slower (per frame 0.73 vs 0.28 ms from 360p, 1.47 vs 0.45 ms from 720p, 1.79
+    vs 0.86 ms from 1080p); the price is chroma at half the output resolution, as in the 4:2:0 JPEG mosaics the
+    models are trained on (luma is the same to 48 dB PSNR, RGB to 44 dB on the demo clips). The conversion is
+    pointwise (each pixel's RGB from its luma and its 2x2 block's chroma), so converting planes assembled from
+    even-aligned pieces gives the pieces' pixels (`planar.PlanarFrames`). One long-lived reformatter per pass: each
     keeps its scaler context (rebuilding it costs about 4x a frame)."""
 
     def __init__(self) -> None:
@@ -568,6 +601,11 @@ class RgbScaler:
     def __call__(self, frame: av.VideoFrame, *, height: int, width: int, rotation: int = 0) -> np.ndarray:
         """uint8 [height, width, 3] RGB of `frame` turned by `rotation` (counter-clockwise degrees, a multiple of
         90: the display orientation) at that (display) size."""
+        return self.rgb(self.planes(frame, height=height, width=width, rotation=rotation), height=height)
+
+    def planes(self, frame: av.VideoFrame, *, height: int, width: int, rotation: int = 0) -> av.VideoFrame:
+        """The first pass: `frame` area-scaled to 8-bit 4:2:0 at the (display) size `height` x `width`, turned by
+        `rotation`; an odd `height` gets one more row, a copy of the last (see `rgb`)."""
         turns = (rotation // 90) % 4
         coded_height, coded_width = (width, height) if turns % 2 else (height, width)
         small = self._scale.reformat(
@@ -580,21 +618,29 @@ class RgbScaler:
         if height % 2:
             # swscale converts 4:2:0 of an odd height to RGB through its generic scaler, not its 4:2:0 -> RGB
             # routine: 13x slower (1.36 vs 0.10 ms at 576x471, the content of a 352x288 or 720x576 frame). The
-            # same pixels one (repeated) row taller take the fast routine; the extra row is dropped.
+            # same pixels one (repeated) row taller take the fast routine; `rgb` drops the extra row.
             small = with_rows(small, height + 1)
-        rgb = self._convert.reformat(small, format="rgb24", interpolation="AREA", **_ONE_SWS_THREAD).to_ndarray()
+        return small
+
+    def rgb(self, planes: av.VideoFrame, *, height: int) -> np.ndarray:
+        """The second pass: uint8 [height, W, 3] RGB of 4:2:0 `planes` (from `planes`, or assembled like them)."""
+        rgb = self._convert.reformat(planes, format="rgb24", interpolation="AREA", **_ONE_SWS_THREAD).to_ndarray()
         return rgb[:height]
 
 
-def _planes_like(frame: av.VideoFrame, *, width: int, height: int) -> av.VideoFrame:
+# The frame properties that choose swscale's YUV -> RGB conversion.
+COLOUR_PROPERTIES = ("color_range", "colorspace", "color_primaries", "color_trc")
+
+
+def planes_like(frame: av.VideoFrame, *, width: int, height: int) -> av.VideoFrame:
     """A new frame of `frame`'s format and colour properties (they choose the RGB conversion) at another size."""
     out = av.VideoFrame(width, height, frame.format.name)
-    for name in ("color_range", "colorspace", "color_primaries", "color_trc"):
+    for name in COLOUR_PROPERTIES:
         setattr(out, name, getattr(frame, name))
     return out
 
 
-def _plane_array(plane: av.video.plane.VideoPlane) -> np.ndarray:
+def plane_array(plane: av.video.plane.VideoPlane) -> np.ndarray:
     """uint8 [rows, width] view of an 8-bit plane (without the row padding)."""
     return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
 
@@ -603,18 +649,18 @@ def turned(frame: av.VideoFrame, turns: int) -> av.VideoFrame:
     """A copy of a planar 8-bit `frame` turned counter-clockwise by `turns` quarter turns (`np.rot90` of each
     plane; for 4:2:0 of even sizes the RGB is that of the turned RGB)."""
     width, height = (frame.height, frame.width) if turns % 2 else (frame.width, frame.height)
-    out = _planes_like(frame, width=width, height=height)
+    out = planes_like(frame, width=width, height=height)
     for src, dst in zip(frame.planes, out.planes, strict=True):
-        _plane_array(dst)[...] = np.rot90(_plane_array(src), turns)
+        plane_array(dst)[...] = np.rot90(plane_array(src), turns)
     return out
 
 
 def with_rows(frame: av.VideoFrame, rows: int) -> av.VideoFrame:
     """A copy of a planar 8-bit `frame` `rows` rows tall: its top rows, and where `rows` is more than its height,
     each plane's last row repeated. Colour properties are kept (they choose the RGB conversion)."""
-    out = _planes_like(frame, width=frame.width, height=rows)
+    out = planes_like(frame, width=frame.width, height=rows)
     for src, dst in zip(frame.planes, out.planes, strict=True):
-        src_rows, dst_rows = _plane_array(src), _plane_array(dst)
+        src_rows, dst_rows = plane_array(src), plane_array(dst)
         kept = min(src.height, dst.height)
         dst_rows[:kept] = src_rows[:kept]
         dst_rows[kept:] = src_rows[kept - 1]

@@ -15,7 +15,7 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-VERSION = 3  # must equal KERNELS_VERSION in _kernels.c
+VERSION = 5  # must equal KERNELS_VERSION in _kernels.c
 
 try:
     from . import _kernels
@@ -42,13 +42,16 @@ def compiled() -> bool:
     return enabled and _kernels is not None
 
 
-def box_mean_u8(plane: np.ndarray, factor: int) -> np.ndarray | None:
-    """float32 [H//f, W//f] block means of a uint8 plane [H, W] (rows may be padded: a decoded frame's line size),
-    as `residual.box_downsample`; None when the compiled loops are off."""
-    if not compiled() or plane.ndim != 2 or plane.dtype != np.uint8 or plane.strides[1] != 1 or factor > 256:
-        return None  # (uint16 row sums hold 256 rows of 255)
+def box_mean(plane: np.ndarray, factor: int) -> np.ndarray | None:
+    """float32 [H//f, W//f] block means of a uint8 or uint16 plane [H, W] (rows may be padded: a decoded frame's line
+    size), as `residual.box_downsample`; None when the compiled loops are off."""
+    if not compiled() or plane.ndim != 2 or plane.strides[1] != plane.itemsize:
+        return None
+    # (uint16 row sums hold 256 rows of 255; uint16 samples summed in uint32 stay exact in float32 up to 16 x 16)
+    if not (plane.dtype == np.uint8 and factor <= 256) and not (plane.dtype == np.uint16 and factor <= 16):
+        return None
     out = np.empty((plane.shape[0] // factor, plane.shape[1] // factor), dtype=np.float32)
-    _kernels.box_mean_u8(plane, factor, out)
+    _kernels.box_mean(plane, factor, plane.dtype == np.uint16, out)
     return out
 
 
@@ -175,24 +178,26 @@ def pack_cells(
     pad_top: int,
     pad_left: int,
     mosaics: np.ndarray,
+    slots: np.ndarray | None = None,
 ) -> bool:
-    """The copies of `packing.pack_mosaics` into the zeroed `mosaics` [N, S, S, 3]: kept cell r, canvas cell
-    (`cell_rows[r]`, `cell_cols[r]`) of `frames[frame_of[r]]` (uint8 [Hn, Wn, 3] content placed at the pads), goes
-    to cell r of the mosaics in row-major order. False (nothing written) when the compiled loops are off or the
-    frames are not contiguous uint8 RGB of one size."""
+    """The copies of `packing.pack_mosaics` into the zeroed `mosaics` [N, S, S, C]: kept cell r, canvas cell
+    (`cell_rows[r]`, `cell_cols[r]`) of `frames[frame_of[r]]` (uint8 [Hn, Wn, C] content placed at the pads: RGB, or
+    one plane with C = 1), goes to cell `slots[r]` (default r) of the mosaics in row-major order. False (nothing
+    written) when the compiled loops are off or the frames are not contiguous uint8 [Hn, Wn, C] of one size."""
     if not compiled() or not frames:
         return False
     shape = getattr(frames[0], "shape", None)
     for frame in frames:
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.shape != shape:
             return False
-        if frame.ndim != 3 or not frame.flags.c_contiguous:
+        if frame.ndim != 3 or frame.shape[2] != mosaics.shape[3] or not frame.flags.c_contiguous:
             return False
     _kernels.pack_cells(
         frames,
         np.ascontiguousarray(frame_of, dtype=np.int32),
         np.ascontiguousarray(cell_rows, dtype=np.int32),
         np.ascontiguousarray(cell_cols, dtype=np.int32),
+        np.arange(len(frame_of), dtype=np.int32) if slots is None else np.ascontiguousarray(slots, dtype=np.int32),
         patch_size,
         pad_top,
         pad_left,

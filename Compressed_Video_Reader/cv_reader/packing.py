@@ -38,43 +38,65 @@ def pack_mosaics(
         letterbox padding stay black.
     """
     size = square_size or frames[0].shape[0]
-    grid = size // patch_size
-    cells = grid * grid
+    cells = (size // patch_size) ** 2
     positions_thw = np.asarray(positions_thw, dtype=np.int64)
     k = positions_thw.shape[0]
     if k > num_images * cells:
         raise ValueError(f"{k} positions do not fit in {num_images} images of {cells} cells")
-    side = grid * patch_size
-    # Cells are written straight into the mosaics, seen as [N, G, p, G, p, 3] (no cell array to transpose and copy).
     mosaics = np.zeros((num_images, size, size, 3), dtype=np.uint8)
     src = np.asarray(frame_of_t)[positions_thw[:, 0]]
-    # Compiled: one row copy per cell row, no letterboxed canvas per frame (numpy below: 2-3x the time).
+    pack_cells(
+        frames, src, cell_rows=positions_thw[:, 1], cell_cols=positions_thw[:, 2], slots=np.arange(k),
+        patch_size=patch_size, pad_top=pad_top, pad_left=pad_left, mosaics=mosaics,
+    )  # fmt: skip
+    return list(mosaics)
+
+
+def pack_cells(
+    frames: Sequence[np.ndarray],
+    src: np.ndarray,
+    *,
+    cell_rows: np.ndarray,
+    cell_cols: np.ndarray,
+    slots: np.ndarray,
+    patch_size: int,
+    pad_top: int,
+    pad_left: int,
+    mosaics: np.ndarray,
+) -> None:
+    """Copy kept cell r (canvas cell (`cell_rows[r]`, `cell_cols[r]`) of `frames[src[r]]`, uint8 [Hn, Wn, C] content
+    placed at the pads) to cell `slots[r]` (row-major over the images) of `mosaics` uint8 [N, S, S, C]. The parts of
+    a cell outside the content are left as they are. C is 3 for RGB, 1 for one plane of a 4:2:0 store."""
     if kernels.pack_cells(
-        list(frames), src, cell_rows=positions_thw[:, 1], cell_cols=positions_thw[:, 2], patch_size=patch_size,
+        list(frames), src, cell_rows=cell_rows, cell_cols=cell_cols, slots=slots, patch_size=patch_size,
         pad_top=pad_top, pad_left=pad_left, mosaics=mosaics,
     ):  # fmt: skip
-        return list(mosaics)
-    target = mosaics[:, :side, :side].reshape(num_images, grid, patch_size, grid, patch_size, 3)
-    rank = np.arange(k)
-    image, row, col = rank // cells, (rank % cells) // grid, rank % grid
-    blank = np.zeros((size, size, 3), dtype=np.uint8)  # one canvas for all frames (same size, same black padding)
+        return  # compiled: one row copy per cell row, no letterboxed canvas per frame (numpy below: 2-3x the time)
+    num_images, size, channels = mosaics.shape[0], mosaics.shape[1], mosaics.shape[3]
+    grid = size // patch_size
+    side = grid * patch_size
+    # Cells are written straight into the mosaics, seen as [N, G, p, G, p, C] (no cell array to transpose and copy).
+    target = mosaics[:, :side, :side].reshape(num_images, grid, patch_size, grid, patch_size, channels)
+    slots, cell_rows, cell_cols = (np.asarray(a, dtype=np.int64) for a in (slots, cell_rows, cell_cols))
+    image, row, col = slots // (grid * grid), (slots % (grid * grid)) // grid, slots % grid
+    blank = np.zeros((size, size, channels), dtype=np.uint8)  # one canvas for all frames (same size and padding)
+    src = np.asarray(src)
     for f in sorted(set(src.tolist())):  # (np.unique would import numpy.ma: 20 ms on a process's first video)
         rows = np.flatnonzero(src == f)
         canvas = letterbox_canvas(frames[f], size, pad_top=pad_top, pad_left=pad_left, out=blank)
-        # Cells as a view [G, p, G, p, 3]: one gather of whole cells instead of per-pixel index arithmetic.
-        cell_view = canvas[:side, :side].reshape(grid, patch_size, grid, patch_size, 3)
-        target[image[rows], row[rows], :, col[rows]] = cell_view[positions_thw[rows, 1], :, positions_thw[rows, 2]]
-    return list(mosaics)
+        # Cells as a view [G, p, G, p, C]: one gather of whole cells instead of per-pixel index arithmetic.
+        cell_view = canvas[:side, :side].reshape(grid, patch_size, grid, patch_size, channels)
+        target[image[rows], row[rows], :, col[rows]] = cell_view[cell_rows[rows], :, cell_cols[rows]]
 
 
 def letterbox_canvas(
     content: np.ndarray, square_size: int, *, pad_top: int = 0, pad_left: int = 0, out: np.ndarray | None = None
 ) -> np.ndarray:
-    """uint8 [S, S, 3] black canvas with `content` [Hn, Wn, 3] placed at (pad_top, pad_left) (content that is
+    """uint8 [S, S, C] black canvas with `content` [Hn, Wn, C] placed at (pad_top, pad_left) (content that is
     already a whole canvas is returned as it is). `out`: a canvas to write into, black where the content does not
     go (a new one, or one last filled with content of the same size and place)."""
     if content.shape[:2] == (square_size, square_size) and pad_top == 0 and pad_left == 0:
         return content
-    canvas = out if out is not None else np.zeros((square_size, square_size, 3), dtype=np.uint8)
+    canvas = out if out is not None else np.zeros((square_size, square_size, content.shape[2]), np.uint8)
     canvas[pad_top : pad_top + content.shape[0], pad_left : pad_left + content.shape[1]] = content
     return canvas

@@ -32,17 +32,17 @@ from .decode import (
     frame_rotation,
     iter_indexed_frames,
     luma_in_place,
-    luma_plane,
+    luma_samples,
     motion_records,
     nearest_decoded,
     probe_video,
 )
 from .errors import VideoReadError
-from .frames import letterboxed_content
 from .geometry import Letterbox, letterbox, valid_cell_mask, valid_cell_ranges
 from .motion_estimation import frame_motion
 from .motion_vectors import field_blocks, motion_fields
 from .packing import letterbox_canvas, pack_mosaics
+from .planar import PlanarFrames
 from .residual import box_downsample, highpass_residual, mc_residual, vectors_on_work_grid
 from .saliency import (
     PERCENTILE_SAMPLES,
@@ -61,11 +61,6 @@ INTRA_HEAVY = 0.5  # inter frames with more intra blocks than this are treated l
 BUSY_FIELD = 0.3  # share of non-zero vectors above which a field is treated like camera motion
 BATCH = 8  # samples whose energies are computed together (numpy's per-call cost dominates at work resolution)
 MAX_PENDING = 2  # batches queued for the energy thread before decoding waits
-# Canvases are stored in blocks of 16-32 MiB (one smaller block when they take less), below glibc's 32 MiB mmap
-# threshold (`allocator`), so the blocks are reused across videos. They were sized for numpy's transparent huge
-# pages (a block this size is mostly whole 2-MiB pages), which `allocator` now turns off: in a fresh process the
-# 64 canvases fault in their ~9k 4-KiB pages whether they are one block or 64 arrays.
-CANVAS_CHUNK_BYTES = 16 << 20
 MAX_PIXEL_JOBS = 4  # sampled frames queued for the pixel thread before decoding waits
 # Frames of at least this many pixels get their work luma on the pixel thread (`_Session.work_luma`).
 OFFLOAD_LUMA_PIXELS = 500_000
@@ -127,7 +122,9 @@ class CodecSelection:
     frame_ids: np.ndarray
     scores: np.ndarray
     meta: dict
-    frames: list[np.ndarray] | None = field(default=None, repr=False)  # content RGB [Hn, Wn, 3] per distinct frame
+    # Content RGB [Hn, Wn, 3] per distinct frame: a list of arrays, or the pipeline's 4:2:0 store, which makes
+    # each frame's RGB when asked for and the mosaics' RGB from the kept cells only.
+    frames: PlanarFrames | list[np.ndarray] | None = field(default=None, repr=False)
     frame_of_t: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -140,6 +137,20 @@ class CodecSelection:
         if self.frames is None or self.frame_of_t is None:
             raise ValueError("this selection was computed with keep_pixels=False: no pixels to pack")
         pad = self.meta["pad_info"]
+        if isinstance(self.frames, PlanarFrames):
+            positions = np.asarray(self.positions_thw, dtype=np.int64)
+            return list(
+                self.frames.mosaics(
+                    np.asarray(self.frame_of_t)[positions[:, 0]],
+                    cell_rows=positions[:, 1],
+                    cell_cols=positions[:, 2],
+                    num_images=self.meta["num_images"],
+                    patch_size=self.meta["patch_size"],
+                    square_size=self.meta["square_size"],
+                    pad_top=pad["pad_top"],
+                    pad_left=pad["pad_left"],
+                )
+            )
         return pack_mosaics(
             self.frames,
             self.frame_of_t,
@@ -214,16 +225,14 @@ class _Session:
         self.coded = (0, 0)
         self.scores: dict[int, np.ndarray] = {}
         self.paths: dict[int, str] = {}
-        self.frames: list[np.ndarray | None] = []  # content RGB [Hn, Wn, 3] per distinct sampled frame
+        self.frames: PlanarFrames | None = None  # content of each distinct sampled frame (`setup`)
         self.frame_row: dict[int, int] = {}
         self.scaler = RgbScaler()
-        # Grey of frames whose luma is not 8-bit planar (`work_luma`: always on the pixel thread, and one reformatter
+        # Grey of frames whose luma is not read in place (`work_luma`: always on the pixel thread, and one reformatter
         # serves the stream as the frame size is fixed).
         self.gray = VideoReformatter()
         self.pixel_worker: ThreadPoolExecutor | None = None  # during `_decode_pass`
         self.pixel_jobs: list[Future] = []
-        self.canvas_blocks: dict[int, np.ndarray] = {}  # first row -> block of `chunk_rows` canvases (pixel thread)
-        self.chunk_rows = 1
         self.timing = defaultdict(float)
 
     def setup(self, frame: av.VideoFrame, *, distinct: list[int], work_factor: int | None) -> None:
@@ -244,12 +253,9 @@ class _Session:
             factor //= 2
         self.factor = factor
         # The only pixel memory of a run: the content rectangle of each distinct sampled frame (bounded by T, not by
-        # the video length), stored in blocks of consecutive rows (`_store_canvas`).
-        self.frames = [None] * len(distinct)
+        # the video length), as 4:2:0 planes (`planar`).
+        self.frames = PlanarFrames(len(distinct), height=self.box.Hn, width=self.box.Wn)
         self.frame_row = {idx: row for row, idx in enumerate(distinct)}
-        # Each block at least CANVAS_CHUNK_BYTES, or one block when all the canvases take less.
-        chunks = max(1, len(distinct) * self.box.Hn * self.box.Wn * 3 // CANVAS_CHUNK_BYTES)
-        self.chunk_rows = -(-len(distinct) // chunks)
 
     def work_luma(self, frame: av.VideoFrame) -> Luma:
         """Work-resolution luma of a frame; from OFFLOAD_LUMA_PIXELS up, made on the pixel thread. After decoding,
@@ -258,35 +264,32 @@ class _Session:
         decoder runs on one core (one slice per picture: most real footage): select + mosaics went from 1.33x to
         1.13x of a plain decode on a 720p clip, 1.30x to 1.06x at 1080p (median of 9 interleaved runs). Smaller
         frames decode fast and the helper threads are the critical path instead: at 360p the move cost 10 %
-        (1.96x -> 2.15x). Luma that is not 8-bit planar (10-bit, RGB, ...) goes to the pixel thread at any size: its
-        swscale conversion (0.3 ms per 360p frame) made the decoding thread the critical path again (10-s 10-bit
-        360p clip, median of 11 fresh processes: 321 -> 291 ms). Bounded like the canvases: at most MAX_PIXEL_JOBS
-        decoded frames wait for that thread."""
+        (1.96x -> 2.15x). Luma that is not read in place (RGB, ...: `luma_samples`) goes to the pixel thread at any
+        size: its swscale conversion (0.3 ms per 360p frame) made the decoding thread the critical path again (10-s
+        10-bit 360p clip when 10-bit luma took that conversion, median of 11 fresh processes: 321 -> 291 ms).
+        Bounded like the canvases: at most MAX_PIXEL_JOBS decoded frames wait for that thread."""
         if frame.width * frame.height < OFFLOAD_LUMA_PIXELS and luma_in_place(frame):
             return self._work_luma(frame)
         return submit_bounded(self.pixel_worker, self.pixel_jobs, self._work_luma, frame, limit=MAX_PIXEL_JOBS)
 
     def _work_luma(self, frame: av.VideoFrame) -> np.ndarray:
-        return box_downsample(luma_plane(frame, gray=self.gray), self.factor)
+        luma, extra = luma_samples(frame, gray=self.gray)
+        work = box_downsample(luma, self.factor)
+        if extra:
+            work *= np.float32(2.0**-extra)  # to the 8-bit scale (a power of two: exact)
+        return work
 
     def keep_canvas(self, index: int, frame: av.VideoFrame) -> None:
-        """Letterboxed RGB of a sampled frame, on the pixel thread (swscale runs without the GIL, so it overlaps the
-        decoder and the energies); at most MAX_PIXEL_JOBS decoded frames wait for it."""
+        """Letterboxed 4:2:0 content of a sampled frame, on the pixel thread (swscale runs without the GIL, so it
+        overlaps the decoder and the energies); at most MAX_PIXEL_JOBS decoded frames wait for it."""
         if not self.keep_pixels:
             return
         submit_bounded(self.pixel_worker, self.pixel_jobs, self._store_canvas, index, frame, limit=MAX_PIXEL_JOBS)
 
     def _store_canvas(self, index: int, frame: av.VideoFrame) -> None:
         t0 = time.perf_counter()
-        rgb = letterboxed_content(frame, self.box, rotation=self.rotation, scaler=self.scaler)
-        row = self.frame_row[index]
-        first = row - row % self.chunk_rows
-        block = self.canvas_blocks.get(first)
-        if block is None:
-            rows = min(self.chunk_rows, len(self.frames) - first)
-            block = self.canvas_blocks[first] = np.empty((rows, *rgb.shape), dtype=np.uint8)
-        block[row - first] = rgb
-        self.frames[row] = block[row - first]
+        planes = self.scaler.planes(frame, height=self.box.Hn, width=self.box.Wn, rotation=self.rotation)
+        self.frames.put(self.frame_row[index], planes)
         self.timing["pixels_s"] += time.perf_counter() - t0
 
     def finish(self, samples: list[_Sample]) -> None:
@@ -882,8 +885,7 @@ def _assemble(
 
     frames = frame_of_t = None
     if session.keep_pixels:
-        blank = np.zeros((session.box.Hn, session.box.Wn, 3), dtype=np.uint8)
-        frames = [f if f is not None else blank for f in session.frames]
+        frames = session.frames  # (frames never decoded are black)
         # Missing frames (fewer decoded than demuxed) show the nearest decoded sampled frame.
         frame_of_t = np.array(
             [session.frame_row[frame_row[i]] if frame_row[i] is not None else 0 for i in frame_ids.tolist()],

@@ -35,7 +35,7 @@ def box_downsample(plane: np.ndarray, factor: int) -> np.ndarray:
     rows/cols that do not fill a block are dropped: at most f-1 pixels)."""
     if factor == 1:
         return plane.astype(np.float32)
-    compiled = kernels.box_mean_u8(plane, factor)
+    compiled = kernels.box_mean(plane, factor)
     if compiled is not None:
         return compiled
     return box_sums(plane, factor).astype(np.float32) * np.float32(1.0 / (factor * factor))

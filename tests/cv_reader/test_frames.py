@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from av.video.reformatter import VideoReformatter
 
-from cv_reader.decode import RgbScaler, luma_plane, upright_rgb, with_rows
+from cv_reader.decode import RgbScaler, luma_plane, luma_samples, upright_rgb, with_rows
 
 # (region slice, RGB colour) on a 240x320 frame: flat regions far larger than the 2x2 chroma blocks
 REGIONS = [
@@ -98,7 +98,8 @@ def test_odd_heights_take_the_4_2_0_routine(tmp_path, codec, pix_fmt, height, wi
 )
 def test_luma_of_any_format_with_a_long_lived_reformatter(tmp_path, codec, pix_fmt):
     """`luma_plane` with one reformatter for the stream gives, frame after frame, the bytes of a fresh per-frame
-    conversion to grey (formats that are not 8-bit planar) or of the luma plane itself (8-bit planar)."""
+    conversion to grey (formats whose luma is not read in place, here RGB), the luma plane itself (8-bit planar), or
+    its top 8 bits (10- and 16-bit planar, read in place by `luma_samples`)."""
     if codec not in av.codecs_available:
         pytest.skip(f"{codec} not in this PyAV build")
     rng = np.random.default_rng(0)
@@ -109,8 +110,14 @@ def test_luma_of_any_format_with_a_long_lived_reformatter(tmp_path, codec, pix_f
     for frame in frames:
         ours = luma_plane(frame, gray=gray)
         assert ours.shape == (64, 96) and ours.dtype == np.uint8
+        samples, extra = luma_samples(frame, gray=gray)
+        assert extra == {"yuv420p10le": 2, "gray16le": 8}.get(pix_fmt, 0)
         if pix_fmt == "yuv420p":
             np.testing.assert_array_equal(ours, frame.to_ndarray()[:64])
+        elif extra:
+            assert samples.dtype == np.uint16 and np.shares_memory(samples, np.frombuffer(frame.planes[0], np.uint8))
+            np.testing.assert_array_equal(samples, frame.to_ndarray()[:64])
+            np.testing.assert_array_equal(ours, frame.to_ndarray()[:64] >> extra)
         else:
             np.testing.assert_array_equal(ours, frame.to_ndarray(format="gray"))
 

@@ -18,7 +18,7 @@ from cv_reader import kernels, select_patches
 from cv_reader.decode import motion_records
 from cv_reader.motion_estimation import estimate_motion
 from cv_reader.motion_vectors import motion_fields
-from cv_reader.packing import pack_mosaics
+from cv_reader.packing import pack_cells, pack_mosaics
 from cv_reader.residual import box_downsample, mc_residual
 from cv_reader.saliency import _SparseRows, median, percentile_rows
 
@@ -66,6 +66,21 @@ def test_block_means_equal_numpy(factor, numpy_loops):
     assert np.array_equal(compiled, numpy_loops(box_downsample, plane, factor))
     white = np.full((factor * 2, factor * 2), 255, np.uint8)  # the largest sums
     assert np.array_equal(box_downsample(white, factor), np.full((2, 2), 255, np.float32))
+
+
+@pytest.mark.parametrize("factor", [2, 3, 4, 8, 16])
+def test_block_means_of_16_bit_samples_equal_numpy(factor, numpy_loops):
+    """10/12/16-bit luma read in place (`decode.luma_samples`): uint16 samples in padded rows."""
+    _require_compiled()
+    rng = np.random.default_rng(factor)
+    stored = rng.integers(0, 1024, size=(5 * factor + 1, 7 * factor + 1 + 16), dtype=np.uint16)
+    plane = stored[:, : 7 * factor + 1]
+    compiled = box_downsample(plane, factor)
+    assert compiled.dtype == np.float32 and compiled.shape == (5, 7)
+    assert np.array_equal(compiled, numpy_loops(box_downsample, plane, factor))
+    np.testing.assert_allclose(compiled[1, 2], plane[factor : 2 * factor, 2 * factor : 3 * factor].mean(), rtol=1e-6)
+    top = np.full((factor * 2, factor * 2), 65535, np.uint16)  # the largest sums: still exact in float32
+    assert np.array_equal(box_downsample(top, factor), np.full((2, 2), 65535, np.float32))
 
 
 def _mc_case(rng: np.random.Generator, *, count: int, hw: int, ww: int, block: int, factor: int, grid_extra: int):
@@ -219,6 +234,23 @@ def test_mosaics_equal_numpy(content, pads, numpy_loops):
     for got, want in zip(compiled, expected, strict=True):
         assert np.array_equal(got, want)
     assert compiled[1].any() and not compiled[2].any()  # 60 cells: 36 in mosaic 0, 24 in mosaic 1
+
+
+def test_plane_cells_to_chosen_slots_equal_numpy(numpy_loops):
+    """One-channel planes (the 4:2:0 store's luma and chroma) copied to chosen slots, half-padding cells included."""
+    _require_compiled()
+    rng = np.random.default_rng(7)
+    frames = [rng.integers(0, 256, size=(23, 40, 1), dtype=np.uint8) for _ in range(3)]
+    kept, grid = 30, 48 // 8
+    src, rows, cols = rng.integers(0, 3, kept), rng.integers(0, grid, kept), rng.integers(0, grid, kept)
+    slots = rng.permutation(2 * grid * grid)[:kept]
+    results = []
+    for run in (lambda f, *a, **k: f(*a, **k), numpy_loops):
+        mosaics = np.zeros((2, 48, 48, 1), dtype=np.uint8)
+        run(pack_cells, frames, src, cell_rows=rows, cell_cols=cols, slots=slots, patch_size=8, pad_top=13,
+            pad_left=4, mosaics=mosaics)  # fmt: skip
+        results.append(mosaics)
+    assert np.array_equal(*results) and results[0].any()
 
 
 def test_environment_turns_the_kernels_off():

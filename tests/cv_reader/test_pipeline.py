@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import cv_reader.pipeline as pipeline
-from cv_reader import EnergyConfig, read_letterboxed_frames, select_patches, valid_cell_mask
+from cv_reader import EnergyConfig, planar, read_letterboxed_frames, select_patches, valid_cell_mask
 from cv_reader.decode import probe_video
 from cv_reader.geometry import letterbox
 
@@ -435,25 +435,58 @@ def test_work_luma_of_large_frames_is_made_off_the_decoding_thread(moving_clip, 
 
 
 def test_work_luma_that_needs_swscale_is_made_off_the_decoding_thread(tmp_path, monkeypatch):
-    """Luma that is not 8-bit planar (here 10-bit) is converted by swscale, 0.3 ms per 360p frame: it goes to the
+    """Luma that is not read in place (here RGB) is converted by swscale, 0.3 ms per 360p frame: it goes to the
     pixel thread at any frame size, and every conversion runs there (one reformatter serves the stream)."""
+    if "libx264rgb" not in av.codecs_available:
+        pytest.skip("libx264rgb not in this PyAV build")
     rng = np.random.default_rng(3)
     frames = [np.roll(smooth_texture(rng, height=96, width=160), 2 * i, axis=1) for i in range(24)]
-    video = write_video(tmp_path / "ten_bit.mkv", frames, pix_fmt="yuv420p10le")
+    video = write_video(tmp_path / "rgb.mkv", frames, codec="libx264rgb", pix_fmt="rgb24")
     threads = []
-    original = pipeline.luma_plane
+    original = pipeline.luma_samples
 
     def recording(frame, *, gray=None):
         threads.append((frame.format.name, threading.current_thread().name))
         return original(frame, gray=gray)
 
-    monkeypatch.setattr(pipeline, "luma_plane", recording)
+    monkeypatch.setattr(pipeline, "luma_samples", recording)
     selection = select_patches(video, num_frames=8, num_images=2, square_size=128)
-    assert threads and {name for name, _ in threads} == {"yuv420p10le"}
+    assert threads and {name for name, _ in threads} == {"gbrp"}  # (libx264rgb decodes to planar RGB)
     assert all(thread.startswith("cv_reader_pixels") for _, thread in threads), set(threads)
     monkeypatch.setattr(pipeline, "ThreadPoolExecutor", _InlineExecutor)
     np.testing.assert_array_equal(select_patches(video, num_frames=8, num_images=2, square_size=128).scores,
                                   selection.scores)  # fmt: skip
+
+
+def test_10_bit_luma_is_read_in_place_on_the_8_bit_scale(tmp_path, monkeypatch):
+    """10-bit luma is read in place, without swscale, on the decoding thread like 8-bit luma (small frames), as
+    its samples / 4: the 10-bit encode of a clip scores like its 8-bit encode and keeps the moving object."""
+    clip = moving_object_clip(tmp_path / "eight.mp4", num_frames=48, seed=5)
+    frames = []
+    with av.open(str(clip.path)) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    ten = write_video(tmp_path / "ten_bit.mp4", frames, pix_fmt="yuv420p10le")
+    threads, scales = [], []
+    original = pipeline.luma_samples
+
+    def recording(frame, *, gray=None):
+        luma, extra = original(frame, gray=gray)
+        threads.append(threading.current_thread().name)
+        scales.append((frame.format.name, str(luma.dtype), extra))
+        return luma, extra
+
+    monkeypatch.setattr(pipeline, "luma_samples", recording)
+    monkeypatch.setattr(pipeline.VideoReformatter, "reformat", lambda *a, **k: pytest.fail("luma through swscale"))
+    ten_bit = select_patches(ten, num_frames=16, num_images=4, keep_pixels=False)
+    assert set(scales) == {("yuv420p10le", "uint16", 2)} and set(threads) == {"MainThread"}
+    monkeypatch.undo()
+    eight_bit = select_patches(clip.path, num_frames=16, num_images=4, keep_pixels=False)
+    both = eight_bit.scores.ravel(), ten_bit.scores.ravel()
+    assert np.corrcoef(*both)[0, 1] > 0.95
+    kept = [set(map(tuple, s.positions_thw.tolist())) for s in (eight_bit, ten_bit)]
+    assert len(kept[0] & kept[1]) > 0.8 * len(kept[0])
+    truth = moving_cells(clip.masks, ten_bit.frame_ids)
+    assert recall(ten_bit.visidx_thw, truth) > 0.9 and recall(eight_bit.visidx_thw, truth) > 0.9
 
 
 class _InlineExecutor:
@@ -472,16 +505,17 @@ class _InlineExecutor:
 
 
 def test_canvases_are_kept_in_large_blocks(moving_clip):
-    """The 64 canvases share a few blocks of at least CANVAS_CHUNK_BYTES (numpy asks the kernel for transparent huge
-    pages from 4 MiB: one array per canvas took a page fault per 4 KiB in a fresh process), each row holding its own
-    frame: the same content as the stage-2 reader's canvases of the same frames."""
+    """The 64 sampled frames are kept as 4:2:0 planes (half the bytes of RGB) in a few blocks of at least
+    `planar.BLOCK_BYTES` (one array per frame faulted its pages in anew for every video), each row holding its own
+    frame, whose RGB is the stage-2 reader's canvas of the same frame."""
     selection = select_patches(moving_clip.path)
-    frames = selection.frames
-    blocks = {id(f.base): f.base for f in frames}
-    assert len(frames) == 64 and len(blocks) <= 16
-    assert all(block.nbytes >= pipeline.CANVAS_CHUNK_BYTES for block in blocks.values())
-    canvases, _ = read_letterboxed_frames(moving_clip.path, selection.frame_ids)
+    store = selection.frames
+    blocks = {id(f.base): f.base for f in store.data}
+    assert len(store) == 64 and len(blocks) <= 16
+    assert all(block.nbytes >= planar.BLOCK_BYTES for block in blocks.values())
     box = selection.meta["pad_info"]
     top, left, height, width = box["pad_top"], box["pad_left"], box["Hn"], box["Wn"]
-    for row, content in enumerate(frames):
+    assert store.frame_bytes * 64 <= height * width * 3 * 64 // 2 + 64 * (height + width)
+    canvases, _ = read_letterboxed_frames(moving_clip.path, selection.frame_ids)
+    for row, content in enumerate(store):
         np.testing.assert_array_equal(content, canvases[row, top : top + height, left : left + width])

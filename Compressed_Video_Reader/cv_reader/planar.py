@@ -1,0 +1,190 @@
+"""The sampled frames' pixels, kept as 4:2:0 planes until the mosaics are made.
+
+`select_patches` keeps the letterboxed content of every sampled frame (64 by default) while it decodes, because the
+kept cells are known only at the end. As RGB that is 36 MB for 360p content (~9k fresh pages to fault in a new
+process) and an RGB conversion of every sampled frame; as the 4:2:0 planes of `RgbScaler.planes` it is half the
+bytes, and RGB is made only of the mosaics (8 squares instead of 64 frames). The pixels are the same: swscale's
+4:2:0 -> RGB conversion is pointwise, so planes assembled from cells that start on even rows and columns convert to
+the cells of the converted frames (`tests/cv_reader/test_planar.py`). Where the cells do not (an odd letterbox pad,
+an odd cell size) each frame with kept cells is converted alone, one at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import av
+import numpy as np
+
+from .decode import COLOUR_PROPERTIES, RgbScaler, plane_array
+from .packing import pack_cells
+
+# Frames are stored in blocks of 16-32 MiB (one smaller block when they take less), below glibc's 32 MiB mmap
+# threshold (`allocator`), so the blocks are reused across videos.
+BLOCK_BYTES = 16 << 20
+
+
+class PlanarFrames:
+    """uint8 4:2:0 planes of the content rectangles (`height` x `width`, display orientation) of `count` frames,
+    filled in any order by `put`. A sequence of RGB content arrays [height, width, 3] (each made when asked for,
+    black for a frame never put), with `mosaics` for the cells that are kept."""
+
+    def __init__(self, count: int, *, height: int, width: int) -> None:
+        self.height, self.width = height, width
+        self.rows = height + height % 2  # an odd height is stored one (repeated) row taller: `RgbScaler.planes`
+        self.chroma = (self.rows // 2, (width + 1) // 2)
+        self.frame_bytes = self.rows * width + 2 * self.chroma[0] * self.chroma[1]
+        self.data: list[np.ndarray | None] = [None] * count
+        self.colour: list[tuple | None] = [None] * count
+        self._blocks: dict[int, np.ndarray] = {}  # first frame -> block of `_block_rows` frames
+        self._block_rows = -(-count // max(1, count * self.frame_bytes // BLOCK_BYTES)) if count else 1
+        self._scaler = RgbScaler()  # its conversion pass only (the caller thread's own reformatter)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.rgb(index)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self.rgb(i) for i in range(len(self)))
+
+    def put(self, index: int, planes: av.VideoFrame) -> None:
+        """Store frame `index` from `RgbScaler.planes` output (yuv420p, `rows` x `width`)."""
+        if planes.format.name != "yuv420p" or (planes.height, planes.width) != (self.rows, self.width):
+            raise ValueError(f"expected yuv420p {self.width}x{self.rows}, got {planes.format.name} {planes.width}x"
+                             f"{planes.height}")  # fmt: skip
+        first = index - index % self._block_rows
+        block = self._blocks.get(first)
+        if block is None:
+            rows = min(self._block_rows, len(self.data) - first)
+            block = self._blocks[first] = np.empty((rows, self.frame_bytes), dtype=np.uint8)
+        data = block[index - first]
+        for plane, view in zip(planes.planes, self._views(data), strict=True):
+            view[...] = plane_array(plane)
+        self.data[index] = data
+        self.colour[index] = tuple(getattr(planes, name) for name in COLOUR_PROPERTIES)
+
+    def _views(self, data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(Y [rows, width], U, V [rows / 2, ceil(width / 2)]) views of one stored frame."""
+        luma = self.rows * self.width
+        size = self.chroma[0] * self.chroma[1]
+        return (
+            data[:luma].reshape(self.rows, self.width),
+            data[luma : luma + size].reshape(self.chroma),
+            data[luma + size :].reshape(self.chroma),
+        )
+
+    def _convert(self, planes: tuple[np.ndarray, ...], colour: tuple, *, height: int) -> np.ndarray:
+        """RGB [height, W, 3] of yuv420p `planes` (Y, U, V) with the colour properties `colour`."""
+        frame = av.VideoFrame(planes[0].shape[1], planes[0].shape[0], "yuv420p")
+        for name, value in zip(COLOUR_PROPERTIES, colour, strict=True):
+            setattr(frame, name, value)
+        for plane, view in zip(frame.planes, planes, strict=True):
+            plane_array(plane)[...] = view
+        return self._scaler.rgb(frame, height=height)
+
+    def rgb(self, index: int) -> np.ndarray:
+        """uint8 [height, width, 3] RGB of frame `index` (black if it was never put)."""
+        data = self.data[index]
+        if data is None:
+            return np.zeros((self.height, self.width, 3), dtype=np.uint8)
+        return self._convert(self._views(data), self.colour[index], height=self.height)
+
+    def mosaics(
+        self,
+        src: np.ndarray,
+        *,
+        cell_rows: np.ndarray,
+        cell_cols: np.ndarray,
+        num_images: int,
+        patch_size: int,
+        square_size: int,
+        pad_top: int,
+        pad_left: int,
+    ) -> np.ndarray:
+        """uint8 [num_images, S, S, 3]: kept cell r (canvas cell (`cell_rows[r]`, `cell_cols[r]`) of frame `src[r]`,
+        the content placed on the S x S canvas at the pads) in cell r of the mosaics, row-major; everything else is
+        black. The pixels of `packing.pack_mosaics` of the RGB frames."""
+        size, patch = square_size, patch_size
+        kept = len(src)
+        src = np.asarray(src, dtype=np.int64)
+        slots = np.arange(kept)
+        used = sorted(set(src.tolist()))
+        colours = {self.colour[f] for f in used if self.data[f] is not None}
+        out = np.zeros((num_images, size, size, 3), dtype=np.uint8)
+        if not colours:
+            return out  # no cells, or only cells of frames never put: black
+        if size % 2 or patch % 2 or pad_top % 2 or pad_left % 2 or len(colours) > 1:
+            # Cells that do not start on a 4:2:0 block (or frames converted differently): one frame at a time.
+            for f in used:
+                rows = np.flatnonzero(src == f)
+                pack_cells(
+                    [self.rgb(f)], np.zeros(len(rows), dtype=np.int64), cell_rows=cell_rows[rows],
+                    cell_cols=cell_cols[rows], slots=rows, patch_size=patch, pad_top=pad_top, pad_left=pad_left,
+                    mosaics=out,
+                )  # fmt: skip
+            return out
+        blank = np.zeros(self.frame_bytes, dtype=np.uint8)  # frames never put: black, below
+        views = [self._views(self.data[f] if self.data[f] is not None else blank) for f in range(len(self))]
+        half = (size // 2, patch // 2, pad_top // 2, pad_left // 2)
+        planes = []
+        for p, (side, cell, top, left) in enumerate(((size, patch, pad_top, pad_left), half, half)):
+            # Luma without the repeated row of an odd height: that row is padding (black) on the canvas.
+            frames = [v[0][: self.height, :, None] if p == 0 else v[p][..., None] for v in views]
+            mosaic = np.zeros((num_images, side, side, 1), dtype=np.uint8)
+            pack_cells(
+                frames, src, cell_rows=cell_rows, cell_cols=cell_cols, slots=slots, patch_size=cell, pad_top=top,
+                pad_left=left, mosaics=mosaic,
+            )  # fmt: skip
+            planes.append(mosaic[..., 0])
+        colour = colours.pop()
+        for n in range(num_images):
+            out[n] = self._convert(tuple(plane[n] for plane in planes), colour, height=size)
+        self._blacken(out, src, cell_rows=cell_rows, cell_cols=cell_cols, patch=patch, pad_top=pad_top,
+                      pad_left=pad_left)  # fmt: skip
+        return out
+
+    def _blacken(
+        self,
+        out: np.ndarray,
+        src: np.ndarray,
+        *,
+        cell_rows: np.ndarray,
+        cell_cols: np.ndarray,
+        patch: int,
+        pad_top: int,
+        pad_left: int,
+    ) -> None:
+        """Zero what the RGB mosaics show that is not content: the canvas padding inside kept cells (converted
+        from zero planes, and the padding rows and columns that share a 4:2:0 block with content), the cells of
+        frames never put, the empty cells past the kept ones, and the strip past the last whole cell."""
+        num_images, size = out.shape[0], out.shape[1]
+        grid = size // patch
+        side = grid * patch
+        out[:, side:] = 0
+        out[:, :, side:] = 0
+        kept = len(src)
+        # Visible rows [top, bottom) and columns [left, right) of each kept cell, in cell coordinates.
+        y0 = np.asarray(cell_rows, dtype=np.int64) * patch - pad_top
+        x0 = np.asarray(cell_cols, dtype=np.int64) * patch - pad_left
+        top, bottom = np.clip(-y0, 0, patch), np.clip(self.height - y0, 0, patch)
+        left, right = np.clip(-x0, 0, patch), np.clip(self.width - x0, 0, patch)
+        missing = np.array([self.data[f] is None for f in src.tolist()], dtype=bool)
+        bottom[missing] = 0
+        partial = np.flatnonzero((top > 0) | (bottom < patch) | (left > 0) | (right < patch))
+        empty = np.arange(kept, num_images * grid * grid)
+        slots = np.concatenate([partial, empty])
+        if not len(slots):
+            return
+        zeros = np.zeros(len(empty), dtype=np.int64)
+        top, bottom = np.concatenate([top[partial], zeros]), np.concatenate([bottom[partial], zeros])
+        left, right = np.concatenate([left[partial], zeros]), np.concatenate([right[partial], zeros])
+        at = np.arange(patch)
+        inside_y = (at >= top[:, None]) & (at < bottom[:, None])
+        inside_x = (at >= left[:, None]) & (at < right[:, None])
+        mask = (inside_y[:, :, None] & inside_x[:, None, :]).astype(np.uint8)[..., None]  # [P, p, p, 1]
+        cells = grid * grid
+        image, row, col = slots // cells, (slots % cells) // grid, slots % grid
+        view = out[:, :side, :side].reshape(num_images, grid, patch, grid, patch, 3)
+        view[image, row, :, col] = view[image, row, :, col] * mask

@@ -1,0 +1,136 @@
+"""The 4:2:0 store of the sampled frames (`cv_reader.planar`): mosaics made from the kept cells' planes have exactly
+the pixels of mosaics packed from each frame's RGB, for every letterbox geometry, colour range and gap."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+from cv_reader import select_patches
+from cv_reader.decode import RgbScaler, plane_array
+from cv_reader.geometry import letterbox
+from cv_reader.packing import pack_mosaics
+from cv_reader.planar import PlanarFrames
+
+from .synth import moving_object_clip
+
+
+def _random_frame(rng, height: int, width: int, *, colorspace: int = 1, color_range: int = 1) -> av.VideoFrame:
+    """A yuv420p frame of random samples (any value: the conversion clips)."""
+    frame = av.VideoFrame(width, height, "yuv420p")
+    for plane in frame.planes:
+        view = plane_array(plane)
+        view[...] = rng.integers(0, 256, size=view.shape, dtype=np.uint8)
+    frame.colorspace, frame.color_range = colorspace, color_range
+    return frame
+
+
+def _store(rng, count: int, *, height: int, width: int, missing: tuple[int, ...] = (), colours=None) -> PlanarFrames:
+    """A store of `count` random frames (content `height` x `width`) from `RgbScaler.planes`; `missing` never put."""
+    store = PlanarFrames(count, height=height, width=width)
+    scaler = RgbScaler()
+    for i in range(count):
+        if i in missing:
+            continue
+        colorspace, color_range = colours[i] if colours else (1, 1)
+        # A source of another size, so the frame goes through the scaling pass as in the pipeline.
+        source = _random_frame(rng, height * 2 + 2, width + 6, colorspace=colorspace, color_range=color_range)
+        store.put(i, scaler.planes(source, height=height, width=width))
+    return store
+
+
+def _cells(rng, *, count: int, grid: int, kept: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`kept` random (frame, row, col) cells, padding cells included."""
+    return rng.integers(0, count, kept), rng.integers(0, grid, kept), rng.integers(0, grid, kept)
+
+
+GEOMETRIES = [
+    # (H0, W0, S, patch): 16:9 (even pads), 4:3, portrait, PAL (odd pad: one frame at a time), CIF (odd content
+    # height, even pad), cinemascope (odd pad), odd content width, odd cell size, odd square, tiny.
+    (360, 640, 576, 16),
+    (240, 320, 576, 16),
+    (640, 360, 576, 16),
+    (576, 720, 576, 16),
+    (288, 352, 576, 16),
+    (200, 478, 576, 16),
+    (1000, 64, 576, 16),
+    (360, 640, 224, 14),
+    (360, 640, 225, 15),
+    (18, 34, 96, 16),
+]
+
+
+@pytest.mark.parametrize(("h0", "w0", "size", "patch"), GEOMETRIES)
+def test_mosaics_equal_the_mosaics_of_the_rgb_frames(h0, w0, size, patch, monkeypatch):
+    rng = np.random.default_rng(h0 * 7 + w0 + size)
+    box = letterbox(h0, w0, out_size=size)
+    store = _store(rng, 6, height=box.Hn, width=box.Wn, missing=(4,))
+    grid = size // patch
+    kept = int(2.5 * grid * grid)  # the third mosaic part empty
+    src, rows, cols = _cells(rng, count=6, grid=grid, kept=kept)
+    rgb = [store.rgb(i) for i in range(6)]
+    assert not rgb[4].any() and rgb[0].any()
+    expected = pack_mosaics(
+        rgb, np.arange(6), positions_thw=np.stack([src, rows, cols], axis=1), num_images=3, patch_size=patch,
+        square_size=size, pad_top=box.pad_top, pad_left=box.pad_left,
+    )  # fmt: skip
+    aligned = size % 2 == 0 and patch % 2 == 0 and box.pad_top % 2 == 0 and box.pad_left % 2 == 0
+    if aligned:
+        # The planes are assembled and converted once per mosaic: no frame is converted alone.
+        monkeypatch.setattr(PlanarFrames, "rgb", lambda self, index: pytest.fail("a frame was converted alone"))
+    got = store.mosaics(
+        src, cell_rows=rows, cell_cols=cols, num_images=3, patch_size=patch, square_size=size, pad_top=box.pad_top,
+        pad_left=box.pad_left,
+    )  # fmt: skip
+    assert got.shape == (3, size, size, 3)
+    for n in range(3):
+        assert np.array_equal(got[n], expected[n]), f"mosaic {n}"
+    assert got[1].any() and not got[2][-(-(kept - 2 * grid * grid) // grid) * patch :].any()
+
+
+def test_each_frame_is_its_rgb_scaler_pixels():
+    """`rgb(i)` of a stored frame is what `RgbScaler` makes of it in one go (odd height, a turned frame), from half
+    the bytes."""
+    rng = np.random.default_rng(3)
+    for height, width, rotation in ((461, 576, 0), (324, 576, 90), (37, 576, 0)):
+        source_h, source_w = (width, height) if rotation else (height, width)
+        source = _random_frame(rng, source_h * 2 + 2, source_w + 10, colorspace=5)
+        store = PlanarFrames(1, height=height, width=width)
+        store.put(0, RgbScaler().planes(source, height=height, width=width, rotation=rotation))
+        assert np.array_equal(store.rgb(0), RgbScaler()(source, height=height, width=width, rotation=rotation))
+        assert store.frame_bytes <= (height + 1) * width * 3 // 2 + height + width
+
+
+def test_full_range_and_mixed_colour_properties():
+    """Frames in full range convert as full range; frames whose conversions differ (colour properties that change
+    within the video) are converted one at a time, each with its own."""
+    rng = np.random.default_rng(5)
+    box = letterbox(360, 640, out_size=96)
+    for colours in ([(1, 2)] * 4, [(1, 1), (5, 1), (1, 2), (1, 1)]):
+        store = _store(rng, 4, height=box.Hn, width=box.Wn, colours=colours)
+        src, rows, cols = _cells(rng, count=4, grid=6, kept=40)
+        expected = pack_mosaics(
+            [store.rgb(i) for i in range(4)], np.arange(4), positions_thw=np.stack([src, rows, cols], axis=1),
+            num_images=2, patch_size=16, square_size=96, pad_top=box.pad_top, pad_left=box.pad_left,
+        )  # fmt: skip
+        got = store.mosaics(src, cell_rows=rows, cell_cols=cols, num_images=2, patch_size=16, square_size=96,
+                            pad_top=box.pad_top, pad_left=box.pad_left)  # fmt: skip
+        assert all(np.array_equal(g, e) for g, e in zip(got, expected, strict=True))
+    limited = _store(np.random.default_rng(1), 1, height=8, width=8, colours=[(1, 1)]).rgb(0)
+    full = _store(np.random.default_rng(1), 1, height=8, width=8, colours=[(1, 2)]).rgb(0)
+    assert not np.array_equal(limited, full)
+
+
+def test_pipeline_mosaics_equal_its_sampled_frames_cells(tmp_path):
+    """End to end: each mosaic cell of `select_patches` is that cell of the sampled frame's letterboxed canvas."""
+    path = moving_object_clip(tmp_path / "clip.mp4", num_frames=24, height=64, width=128).path
+    selection = select_patches(path, num_frames=8, num_images=2, square_size=96, patch_size=16)
+    assert isinstance(selection.frames, PlanarFrames)
+    assert selection.meta["pad_info"]["pad_top"] % 2 == 0  # mosaics from the assembled planes
+    canvases = selection.sampled_frames()
+    mosaics = selection.mosaics()
+    for r, (t, h, w) in enumerate(selection.positions_thw.tolist()):
+        image, slot = divmod(r, 36)
+        cell = mosaics[image][(slot // 6) * 16 : (slot // 6 + 1) * 16, (slot % 6) * 16 : (slot % 6 + 1) * 16]
+        assert np.array_equal(cell, canvases[t, h * 16 : (h + 1) * 16, w * 16 : (w + 1) * 16]), (t, h, w)
