@@ -12,6 +12,9 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
+import threading
+import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -56,15 +59,51 @@ def decoder_threads_per_worker(num_workers: int) -> int:
     return max(1, cores // max(num_workers, 1))
 
 
+PARENT_POLL_S = 1.0  # how often a worker checks that the process that started it is still there
+
+
+def _init_worker(decoder_threads: int, log_level: int, log_format: str | None, parent: int) -> None:
+    """Set up a worker process: its share of the cores for the decoders; the parent's log level and format (a
+    spawned process starts with none, so warnings came out as bare text and infos were lost); Ctrl-C left to the
+    parent, which stops the pool (the terminal sends it to every process of the group); and a watch on the parent:
+    when it dies without stopping the pool (SIGKILL, or SIGTERM to it alone), the worker ends too instead of waiting
+    forever on its task pipe (it holds that pipe's other end itself, so it never sees the end of it)."""
+    set_decoder_threads(decoder_threads)
+    logging.basicConfig(level=log_level, format=log_format or logging.BASIC_FORMAT)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)  # (the parent is gone: nobody would read this worker's results)
+
+    threading.Thread(target=watch, name="cv_reader_parent_watch", daemon=True).start()
+
+
 def _new_pool(num_workers: int) -> ProcessPoolExecutor:
     # spawn: no fork of a process that holds decoder threads; parallelism is across videos (spec 11), and each
     # worker's decoders take its share of the cores.
+    root = logging.getLogger()
+    formats = [h.formatter._fmt for h in root.handlers if h.formatter is not None]
     return ProcessPoolExecutor(
         max_workers=num_workers,
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=set_decoder_threads,
-        initargs=(decoder_threads_per_worker(num_workers),),
-    )
+        initializer=_init_worker,
+        initargs=(decoder_threads_per_worker(num_workers), root.getEffectiveLevel(), formats[0] if formats else None,
+                  os.getpid()),
+    )  # fmt: skip
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """End a pool now (this process is interrupted or failing): cancel the queued jobs and terminate the workers,
+    instead of waiting for the videos in flight (`shutdown(wait=True)`, which `with` would do)."""
+    if hasattr(pool, "terminate_workers"):  # Python >= 3.14
+        pool.terminate_workers()
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
 
 
 def _collect(running: dict[Future, dict], suspects: list[dict]) -> Iterator[dict]:
@@ -82,7 +121,8 @@ def _pool_round(
 ) -> Iterator[dict]:
     """Run queued jobs in one pool until the queue is empty or the pool breaks (its in-flight jobs -> suspects)."""
     running: dict[Future, dict] = {}
-    with _new_pool(num_workers) as pool:
+    pool, stopped = _new_pool(num_workers), False
+    try:
         while queue or running:
             while queue and len(running) < num_workers:
                 job = queue.popleft()
@@ -104,14 +144,26 @@ def _pool_round(
             if broken:
                 yield from _collect(running, suspects)
                 return
+    except BaseException:  # Ctrl-C, SIGTERM (`cli`), or the consumer stopped: the workers end with this process
+        _stop(pool)
+        stopped = True
+        raise
+    finally:
+        if not stopped:
+            pool.shutdown(wait=True)
 
 
 def _run_alone(work: Callable[[dict], dict], job: dict) -> dict:
-    with _new_pool(1) as pool:
-        try:
-            return _with_job(pool.submit(run_guarded, work, job).result(), job)
-        except BrokenProcessPool:
-            return died(job)
+    pool = _new_pool(1)
+    try:
+        result = _with_job(pool.submit(run_guarded, work, job).result(), job)
+    except BrokenProcessPool:
+        result = died(job)
+    except BaseException:
+        _stop(pool)
+        raise
+    pool.shutdown(wait=True)
+    return result
 
 
 def run_pool(work: Callable[[dict], dict], jobs: list[dict], *, num_workers: int) -> Iterator[dict]:

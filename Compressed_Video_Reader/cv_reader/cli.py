@@ -15,7 +15,9 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -38,12 +40,26 @@ logger = logging.getLogger("cv_reader")
 EXIT_OK, EXIT_ITEM_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_HELP = (
     "exit status: 0 every item done or skipped; 1 at least one item failed (see the fail list); "
-    "2 the input cannot be used (unreadable dataset file, colliding keys, bad arguments)"
+    "2 the input cannot be used (unreadable dataset file, colliding keys, bad arguments); "
+    "130 / 143 interrupted by Ctrl-C / SIGTERM (finished items are kept: a rerun resumes)"
 )
 
 
 class BadInputError(ValueError):
     """The batch input as a whole cannot be used (exit status 2)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C so the run stops the same way: the worker processes are
+    ended (`batch`), nothing half-written is left (every output is written to a temporary name, then renamed)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -153,6 +169,8 @@ def _row_problem(row: dict) -> str | None:
         return row["_error"]
     if not isinstance(row["video"], str):
         return f"row {row['_row_idx']}: 'video' must be a path string, got {type(row['video']).__name__}"
+    if not row["video"].strip():
+        return f"row {row['_row_idx']}: 'video' is an empty path"
     if "id" in row and not isinstance(row["id"], (str, int)):
         return f"row {row['_row_idx']}: 'id' must be a string or integer, got {type(row['id']).__name__}"
     return None
@@ -163,7 +181,7 @@ def _sharded_rows(rows: Iterable[dict], args: argparse.Namespace) -> Iterator[tu
     without_video = total = 0
     for row in rows:
         total += 1
-        if "_error" not in row and not row.get("video"):
+        if "_error" not in row and row.get("video") is None:
             without_video += 1  # an image or text sample: not ours (upstream writes video rows only, spec 8.7)
             continue
         problem = _row_problem(row)
@@ -246,7 +264,8 @@ def _fail_line(result: dict, *, traceback: bool = False) -> str:
 
 
 def _failed(job: dict, error: str) -> dict:
-    logger.error("failed: %s (%s)", job.get("video") or job.get("id"), error)
+    name = job.get("video") or job.get("id")  # (an entry without either: the error says which entry it is)
+    logger.error("failed: %s", f"{name} ({error})" if name else error)
     return {"status": "failed", "error": error, "traceback": "", "job": job}
 
 
@@ -935,6 +954,8 @@ def main(argv: list[str] | None = None) -> int:
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupted) if main_thread else None
     try:
         check_command_arguments(args)
         return int(args.func(args) or 0)
@@ -942,6 +963,14 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", err)
         print(f"[cv_reader {args.command}] input refused: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt as err:  # (a traceback here would only say where the main thread was waiting)
+        signum = getattr(err, "signum", signal.SIGINT)
+        logger.error("interrupted (%s): the items finished so far are kept, a rerun resumes after them",
+                     signal.Signals(signum).name)  # fmt: skip
+        return 128 + signum
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -143,9 +143,10 @@ def open_video(
     `VideoInfo.quick_open` (PyAV decodes with a codec context of its own, which the flag does not touch).
     `stream_index`: the container stream to read (`VideoInfo.stream_index`); by default the first video stream that
     is not cover art."""
+    if not str(path):
+        raise VideoReadError(path, "missing", detail="the path is empty")  # (Path("") would name the current folder)
     path = Path(path)
-    if not path.exists():
-        raise VideoReadError(path, "missing", detail="no such file")
+    _check_reachable(path)
     if path.is_dir():
         raise VideoReadError(path, "not_a_video", detail="is a directory")
     if not path.is_file():  # a pipe would block the open until a writer comes, and a device never ends
@@ -166,7 +167,10 @@ def open_video(
     if not container.streams.video:
         kinds = sorted({other.type for other in container.streams}) or ["none"]
         container.close()
-        raise VideoReadError(path, "no_video_stream", detail=f"streams: {', '.join(kinds)}")
+        # Only data streams, or none: a header that lost its video track (often a file cut short) more likely than
+        # a file made without one.
+        hint = "" if {"audio", "subtitle"} & set(kinds) else "; truncated or damaged?"
+        raise VideoReadError(path, "no_video_stream", detail=f"streams: {', '.join(kinds)}{hint}")
     if stream_index is None:
         stream = choose_video_stream(container.streams.video, {})
     else:
@@ -182,8 +186,31 @@ def open_video(
         raise VideoReadError(path, "unsupported_codec", detail=f"{type(err).__name__}: {err}") from err
     if not name or name == "none":
         container.close()
-        raise VideoReadError(path, "unsupported_codec", detail="FFmpeg has no decoder for this video stream")
+        raise VideoReadError(
+            path, "unsupported_codec", detail="FFmpeg has no decoder for this video stream: an unknown codec, or a"
+            " damaged header"
+        )  # fmt: skip
     return container, stream
+
+
+def _check_reachable(path: Path) -> None:
+    """Raise `VideoReadError` saying why `path` cannot be reached: no such file, a broken or looping symbolic link,
+    a folder on the way that may not be searched, a name too long."""
+    try:
+        os.stat(path)
+    except OSError as err:
+        code = err.errno
+        if code == errno.ENOENT and os.path.islink(path):
+            raise VideoReadError(path, "missing", detail=f"broken symbolic link to {os.readlink(path)}") from err
+        if code == errno.ENOENT or code == errno.ENOTDIR:
+            raise VideoReadError(path, "missing", detail="no such file") from err
+        if code == errno.ELOOP:
+            raise VideoReadError(path, "unreadable", detail="symbolic links that loop") from err
+        if code == errno.EACCES:
+            raise VideoReadError(path, "unreadable", detail="permission denied on a folder of the path") from err
+        raise VideoReadError(path, "unreadable", detail=f"{os.strerror(code or 0)}") from err
+    except ValueError as err:  # an embedded NUL byte
+        raise VideoReadError(path, "missing", detail=f"not a valid path ({err})") from err
 
 
 def _decodable(stream: av.video.stream.VideoStream) -> bool:

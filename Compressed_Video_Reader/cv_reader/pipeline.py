@@ -64,6 +64,7 @@ MAX_PENDING = 2  # batches queued for the energy thread before decoding waits
 MAX_PIXEL_JOBS = 4  # sampled frames queued for the pixel thread before decoding waits
 # Frames of at least this many pixels get their work luma on the pixel thread (`_Session.work_luma`).
 OFFLOAD_LUMA_PIXELS = 500_000
+REORDER_SLACK = 8  # frames decoded past the last sampled one when some sampled frame has not come (`_decode_loop`)
 WORK_FACTORS = (1, 2, 4, 8, 16)  # luma downscales of the analysis (`_Session.setup`)
 
 
@@ -819,6 +820,8 @@ def _decode_loop(
     decoded, pixel format)."""
     slots = router.slots
     last_wanted, pix_fmt, num_decoded = max(slots), None, 0
+    unseen = set(slots)  # sampled frames not decoded yet
+    furthest, backstep = -1, 0  # the largest index so far, and how far behind it a later frame came
     # Frames of a changed size come scaled to the first size, marked as I-frames: compared by block matching.
     frames = at_first_size(
         iter_indexed_frames(
@@ -837,9 +840,16 @@ def _decode_loop(
                 session.setup(frame, distinct=sorted(slots), work_factor=work_factor)
                 pix_fmt = frame.format.name
             router.add(index, frame)
-            num_decoded = index + 1
+            num_decoded = max(num_decoded, index + 1)
+            unseen.discard(index)
+            backstep, furthest = max(backstep, furthest - index), max(furthest, index)
+            # Every sampled frame is done: the rest of the file is not needed. Frames come in display order, unless
+            # the timestamps are out of order (a broken mux: frames shown in another order than decoded); then, and
+            # for a sampled frame that never comes (damaged), decoding goes on past the last one by twice the
+            # largest step back seen and REORDER_SLACK.
             if index >= last_wanted and not router.pending():
-                break  # every sampled frame is done: the rest of the file is not needed
+                if not unseen or index >= last_wanted + 2 * backstep + REORDER_SLACK:
+                    break
     finally:
         frames.close()
     return num_decoded, pix_fmt

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,93 @@ def _work_or_die(job: dict) -> dict:
     if job["die"]:
         os.kill(os.getpid(), signal.SIGKILL)
     return {"value": job["n"] * 10}
+
+
+def _sleepy(job: dict) -> dict:
+    """Pool work for the interruption tests: logs, says which process runs it, then takes a minute."""
+    import logging
+    import time
+
+    logging.getLogger("cv_reader.test").warning("item %d started", job["n"])
+    Path(job["dir"], f"{os.getpid()}.pid").write_text("")
+    time.sleep(60)
+    return {}
+
+
+# A batch command whose items take a minute each (the pool work is `_sleepy`): the interruption tests signal it.
+_SLOW_COMMAND = """
+import sys
+from cv_reader import cli
+from cv_reader.batch import run_jobs
+from tests.cv_reader.test_batch import _sleepy
+
+def slow_jobs(work, jobs, *, num_workers, desc):
+    return run_jobs(_sleepy, [{**job, "n": n, "dir": sys.argv[1]} for n, job in enumerate(jobs)],
+                    num_workers=num_workers, desc=desc)
+
+cli.run_jobs = slow_jobs
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/stat")  # a zombie (not yet reaped by its new parent) counts as gone
+    return not (status.is_file() and status.read_text().split(")")[-1].split()[0] == "Z")
+
+
+def _wait(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+def _start_slow_run(tiny_dataset: Path, tmp_path: Path) -> tuple[subprocess.Popen, list[int]]:
+    """`stage1` of 4 slow items with 2 workers, in its own session; returns once both workers are busy."""
+    data = tmp_path / "rows.json"
+    data.write_text(json.dumps([{"id": f"s{n}", "video": "clip.mp4"} for n in range(4)]))
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), str(repo / "Compressed_Video_Reader")])}
+    argv = ["stage1", "--input_json", str(data), "--video_root", str(tiny_dataset), "--out_root",
+            str(tmp_path / "out"), "--num_workers", "2", *STAGE1_SMALL]  # fmt: skip
+    run = subprocess.Popen([sys.executable, "-c", _SLOW_COMMAND, str(pids), *argv], env=env, stderr=subprocess.PIPE,
+                           stdout=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    assert _wait(lambda: len(list(pids.glob("*.pid"))) == 2, 60), run.communicate(timeout=60)
+    return run, [int(p.stem) for p in pids.glob("*.pid")]
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_an_interrupted_run_stops_its_workers_and_says_so(tiny_dataset, tmp_path, signum, status):
+    """SIGTERM to the batch process alone (as `kill` or a job scheduler sends it), or Ctrl-C (SIGINT to the whole
+    process group, as a terminal sends it): the run stops at once with 128 + the signal, one log line and no
+    traceback, and takes its workers with it (they used to be left blocked forever on their task pipe). The
+    workers log in the parent's format."""
+    run, workers = _start_slow_run(tiny_dataset, tmp_path)
+    if signum == signal.SIGINT:
+        os.killpg(run.pid, signum)
+    else:
+        os.kill(run.pid, signum)
+    _, err = run.communicate(timeout=30)
+    assert run.returncode == status, err
+    assert "Traceback" not in err and f"interrupted ({signal.Signals(signum).name})" in err
+    assert "WARNING cv_reader.test: item" in err  # the workers' log records, formatted as the parent's
+    assert _wait(lambda: not any(_alive(pid) for pid in workers), 10), [p for p in workers if _alive(p)]
+
+
+def test_workers_end_when_their_parent_is_killed(tiny_dataset, tmp_path):
+    """SIGKILL to the batch process (the OOM killer, `kill -9`): its workers notice and end within seconds."""
+    run, workers = _start_slow_run(tiny_dataset, tmp_path)
+    os.kill(run.pid, signal.SIGKILL)
+    run.communicate(timeout=30)
+    assert _wait(lambda: not any(_alive(pid) for pid in workers), 15), [p for p in workers if _alive(p)]
 
 
 def _decoder_threads(job: dict) -> dict:
@@ -123,13 +211,15 @@ def test_exit_status_and_help(tiny_dataset, tmp_path, capsys):
         )
 
 
-def test_non_object_rows_fail_alone(tiny_dataset, tmp_path, capsys):
+def test_non_object_rows_fail_alone(tiny_dataset, tmp_path, capsys, caplog):
     rows = [
         [1, 2],
         5,
         "clip.mp4",
         {"id": "ok", "video": "clip.mp4", "conversations": CONV},
         {"id": "bad_video", "video": 7},
+        {"id": "empty_video", "video": ""},  # a broken video row, not an image or text sample (those have none)
+        {"id": "image", "image": "a.jpg", "video": None},
     ]
     data = tmp_path / "rows.json"
     data.write_text(json.dumps(rows))
@@ -174,16 +264,21 @@ def test_non_object_rows_fail_alone(tiny_dataset, tmp_path, capsys):
         )
         == 1
     )
-    assert "1 done, 0 skipped (already done), 4 failed" in capsys.readouterr().out
+    assert "1 done, 0 skipped (already done), 5 failed" in capsys.readouterr().out
     assert [json.loads(line)["id"] for line in out_jsonl.read_text().splitlines()] == ["ok"]
     fail = Path(str(out_jsonl) + ".fail.txt").read_text()
     assert "got list" in fail and "got int" in fail and "got str" in fail and "'video' must be a path" in fail
+    assert "row 5: 'video' is an empty path" in fail and "image" not in fail
     listing = tmp_path / "videos.jsonl"
-    listing.write_text(json.dumps({"video": str(tiny_dataset / "clip.mp4")}) + '\n[1, 2]\n42\n{"video": 3}\n')
+    listing.write_text(
+        json.dumps({"video": str(tiny_dataset / "clip.mp4")}) + '\n[1, 2]\n42\n{"video": 3}\n{"video": ""}\n'
+    )
     out = tmp_path / "eval"
     precompute = ["precompute", "--videos_jsonl", str(listing), "--out_root", str(out), "--num_workers", "0"]
-    assert _run([*precompute, "--seq_len_frames", "8", "--num_images", "2", "--square_size", "64"]) == 1
-    assert "1 done, 0 skipped (already done), 3 failed" in capsys.readouterr().out
+    with caplog.at_level("ERROR", logger="cv_reader"):
+        assert _run([*precompute, "--seq_len_frames", "8", "--num_images", "2", "--square_size", "64"]) == 1
+    assert "1 done, 0 skipped (already done), 4 failed" in capsys.readouterr().out
+    assert "failed: entry 4: needs a 'video' path string" in caplog.text and "None" not in caplog.text
 
 
 def test_unsafe_ids_stay_inside_the_output_root(tiny_dataset, tmp_path):

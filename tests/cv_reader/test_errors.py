@@ -22,6 +22,8 @@ def bad_files(moving_clip, tmp_path_factory):
     os.mkfifo(d / "fifo.mp4")  # opening it would wait for a writer forever
     (d / "folder.mp4").mkdir()
     (d / "dangling.mp4").symlink_to(d / "nowhere.mp4")
+    (d / "loop.mp4").symlink_to(d / "loop.mp4")  # ELOOP: not "no such file"
+    (d / "notdir.mp4").write_bytes(b"x")
     # A playlist in disguise: FFmpeg's concat demuxer refuses the URL with EPERM, which is not "permission denied".
     (d / "playlist.mp4").write_text("ffconcat version 1.0\nfile 'http://127.0.0.1:9/a.mp4'\n")
     with av.open(str(d / "audio.m4a"), "w") as container:
@@ -49,6 +51,8 @@ def bad_files(moving_clip, tmp_path_factory):
         ("fifo.mp4", "not_a_video"),
         ("folder.mp4", "not_a_video"),
         ("dangling.mp4", "missing"),
+        ("loop.mp4", "unreadable"),
+        ("notdir.mp4/clip.mp4", "missing"),
         ("playlist.mp4", "not_a_video"),
     ],
 )
@@ -59,6 +63,28 @@ def test_bad_input_names_file_and_reason(bad_files, name, reason):
     assert str(path) in str(info.value) and info.value.reason == reason
     with pytest.raises(VideoReadError):
         probe_video(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "detail"),
+    [
+        ("dangling.mp4", "broken symbolic link to"),
+        ("loop.mp4", "symbolic links that loop"),
+        ("truncated.mp4", "truncated"),
+        ("badcodec.mp4", "an unknown codec, or a damaged header"),
+    ],
+)
+def test_the_reason_says_what_is_wrong(bad_files, name, detail):
+    with pytest.raises(VideoReadError) as info:
+        select_patches(bad_files / name)
+    assert detail in info.value.detail
+
+
+def test_an_empty_path_is_not_the_current_folder():
+    """`Path("")` is ".": the error used to name the current folder, "is a directory"."""
+    with pytest.raises(VideoReadError) as info:
+        select_patches("")
+    assert info.value.reason == "missing" and info.value.path == "" and "empty" in info.value.detail
 
 
 def test_unreadable_file_says_so(moving_clip, monkeypatch):

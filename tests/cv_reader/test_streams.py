@@ -305,3 +305,29 @@ def test_a_clip_cut_after_its_keyframe_says_so(tmp_path):
     with pytest.raises(decode.VideoReadError, match=r"no_frames.*none of its 27 packets is a keyframe") as err:
         select_patches(cut)
     assert str(cut) in str(err.value)
+
+
+def test_frames_whose_timestamps_are_out_of_order_are_all_read(tmp_path, caplog):
+    """A broken mux that shows frames in another order than it decodes them (shuffled pts, monotonic dts): the
+    decode does not stop at the last sampled display index while earlier ones are still to come (it stopped there
+    and reported 7 of 16 sampled frames as undecodable)."""
+    order = list(range(30))
+    np.random.default_rng(3).shuffle(order)
+    path = tmp_path / "shuffled.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        stream.options = {"bf": "0", "x264-params": "threads=1"}
+        packets = []
+        for i in range(30):
+            image = np.full((120, 160, 3), 60, np.uint8)
+            image[20:50, 4 * i : 4 * i + 30] = (255, 0, 0)
+            packets += stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24"))
+        packets += stream.encode()
+        for j, packet in enumerate(packets):
+            packet.pts, packet.dts = order[j] + 30, j
+            container.mux(packet)
+    with caplog.at_level("WARNING", logger="cv_reader"):
+        selection = select_patches(path, num_frames=16)
+    assert selection.meta["missing_frames"] == [] and "could not be decoded" not in caplog.text
+    assert selection.meta["num_decoded_frames_read"] == 30
