@@ -6,6 +6,7 @@ import bisect
 import errno
 import itertools
 import logging
+import math
 import os
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
@@ -738,9 +739,22 @@ def motion_records(frame: av.VideoFrame) -> np.ndarray | None:
 
 
 def frame_rotation(frame: av.VideoFrame) -> int:
-    """Display rotation in degrees counter-clockwise, a multiple of 90 (display-matrix metadata)."""
-    try:
-        rotation = int(round(float(frame.rotation)))
-    except (AttributeError, TypeError, ValueError):
+    """Display rotation in degrees counter-clockwise, a multiple of 90 (display-matrix metadata). A matrix that
+    cannot be a rotation (all zero, a zero column: written by broken muxers) is ignored, and of a mirrored one (the
+    front camera of some phones) only the turn is kept: the picture is shown as the sensor saw it, not mirrored;
+    FFmpeg's `av_display_rotation_get` read a horizontal mirror as a half turn (an upside-down video) and an all-zero
+    matrix as INT_MIN degrees (a quarter turn here)."""
+    side = SideDataContainer(frame).get("DISPLAYMATRIX")
+    if side is None:
         return 0
-    return (round(rotation / 90) * 90) % 360
+    matrix = np.frombuffer(bytes(side), dtype=np.int32)
+    if matrix.size < 9:
+        return 0
+    a, b, c, d = (float(v) / 65536.0 for v in (matrix[0], matrix[1], matrix[3], matrix[4]))  # 16.16 fixed point
+    if math.hypot(a, c) == 0.0 or math.hypot(b, d) == 0.0 or a * d - b * c == 0.0:
+        return 0
+    if a * d - b * c < 0:  # a mirror: the rotation of the matrix with its first column turned back
+        a, c = -a, -c
+    # As av_display_rotation_get: the angle of the (normalised) first row, clockwise there, so negated.
+    degrees = -math.degrees(math.atan2(b / math.hypot(b, d), a / math.hypot(a, c)))
+    return (round(degrees / 90) * 90) % 360

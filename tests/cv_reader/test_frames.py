@@ -3,12 +3,15 @@ limited and full range (JPEG), 4:4:4, 10-bit, RGB-coded and grey video."""
 
 from __future__ import annotations
 
+import struct
+
 import av
 import numpy as np
 import pytest
 from av.video.reformatter import VideoReformatter
 
-from cv_reader.decode import RgbScaler, luma_plane, luma_samples, upright_rgb, with_rows
+from cv_reader import select_patches
+from cv_reader.decode import RgbScaler, frame_rotation, luma_plane, luma_samples, upright_rgb, with_rows
 
 # (region slice, RGB colour) on a 240x320 frame: flat regions far larger than the 2x2 chroma blocks
 REGIONS = [
@@ -157,3 +160,40 @@ def test_upright_frames_are_the_turned_rgb(tmp_path, codec, pix_fmt, rotation):
     ours = upright_rgb(frame, rotation=rotation)
     assert ours.flags.c_contiguous
     np.testing.assert_array_equal(ours, expected)
+
+
+def _with_display_matrix(path, matrix: tuple[int, ...]) -> None:
+    """Overwrite the display matrix of every `tkhd` box of an mp4 (9 big-endian int32, 16.16 and 2.30 fixed point),
+    as a muxer would have written it."""
+    data = bytearray(path.read_bytes())
+    at = data.find(b"tkhd")
+    while at >= 0:
+        offset = at - 4 + (48 if data[at + 4] == 0 else 60)  # after the box header and the version-0/1 fields
+        data[offset : offset + 36] = struct.pack(">9i", *matrix)
+        at = data.find(b"tkhd", at + 4)
+    path.write_bytes(bytes(data))
+
+
+ONE = 1 << 16
+W = 1 << 30
+
+
+@pytest.mark.parametrize(
+    ("matrix", "rotation"),
+    [
+        ((0, -ONE, 0, ONE, 0, 0, 0, 0, W), 90),  # as FFmpeg writes -display_rotation 90
+        ((-ONE, 0, 0, 0, -ONE, 0, 0, 0, W), 180),
+        ((-ONE, 0, 0, 0, ONE, 0, 0, 0, W), 0),  # a horizontal mirror: not a half turn
+        ((0, ONE, 0, ONE, 0, 0, 0, 0, W), 270),  # a quarter turn and a flip: the turn (FFmpeg: transpose + vflip)
+        ((0,) * 9, 0),  # all zero (a broken muxer): no rotation, not INT_MIN degrees
+        ((ONE, 0, 0, 0, 0, 0, 0, 0, W), 0),  # a zero column
+    ],
+)
+def test_display_matrices_that_are_not_rotations(tmp_path, matrix, rotation):
+    path = tmp_path / "clip.mp4"
+    _decoded(path, "libx264", "yuv420p", [np.zeros((48, 64, 3), np.uint8)] * 2)
+    _with_display_matrix(path, matrix)
+    with av.open(str(path)) as container:
+        assert frame_rotation(next(container.decode(video=0))) == rotation
+    selection = select_patches(path, num_frames=2, num_images=1, square_size=64)
+    assert selection.meta["rotation"] == rotation
