@@ -112,11 +112,11 @@ class PlanarFrames:
         slots = np.arange(kept)
         used = sorted(set(src.tolist()))
         colours = {self.colour[f] for f in used if self.data[f] is not None}
-        out = np.zeros((num_images, size, size, 3), dtype=np.uint8)
         if not colours:
-            return out  # no cells, or only cells of frames never put: black
+            return np.zeros((num_images, size, size, 3), dtype=np.uint8)  # no cells, or only of frames never put
         if size % 2 or patch % 2 or pad_top % 2 or pad_left % 2 or len(colours) > 1:
             # Cells that do not start on a 4:2:0 block (or frames converted differently): one frame at a time.
+            out = np.zeros((num_images, size, size, 3), dtype=np.uint8)
             for f in used:
                 rows = np.flatnonzero(src == f)
                 pack_cells(
@@ -139,6 +139,7 @@ class PlanarFrames:
             )  # fmt: skip
             planes.append(mosaic[..., 0])
         colour = colours.pop()
+        out = np.empty((num_images, size, size, 3), dtype=np.uint8)  # (every pixel converted, then `_blacken`)
         for n in range(num_images):
             out[n] = self._convert(tuple(plane[n] for plane in planes), colour, height=size)
         self._blacken(out, src, cell_rows=cell_rows, cell_cols=cell_cols, patch=patch, pad_top=pad_top,
@@ -161,30 +162,40 @@ class PlanarFrames:
         frames never put, the empty cells past the kept ones, and the strip past the last whole cell."""
         num_images, size = out.shape[0], out.shape[1]
         grid = size // patch
-        side = grid * patch
+        side, cells = grid * patch, grid * grid
         out[:, side:] = 0
         out[:, :, side:] = 0
         kept = len(src)
+        view = out[:, :side, :side].reshape(num_images, grid, patch, grid, patch, 3)
+
+        def zero(slots: np.ndarray, rows: slice = slice(None), cols: slice = slice(None)) -> None:
+            view[slots // cells, (slots % cells) // grid, rows, slots % grid, cols] = 0
+
+        full_images = -(-kept // cells)  # images past the last kept cell, then the empty cells of the last one
+        out[full_images:] = 0
+        zero(np.arange(kept, min(full_images * cells, num_images * cells)))
         # Visible rows [top, bottom) and columns [left, right) of each kept cell, in cell coordinates.
         y0 = np.asarray(cell_rows, dtype=np.int64) * patch - pad_top
         x0 = np.asarray(cell_cols, dtype=np.int64) * patch - pad_left
         top, bottom = np.clip(-y0, 0, patch), np.clip(self.height - y0, 0, patch)
         left, right = np.clip(-x0, 0, patch), np.clip(self.width - x0, 0, patch)
-        missing = np.array([self.data[f] is None for f in src.tolist()], dtype=bool)
-        bottom[missing] = 0
+        absent = np.array([data is None for data in self.data], dtype=bool)[src]
+        bottom[absent] = 0
         partial = np.flatnonzero((top > 0) | (bottom < patch) | (left > 0) | (right < patch))
-        empty = np.arange(kept, num_images * grid * grid)
-        slots = np.concatenate([partial, empty])
-        if not len(slots):
+        if not len(partial):
             return
-        zeros = np.zeros(len(empty), dtype=np.int64)
-        top, bottom = np.concatenate([top[partial], zeros]), np.concatenate([bottom[partial], zeros])
-        left, right = np.concatenate([left[partial], zeros]), np.concatenate([right[partial], zeros])
-        at = np.arange(patch)
-        inside_y = (at >= top[:, None]) & (at < bottom[:, None])
-        inside_x = (at >= left[:, None]) & (at < right[:, None])
-        mask = (inside_y[:, :, None] & inside_x[:, None, :]).astype(np.uint8)[..., None]  # [P, p, p, 1]
-        cells = grid * grid
-        image, row, col = slots // cells, (slots % cells) // grid, slots % grid
-        view = out[:, :side, :side].reshape(num_images, grid, patch, grid, patch, 3)
-        view[image, row, :, col] = view[image, row, :, col] * mask
+        # Cells with the same visible part are zeroed together: a letterbox gives a few (its first and last cell
+        # rows or columns), and slices of whole groups cost far less than a mask per cell.
+        span = patch + 1
+        keys = ((top[partial] * span + bottom[partial]) * span + left[partial]) * span + right[partial]
+        order = np.argsort(keys, kind="stable")
+        starts = np.flatnonzero(np.diff(keys[order], prepend=-1))
+        for group in np.split(partial[order], starts[1:]):
+            first = group[0]
+            if top[first] >= bottom[first] or left[first] >= right[first]:
+                zero(group)
+                continue
+            zero(group, rows=slice(0, top[first]))
+            zero(group, rows=slice(bottom[first], patch))
+            zero(group, cols=slice(0, left[first]))
+            zero(group, cols=slice(right[first], patch))
