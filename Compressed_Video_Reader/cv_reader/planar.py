@@ -5,8 +5,8 @@ kept cells are known only at the end. As RGB that is 36 MB for 360p content (~9k
 process) and an RGB conversion of every sampled frame; as the 4:2:0 planes of `RgbScaler.planes` it is half the
 bytes, and RGB is made only of the mosaics (8 squares instead of 64 frames). The pixels are the same: swscale's
 4:2:0 -> RGB conversion is pointwise, so planes assembled from cells that start on even rows and columns convert to
-the cells of the converted frames (`tests/cv_reader/test_planar.py`). Where the cells do not (an odd letterbox pad,
-an odd cell size) each frame with kept cells is converted alone, one at a time.
+the cells of the converted frames (`tests/cv_reader/test_planar.py`). Where the cells do not (an odd letterbox pad:
+PAL 720x576, 2.39:1; an odd cell size) the frames are kept as RGB, converted as they come (`planar=False`).
 """
 
 from __future__ import annotations
@@ -25,20 +25,26 @@ BLOCK_BYTES = 16 << 20
 
 
 class PlanarFrames:
-    """uint8 4:2:0 planes of the content rectangles (`height` x `width`, display orientation) of `count` frames,
-    filled in any order by `put`. A sequence of RGB content arrays [height, width, 3] (each made when asked for,
-    black for a frame never put), with `mosaics` for the cells that are kept."""
+    """uint8 4:2:0 planes (or with `planar=False`, RGB) of the content rectangles (`height` x `width`, display
+    orientation) of `count` frames, filled in any order by `put`. A sequence of RGB content arrays [height, width,
+    3] (each made when asked for, black for a frame never put), with `mosaics` for the cells that are kept."""
 
-    def __init__(self, count: int, *, height: int, width: int) -> None:
-        self.height, self.width = height, width
+    def __init__(self, count: int, *, height: int, width: int, planar: bool = True) -> None:
+        self.height, self.width, self.planar = height, width, planar
         self.rows = height + height % 2  # an odd height is stored one (repeated) row taller: `RgbScaler.planes`
         self.chroma = (self.rows // 2, (width + 1) // 2)
-        self.frame_bytes = self.rows * width + 2 * self.chroma[0] * self.chroma[1]
+        self.frame_bytes = self.rows * width + 2 * self.chroma[0] * self.chroma[1] if planar else height * width * 3
         self.data: list[np.ndarray | None] = [None] * count
         self.colour: list[tuple | None] = [None] * count
         self._blocks: dict[int, np.ndarray] = {}  # first frame -> block of `_block_rows` frames
         self._block_rows = -(-count // max(1, count * self.frame_bytes // BLOCK_BYTES)) if count else 1
         self._scaler = RgbScaler()  # its conversion pass only (the caller thread's own reformatter)
+
+    @staticmethod
+    def cells_aligned(*, square_size: int, patch_size: int, pad_top: int, pad_left: int) -> bool:
+        """Whether every canvas cell starts on a 4:2:0 block of the content (even pads and sizes): then mosaics are
+        made from the planes, else from each frame's RGB."""
+        return not (square_size % 2 or patch_size % 2 or pad_top % 2 or pad_left % 2)
 
     def __len__(self) -> int:
         return len(self.data)
@@ -60,8 +66,11 @@ class PlanarFrames:
             rows = min(self._block_rows, len(self.data) - first)
             block = self._blocks[first] = np.empty((rows, self.frame_bytes), dtype=np.uint8)
         data = block[index - first]
-        for plane, view in zip(planes.planes, self._views(data), strict=True):
-            view[...] = plane_array(plane)
+        if self.planar:
+            for plane, view in zip(planes.planes, self._views(data), strict=True):
+                view[...] = plane_array(plane)
+        else:
+            data.reshape(self.height, self.width, 3)[...] = self._scaler.rgb(planes, height=self.height)
         self.data[index] = data
         self.colour[index] = tuple(getattr(planes, name) for name in COLOUR_PROPERTIES)
 
@@ -89,6 +98,8 @@ class PlanarFrames:
         data = self.data[index]
         if data is None:
             return np.zeros((self.height, self.width, 3), dtype=np.uint8)
+        if not self.planar:
+            return data.reshape(self.height, self.width, 3)
         return self._convert(self._views(data), self.colour[index], height=self.height)
 
     def mosaics(
@@ -114,7 +125,15 @@ class PlanarFrames:
         colours = {self.colour[f] for f in used if self.data[f] is not None}
         if not colours:
             return np.zeros((num_images, size, size, 3), dtype=np.uint8)  # no cells, or only of frames never put
-        if size % 2 or patch % 2 or pad_top % 2 or pad_left % 2 or len(colours) > 1:
+        aligned = self.cells_aligned(square_size=size, patch_size=patch, pad_top=pad_top, pad_left=pad_left)
+        if not self.planar:
+            out = np.zeros((num_images, size, size, 3), dtype=np.uint8)
+            pack_cells(
+                [self.rgb(f) for f in range(len(self))], src, cell_rows=cell_rows, cell_cols=cell_cols, slots=slots,
+                patch_size=patch, pad_top=pad_top, pad_left=pad_left, mosaics=out,
+            )  # fmt: skip
+            return out
+        if not aligned or len(colours) > 1:
             # Cells that do not start on a 4:2:0 block (or frames converted differently): one frame at a time.
             out = np.zeros((num_images, size, size, 3), dtype=np.uint8)
             for f in used:

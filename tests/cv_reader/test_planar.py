@@ -26,9 +26,11 @@ def _random_frame(rng, height: int, width: int, *, colorspace: int = 1, color_ra
     return frame
 
 
-def _store(rng, count: int, *, height: int, width: int, missing: tuple[int, ...] = (), colours=None) -> PlanarFrames:
+def _store(
+    rng, count: int, *, height: int, width: int, missing: tuple[int, ...] = (), colours=None, planar: bool = True
+) -> PlanarFrames:
     """A store of `count` random frames (content `height` x `width`) from `RgbScaler.planes`; `missing` never put."""
-    store = PlanarFrames(count, height=height, width=width)
+    store = PlanarFrames(count, height=height, width=width, planar=planar)
     scaler = RgbScaler()
     for i in range(count):
         if i in missing:
@@ -61,11 +63,13 @@ GEOMETRIES = [
 ]
 
 
+@pytest.mark.parametrize("planar", [True, False])
 @pytest.mark.parametrize(("h0", "w0", "size", "patch"), GEOMETRIES)
-def test_mosaics_equal_the_mosaics_of_the_rgb_frames(h0, w0, size, patch, monkeypatch):
+def test_mosaics_equal_the_mosaics_of_the_rgb_frames(h0, w0, size, patch, planar, monkeypatch):
+    """Planes or RGB (`planar=False`, what the pipeline keeps where the cells are not aligned), aligned or not."""
     rng = np.random.default_rng(h0 * 7 + w0 + size)
     box = letterbox(h0, w0, out_size=size)
-    store = _store(rng, 6, height=box.Hn, width=box.Wn, missing=(4,))
+    store = _store(rng, 6, height=box.Hn, width=box.Wn, missing=(4,), planar=planar)
     grid = size // patch
     kept = int(2.5 * grid * grid)  # the third mosaic part empty
     src, rows, cols = _cells(rng, count=6, grid=grid, kept=kept)
@@ -76,7 +80,9 @@ def test_mosaics_equal_the_mosaics_of_the_rgb_frames(h0, w0, size, patch, monkey
         square_size=size, pad_top=box.pad_top, pad_left=box.pad_left,
     )  # fmt: skip
     aligned = size % 2 == 0 and patch % 2 == 0 and box.pad_top % 2 == 0 and box.pad_left % 2 == 0
-    if aligned:
+    assert PlanarFrames.cells_aligned(square_size=size, patch_size=patch, pad_top=box.pad_top,
+                                      pad_left=box.pad_left) == aligned  # fmt: skip
+    if aligned and planar:
         # The planes are assembled and converted once per mosaic: no frame is converted alone.
         monkeypatch.setattr(PlanarFrames, "rgb", lambda self, index: pytest.fail("a frame was converted alone"))
     got = store.mosaics(
@@ -128,6 +134,25 @@ def test_pipeline_mosaics_equal_its_sampled_frames_cells(tmp_path):
     selection = select_patches(path, num_frames=8, num_images=2, square_size=96, patch_size=16)
     assert isinstance(selection.frames, PlanarFrames)
     assert selection.meta["pad_info"]["pad_top"] % 2 == 0  # mosaics from the assembled planes
+    canvases = selection.sampled_frames()
+    mosaics = selection.mosaics()
+    for r, (t, h, w) in enumerate(selection.positions_thw.tolist()):
+        image, slot = divmod(r, 36)
+        cell = mosaics[image][(slot // 6) * 16 : (slot // 6 + 1) * 16, (slot % 6) * 16 : (slot % 6 + 1) * 16]
+        assert np.array_equal(cell, canvases[t, h * 16 : (h + 1) * 16, w * 16 : (w + 1) * 16]), (t, h, w)
+
+
+@pytest.mark.parametrize(("height", "width", "planar"), [(64, 128, True), (96, 120, False)])
+def test_the_pipeline_keeps_rgb_where_the_cells_are_not_aligned(tmp_path, height, width, planar):
+    """An odd letterbox pad (here 120x96 on a 96 square: content 96x77, pad 9) would make the mosaics convert every
+    frame at the end, on the critical path: such frames are kept as RGB, converted on the pixel thread."""
+    path = moving_object_clip(tmp_path / "clip.mp4", num_frames=24, height=height, width=width).path
+    selection = select_patches(path, num_frames=8, num_images=2, square_size=96, patch_size=16)
+    store = selection.frames
+    assert store.planar is planar and store.frame_bytes == (
+        (store.rows * store.width * 3 // 2 + store.rows // 2 * (store.width % 2)) if planar else
+        store.height * store.width * 3
+    )  # fmt: skip
     canvases = selection.sampled_frames()
     mosaics = selection.mosaics()
     for r, (t, h, w) in enumerate(selection.positions_thw.tolist()):
