@@ -17,7 +17,7 @@
 #include <string.h>
 
 /* Bumped whenever a signature or a result changes: cv_reader.kernels refuses a stale build. */
-#define KERNELS_VERSION 5
+#define KERNELS_VERSION 6
 
 /* A buffer of the given struct format ("f", "B", "i"), `ndim` dimensions, C-contiguous unless `strided_rows`
  * (then only the last axis must be contiguous). Sets a Python error and returns -1 on mismatch. */
@@ -739,7 +739,7 @@ done:
  * goes to mosaic slots[r] // G^2, cell ((slots[r] % G^2) // G, slots[r] % G), G = S // patch. `frames` holds uint8
  * [Hn, Wn, C] content rectangles placed on the S x S canvas at (pad_top, pad_left) (C = 3 for RGB, 1 for a plane);
  * the parts of a cell outside the content stay as they are in `mosaics` uint8 [N, S, S, C] (zeroed by the caller:
- * the letterbox padding is black). */
+ * the letterbox padding is black), whose rows and images may be padded (strides). */
 static PyObject *
 pack_cells(PyObject *self, PyObject *args)
 {
@@ -764,12 +764,15 @@ pack_cells(PyObject *self, PyObject *args)
     held++;
     if (get_array(slots_obj, &cell_slots, "i", 1, 0, 0, "slots") < 0) goto done;
     held++;
-    if (get_array(mosaics_obj, &mosaics, "B", 4, 1, 0, "mosaics") < 0) goto done;
+    if (get_array(mosaics_obj, &mosaics, "B", 4, 1, 1, "mosaics") < 0) goto done;
     held++;
     const Py_ssize_t kept = frame_of.shape[0], images = mosaics.shape[0], size = mosaics.shape[1];
     const Py_ssize_t channels = mosaics.shape[3];
+    /* rows may be padded (the planes of a decoded-frame buffer): images and rows by their strides */
+    const Py_ssize_t image_pitch = mosaics.strides[0], row_pitch = mosaics.strides[1];
     if (patch < 1 || cell_rows.shape[0] != kept || cell_cols.shape[0] != kept || cell_slots.shape[0] != kept ||
-        mosaics.shape[2] != size) {
+        mosaics.shape[2] != size || mosaics.strides[2] != channels || row_pitch < size * channels ||
+        image_pitch < size * row_pitch) {
         PyErr_SetString(PyExc_ValueError, "pack_cells: inconsistent shapes");
         goto done;
     }
@@ -814,7 +817,7 @@ pack_cells(PyObject *self, PyObject *args)
     for (Py_ssize_t r = 0; r < kept; r++) {
         const Py_ssize_t image = slots[r] / cells, slot = slots[r] % cells;
         unsigned char *cell =
-            out + ((image * size + (slot / grid) * patch) * size + (slot % grid) * patch) * channels;
+            out + image * image_pitch + (slot / grid) * patch * row_pitch + (slot % grid) * patch * channels;
         /* the cell's canvas rectangle, in content coordinates, clipped to the content */
         Py_ssize_t y0 = (Py_ssize_t)hs[r] * patch - pad_top, x0 = (Py_ssize_t)ws[r] * patch - pad_left;
         Py_ssize_t ya = y0 < 0 ? 0 : y0, yb = y0 + patch > content_h ? content_h : y0 + patch;
@@ -824,7 +827,7 @@ pack_cells(PyObject *self, PyObject *args)
         }
         const unsigned char *src = frame_data[which[r]];
         for (Py_ssize_t y = ya; y < yb; y++) {
-            memcpy(cell + ((y - y0) * size + (xa - x0)) * channels, src + (y * content_w + xa) * channels,
+            memcpy(cell + (y - y0) * row_pitch + (xa - x0) * channels, src + (y * content_w + xa) * channels,
                    (size_t)(xb - xa) * channels);
         }
     }

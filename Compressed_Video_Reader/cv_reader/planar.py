@@ -84,11 +84,17 @@ class PlanarFrames:
             data[luma + size :].reshape(self.chroma),
         )
 
-    def _convert(self, planes: tuple[np.ndarray, ...], colour: tuple, *, height: int) -> np.ndarray:
-        """RGB [height, W, 3] of yuv420p `planes` (Y, U, V) with the colour properties `colour`."""
-        frame = av.VideoFrame(planes[0].shape[1], planes[0].shape[0], "yuv420p")
+    @staticmethod
+    def _frame(width: int, height: int, colour: tuple) -> av.VideoFrame:
+        """A yuv420p frame (samples not initialised) with the colour properties `colour`."""
+        frame = av.VideoFrame(width, height, "yuv420p")
         for name, value in zip(COLOUR_PROPERTIES, colour, strict=True):
             setattr(frame, name, value)
+        return frame
+
+    def _convert(self, planes: tuple[np.ndarray, ...], colour: tuple, *, height: int) -> np.ndarray:
+        """RGB [height, W, 3] of yuv420p `planes` (Y, U, V) with the colour properties `colour`."""
+        frame = self._frame(planes[0].shape[1], planes[0].shape[0], colour)
         for plane, view in zip(frame.planes, planes, strict=True):
             plane_array(plane)[...] = view
         return self._scaler.rgb(frame, height=height)
@@ -146,21 +152,21 @@ class PlanarFrames:
             return out
         blank = np.zeros(self.frame_bytes, dtype=np.uint8)  # frames never put: black, below
         views = [self._views(self.data[f] if self.data[f] is not None else blank) for f in range(len(self))]
+        # The mosaics are one tall picture, its planes packed in place and converted in one call (pointwise: the same
+        # pixels as one mosaic at a time, without a frame, a call and a copy per mosaic). Samples outside the kept
+        # cells' content are left as they are: they only make pixels that `_blacken` zeroes after the conversion.
+        tall = self._frame(size, num_images * size, colours.pop())
         half = (size // 2, patch // 2, pad_top // 2, pad_left // 2)
-        planes = []
         for p, (side, cell, top, left) in enumerate(((size, patch, pad_top, pad_left), half, half)):
             # Luma without the repeated row of an odd height: that row is padding (black) on the canvas.
             frames = [v[0][: self.height, :, None] if p == 0 else v[p][..., None] for v in views]
-            mosaic = np.zeros((num_images, side, side, 1), dtype=np.uint8)
+            mosaic = plane_array(tall.planes[p])
+            mosaic.shape = (num_images, side, side, 1)  # (a view of the plane, rows padded or not: never a copy)
             pack_cells(
                 frames, src, cell_rows=cell_rows, cell_cols=cell_cols, slots=slots, patch_size=cell, pad_top=top,
                 pad_left=left, mosaics=mosaic,
             )  # fmt: skip
-            planes.append(mosaic[..., 0])
-        # The mosaics stacked into one tall picture, converted in one call (pointwise: the same pixels as one by one,
-        # without a frame, a call and a copy per mosaic); every pixel is converted, then `_blacken`.
-        tall = tuple(plane.reshape(num_images * plane.shape[1], plane.shape[2]) for plane in planes)
-        out = self._convert(tall, colours.pop(), height=num_images * size).reshape(num_images, size, size, 3)
+        out = self._scaler.rgb(tall, height=num_images * size).reshape(num_images, size, size, 3)
         self._blacken(out, src, cell_rows=cell_rows, cell_cols=cell_cols, patch=patch, pad_top=pad_top,
                       pad_left=pad_left)  # fmt: skip
         return out

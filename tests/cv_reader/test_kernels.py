@@ -237,7 +237,8 @@ def test_mosaics_equal_numpy(content, pads, numpy_loops):
 
 
 def test_plane_cells_to_chosen_slots_equal_numpy(numpy_loops):
-    """One-channel planes (the 4:2:0 store's luma and chroma) copied to chosen slots, half-padding cells included."""
+    """One-channel planes (the 4:2:0 store's luma and chroma) copied to chosen slots, half-padding cells included,
+    into mosaics whose rows are padded (the planes of a decoded-frame buffer)."""
     _require_compiled()
     rng = np.random.default_rng(7)
     frames = [rng.integers(0, 256, size=(23, 40, 1), dtype=np.uint8) for _ in range(3)]
@@ -246,10 +247,13 @@ def test_plane_cells_to_chosen_slots_equal_numpy(numpy_loops):
     slots = rng.permutation(2 * grid * grid)[:kept]
     results = []
     for run in (lambda f, *a, **k: f(*a, **k), numpy_loops):
-        mosaics = np.zeros((2, 48, 48, 1), dtype=np.uint8)
+        buffer = np.zeros((2 * 48, 64), dtype=np.uint8)  # rows of 64 bytes, 48 used
+        mosaics = buffer[:, :48]
+        mosaics.shape = (2, 48, 48, 1)
         run(pack_cells, frames, src, cell_rows=rows, cell_cols=cols, slots=slots, patch_size=8, pad_top=13,
             pad_left=4, mosaics=mosaics)  # fmt: skip
-        results.append(mosaics)
+        assert not buffer[:, 48:].any()
+        results.append(np.array(mosaics))
     assert np.array_equal(*results) and results[0].any()
 
 
