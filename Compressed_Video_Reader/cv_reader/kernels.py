@@ -180,10 +180,11 @@ def pack_cells(
     mosaics: np.ndarray,
     slots: np.ndarray | None = None,
 ) -> bool:
-    """The copies of `packing.pack_mosaics` into the zeroed `mosaics` [N, S, S, C]: kept cell r, canvas cell
-    (`cell_rows[r]`, `cell_cols[r]`) of `frames[frame_of[r]]` (uint8 [Hn, Wn, C] content placed at the pads: RGB, or
-    one plane with C = 1), goes to cell `slots[r]` (default r) of the mosaics in row-major order. False (nothing
-    written) when the compiled loops are off or the frames are not contiguous uint8 [Hn, Wn, C] of one size."""
+    """The copies of `packing.pack_cells` into `mosaics` [N, S, S, C] (rows may be padded: the planes of a frame
+    buffer): kept cell r, canvas cell (`cell_rows[r]`, `cell_cols[r]`) of `frames[frame_of[r]]` (uint8 [Hn, Wn, C]
+    content placed at the pads: RGB, or one plane with C = 1), goes to cell `slots[r]` (default r) of the mosaics in
+    row-major order; the parts of a cell outside the content are left as they are. False (nothing written) when the
+    compiled loops are off or the frames are not contiguous uint8 [Hn, Wn, C] of one size."""
     if not compiled() or not frames:
         return False
     shape = getattr(frames[0], "shape", None)

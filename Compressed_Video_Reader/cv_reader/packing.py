@@ -75,8 +75,10 @@ def pack_cells(
     num_images, size, channels = mosaics.shape[0], mosaics.shape[1], mosaics.shape[3]
     grid = size // patch_size
     side = grid * patch_size
-    # Cells are written straight into the mosaics, seen as [N, G, p, G, p, C] (no cell array to transpose and copy).
-    target = mosaics[:, :side, :side].reshape(num_images, grid, patch_size, grid, patch_size, channels)
+    # Cells are written straight into the mosaics, seen as [N, G, p, G, p, C] (no cell array to transpose and copy;
+    # a view, never a copy, also of mosaics whose rows are padded).
+    target = mosaics[:, :side, :side]
+    target.shape = (num_images, grid, patch_size, grid, patch_size, channels)
     slots, cell_rows, cell_cols = (np.asarray(a, dtype=np.int64) for a in (slots, cell_rows, cell_cols))
     image, row, col = slots // (grid * grid), (slots % (grid * grid)) // grid, slots % grid
     blank = np.zeros((size, size, channels), dtype=np.uint8)  # one canvas for all frames (same size and padding)
