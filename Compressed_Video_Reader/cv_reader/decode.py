@@ -144,16 +144,19 @@ def open_video(
     `VideoInfo.quick_open` (PyAV decodes with a codec context of its own, which the flag does not touch).
     `stream_index`: the container stream to read (`VideoInfo.stream_index`); by default the first video stream that
     is not cover art."""
-    if not str(path):
-        raise VideoReadError(path, "missing", detail="the path is empty")  # (Path("") would name the current folder)
+    # The errors of the file itself name it as given (Path("") would name the current folder, and a trailing slash
+    # would be dropped).
+    given = os.fspath(path)
+    if not given:
+        raise VideoReadError(given, "missing", detail="the path is empty")
     path = Path(path)
-    _check_reachable(path)
+    _check_reachable(path, given)
     if path.is_dir():
-        raise VideoReadError(path, "not_a_video", detail="is a directory")
+        raise VideoReadError(given, "not_a_video", detail="is a directory")
     if not path.is_file():  # a pipe would block the open until a writer comes, and a device never ends
-        raise VideoReadError(path, "not_a_video", detail="not a regular file (a pipe, socket or device)")
+        raise VideoReadError(given, "not_a_video", detail="not a regular file (a pipe, socket or device)")
     if path.stat().st_size == 0:
-        raise VideoReadError(path, "empty", detail="zero-byte file")
+        raise VideoReadError(given, "empty", detail="zero-byte file")
     try:
         # An absolute name: FFmpeg reads a relative "name:rest" as protocol `name` ("a:b.mp4" -> protocol not
         # found; "concat:x.mp4" -> the concat protocol reading x.mp4, not the file of that name).
@@ -194,24 +197,24 @@ def open_video(
     return container, stream
 
 
-def _check_reachable(path: Path) -> None:
-    """Raise `VideoReadError` saying why `path` cannot be reached: no such file, a broken or looping symbolic link,
-    a folder on the way that may not be searched, a name too long."""
+def _check_reachable(path: Path, name: str) -> None:
+    """Raise `VideoReadError` (naming `name`) saying why `path` cannot be reached: no such file, a broken or looping
+    symbolic link, a folder on the way that may not be searched, a name too long."""
     try:
         os.stat(path)
     except OSError as err:
         code = err.errno
         if code == errno.ENOENT and os.path.islink(path):
-            raise VideoReadError(path, "missing", detail=f"broken symbolic link to {os.readlink(path)}") from err
+            raise VideoReadError(name, "missing", detail=f"broken symbolic link to {os.readlink(path)}") from err
         if code == errno.ENOENT or code == errno.ENOTDIR:
-            raise VideoReadError(path, "missing", detail="no such file") from err
+            raise VideoReadError(name, "missing", detail="no such file") from err
         if code == errno.ELOOP:
-            raise VideoReadError(path, "unreadable", detail="symbolic links that loop") from err
+            raise VideoReadError(name, "unreadable", detail="symbolic links that loop") from err
         if code == errno.EACCES:
-            raise VideoReadError(path, "unreadable", detail="permission denied on a folder of the path") from err
-        raise VideoReadError(path, "unreadable", detail=f"{os.strerror(code or 0)}") from err
+            raise VideoReadError(name, "unreadable", detail="permission denied on a folder of the path") from err
+        raise VideoReadError(name, "unreadable", detail=f"{os.strerror(code or 0)}") from err
     except ValueError as err:  # an embedded NUL byte
-        raise VideoReadError(path, "missing", detail=f"not a valid path ({err})") from err
+        raise VideoReadError(name, "missing", detail=f"not a valid path ({err})") from err
 
 
 def _decodable(stream: av.video.stream.VideoStream) -> bool:

@@ -80,11 +80,15 @@ def test_the_reason_says_what_is_wrong(bad_files, name, detail):
     assert detail in info.value.detail
 
 
-def test_an_empty_path_is_not_the_current_folder():
-    """`Path("")` is ".": the error used to name the current folder, "is a directory"."""
+def test_the_error_names_the_path_as_given(bad_files):
+    """`Path("")` is ".": the error used to name the current folder, "is a directory"; a trailing slash was dropped."""
     with pytest.raises(VideoReadError) as info:
         select_patches("")
     assert info.value.reason == "missing" and info.value.path == "" and "empty" in info.value.detail
+    folder = f"{bad_files / 'folder.mp4'}/"
+    with pytest.raises(VideoReadError) as info:
+        select_patches(folder)
+    assert info.value.path == folder and info.value.reason == "not_a_video"
 
 
 def test_unreadable_file_says_so(moving_clip, monkeypatch):
