@@ -629,14 +629,20 @@ class RgbScaler:
     def __init__(self) -> None:
         self._scale, self._convert = VideoReformatter(), VideoReformatter()
 
-    def __call__(self, frame: av.VideoFrame, *, height: int, width: int, rotation: int = 0) -> np.ndarray:
+    def __call__(
+        self, frame: av.VideoFrame, *, height: int, width: int, rotation: int = 0, mirror: bool = False
+    ) -> np.ndarray:
         """uint8 [height, width, 3] RGB of `frame` turned by `rotation` (counter-clockwise degrees, a multiple of
-        90: the display orientation) at that (display) size."""
-        return self.rgb(self.planes(frame, height=height, width=width, rotation=rotation), height=height)
+        90) and flipped left to right if `mirror` (the display orientation, `frame_orientation`) at that (display)
+        size."""
+        planes = self.planes(frame, height=height, width=width, rotation=rotation, mirror=mirror)
+        return self.rgb(planes, height=height)
 
-    def planes(self, frame: av.VideoFrame, *, height: int, width: int, rotation: int = 0) -> av.VideoFrame:
+    def planes(
+        self, frame: av.VideoFrame, *, height: int, width: int, rotation: int = 0, mirror: bool = False
+    ) -> av.VideoFrame:
         """The first pass: `frame` area-scaled to 8-bit 4:2:0 at the (display) size `height` x `width`, turned by
-        `rotation`; an odd `height` gets one more row, a copy of the last (see `rgb`)."""
+        `rotation` and flipped if `mirror`; an odd `height` gets one more row, a copy of the last (see `rgb`)."""
         turns = (rotation // 90) % 4
         coded_height, coded_width = (width, height) if turns % 2 else (height, width)
         small = self._scale.reformat(
@@ -646,6 +652,8 @@ class RgbScaler:
             # Turned as 4:2:0 planes (one byte per sample), not as RGB: np.rot90 of a [H, W, 3] array copies 3-byte
             # pixels one by one, 1.6 ms for a 576x324 canvas against 0.1 ms for its three planes.
             small = turned(small, turns)
+        if mirror:
+            small = mirrored(small)
         if height % 2:
             # swscale converts 4:2:0 of an odd height to RGB through its generic scaler, not its 4:2:0 -> RGB
             # routine: 13x slower (1.36 vs 0.10 ms at 576x471, the content of a 352x288 or 720x576 frame). The
@@ -686,6 +694,15 @@ def turned(frame: av.VideoFrame, turns: int) -> av.VideoFrame:
     return out
 
 
+def mirrored(frame: av.VideoFrame) -> av.VideoFrame:
+    """A copy of a planar 8-bit `frame` flipped left to right (`np.fliplr` of each plane; for 4:2:0 of an even width
+    the RGB is that of the flipped RGB, of an odd width its chroma lands half a pixel over)."""
+    out = planes_like(frame, width=frame.width, height=frame.height)
+    for src, dst in zip(frame.planes, out.planes, strict=True):
+        plane_array(dst)[...] = plane_array(src)[:, ::-1]
+    return out
+
+
 def with_rows(frame: av.VideoFrame, rows: int) -> av.VideoFrame:
     """A copy of a planar 8-bit `frame` `rows` rows tall: its top rows, and where `rows` is more than its height,
     each plane's last row repeated. Colour properties are kept (they choose the RGB conversion)."""
@@ -703,25 +720,35 @@ def with_rows(frame: av.VideoFrame, rows: int) -> av.VideoFrame:
 _TURNABLE_FORMATS = frozenset({"yuv420p", "yuvj420p", "yuv444p", "yuvj444p", "gray"})
 
 
-def upright_rgb(frame: av.VideoFrame, *, rotation: int) -> np.ndarray:
+def upright_rgb(frame: av.VideoFrame, *, rotation: int, mirror: bool = False) -> np.ndarray:
     """uint8 [H, W, 3] RGB of a decoded frame at its own size, turned by `rotation` (counter-clockwise degrees, a
-    multiple of 90: `frame_rotation`) to its display orientation. The same pixels as `np.rot90` of its RGB; where
-    the format allows, the planes are turned before the conversion instead (a 1080p RGB frame takes 21 ms to turn,
-    its 4:2:0 planes 2-3 ms)."""
+    multiple of 90) and flipped left to right if `mirror` (`frame_orientation`): its display orientation. The same
+    pixels as `np.rot90` (then `np.fliplr`) of its RGB; where the format allows, the planes are turned before the
+    conversion instead (a 1080p RGB frame takes 21 ms to turn, its 4:2:0 planes 2-3 ms)."""
     turns = (rotation // 90) % 4
     even = frame.width % 2 == 0 and frame.height % 2 == 0  # 4:2:0 chroma blocks stay whole
     if turns and frame.format.name in _TURNABLE_FORMATS and (even or "420" not in frame.format.name):
-        return np.ascontiguousarray(turned(frame, turns).to_ndarray(format="rgb24"))  # (rows may be padded)
-    rgb = frame.to_ndarray(format="rgb24")
-    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+        rgb = turned(frame, turns).to_ndarray(format="rgb24")
+    else:
+        rgb = frame.to_ndarray(format="rgb24")
+        rgb = np.rot90(rgb, turns) if turns else rgb
+    if mirror:
+        rgb = rgb[:, ::-1]
+    return np.ascontiguousarray(rgb)  # (rows of a turned frame may be padded)
 
 
 def rgb_resized(
-    frame: av.VideoFrame, *, height: int, width: int, scaler: RgbScaler | None = None, rotation: int = 0
+    frame: av.VideoFrame,
+    *,
+    height: int,
+    width: int,
+    scaler: RgbScaler | None = None,
+    rotation: int = 0,
+    mirror: bool = False,
 ) -> np.ndarray:
-    """uint8 [height, width, 3] RGB of the frame turned by `rotation` (counter-clockwise degrees), area-averaged
-    (`RgbScaler`; pass a long-lived one for a stream)."""
-    return (scaler or RgbScaler())(frame, height=height, width=width, rotation=rotation)
+    """uint8 [height, width, 3] RGB of the frame turned by `rotation` (counter-clockwise degrees) and flipped if
+    `mirror`, area-averaged (`RgbScaler`; pass a long-lived one for a stream)."""
+    return (scaler or RgbScaler())(frame, height=height, width=width, rotation=rotation, mirror=mirror)
 
 
 def motion_records(frame: av.VideoFrame) -> np.ndarray | None:
@@ -741,23 +768,30 @@ def motion_records(frame: av.VideoFrame) -> np.ndarray | None:
     return records.view(np.uint8).copy().view(records.dtype)
 
 
-def frame_rotation(frame: av.VideoFrame) -> int:
-    """Display rotation in degrees counter-clockwise, a multiple of 90 (display-matrix metadata). A matrix that
-    cannot be a rotation (all zero, a zero column: written by broken muxers) is ignored, and of a mirrored one (the
-    front camera of some phones) only the turn is kept: the picture is shown as the sensor saw it, not mirrored;
-    FFmpeg's `av_display_rotation_get` read a horizontal mirror as a half turn (an upside-down video) and an all-zero
-    matrix as INT_MIN degrees (a quarter turn here)."""
+def frame_orientation(frame: av.VideoFrame) -> tuple[int, bool]:
+    """`(rotation, mirrored)` of the display-matrix metadata: the picture is shown turned by `rotation` degrees
+    counter-clockwise (a multiple of 90), then, if `mirrored`, flipped left to right (the front camera of some
+    phones); every mirrored matrix is such a turn and flip, as FFmpeg's own autorotate applies it. A matrix that
+    cannot be a rotation (all zero, a zero column: written by broken muxers) is ignored. FFmpeg's
+    `av_display_rotation_get` read a horizontal mirror as a half turn (an upside-down video) and an all-zero matrix
+    as INT_MIN degrees (a quarter turn here)."""
     side = SideDataContainer(frame).get("DISPLAYMATRIX")
     if side is None:
-        return 0
+        return 0, False
     matrix = np.frombuffer(bytes(side), dtype=np.int32)
     if matrix.size < 9:
-        return 0
+        return 0, False
     a, b, c, d = (float(v) / 65536.0 for v in (matrix[0], matrix[1], matrix[3], matrix[4]))  # 16.16 fixed point
     if math.hypot(a, c) == 0.0 or math.hypot(b, d) == 0.0 or a * d - b * c == 0.0:
-        return 0
-    if a * d - b * c < 0:  # a mirror: the rotation of the matrix with its first column turned back
+        return 0, False
+    mirrored = a * d - b * c < 0
+    if mirrored:  # M = R F with F the mirror diag(-1, 1): R is M with its first column negated
         a, c = -a, -c
     # As av_display_rotation_get: the angle of the (normalised) first row, clockwise there, so negated.
     degrees = -math.degrees(math.atan2(b / math.hypot(b, d), a / math.hypot(a, c)))
-    return (round(degrees / 90) * 90) % 360
+    return (round(degrees / 90) * 90) % 360, mirrored
+
+
+def frame_rotation(frame: av.VideoFrame) -> int:
+    """The display rotation of `frame_orientation` alone."""
+    return frame_orientation(frame)[0]

@@ -8,21 +8,21 @@ from pathlib import Path
 import av
 import numpy as np
 
-from .decode import RgbScaler, VideoInfo, frame_rotation, read_frames, rgb_resized
+from .decode import RgbScaler, VideoInfo, frame_orientation, read_frames, rgb_resized
 from .geometry import Letterbox, letterbox
 
 logger = logging.getLogger(__name__)
 
 
 def letterboxed_content(
-    frame: av.VideoFrame, box: Letterbox, *, rotation: int, scaler: RgbScaler | None = None
+    frame: av.VideoFrame, box: Letterbox, *, rotation: int, mirror: bool = False, scaler: RgbScaler | None = None
 ) -> np.ndarray:
     """uint8 [Hn, Wn, 3] RGB content rectangle of the letterboxed frame (display orientation).
 
     Scaled by swscale with area averaging (anti-aliased, `RgbScaler`; upstream used OpenCV bilinear on BGR, spec 5),
-    and turned by the display rotation (counter-clockwise degrees).
+    and turned by the display rotation (counter-clockwise degrees), then flipped if the display matrix mirrors.
     """
-    return rgb_resized(frame, height=box.Hn, width=box.Wn, scaler=scaler, rotation=rotation)
+    return rgb_resized(frame, height=box.Hn, width=box.Wn, scaler=scaler, rotation=rotation, mirror=mirror)
 
 
 def read_letterboxed_frames(
@@ -39,15 +39,15 @@ def read_letterboxed_frames(
     distinct = sorted(set(frame_ids.tolist()))
     row = {idx: n for n, idx in enumerate(distinct)}
     scaler = RgbScaler()
-    box, rotation = None, 0
+    box, rotation, mirror = None, 0, False
 
     def content(frame: av.VideoFrame) -> np.ndarray:
-        nonlocal box, rotation
+        nonlocal box, rotation, mirror
         if box is None:  # every frame is at the stream's first size (`read_frames`)
-            rotation = frame_rotation(frame)
+            rotation, mirror = frame_orientation(frame)
             h0, w0 = (frame.width, frame.height) if rotation in (90, 270) else (frame.height, frame.width)
             box = letterbox(h0, w0, out_size=square_size)
-        return letterboxed_content(frame, box, rotation=rotation, scaler=scaler)
+        return letterboxed_content(frame, box, rotation=rotation, mirror=mirror, scaler=scaler)
 
     # Indexed as select_patches indexes frames, so that the pixels match a stored selection even where frames cannot
     # be decoded (a stream cut before a keyframe).

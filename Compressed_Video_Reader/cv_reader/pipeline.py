@@ -29,7 +29,7 @@ from .decode import (
     RgbScaler,
     VideoInfo,
     at_first_size,
-    frame_rotation,
+    frame_orientation,
     iter_indexed_frames,
     luma_in_place,
     luma_samples,
@@ -222,6 +222,7 @@ class _Session:
         self.use_codec = True
         self.box: Letterbox | None = None
         self.rotation = 0
+        self.mirror = False
         self.factor = 1
         self.coded = (0, 0)
         self.scores: dict[int, np.ndarray] = {}
@@ -239,7 +240,7 @@ class _Session:
     def setup(self, frame: av.VideoFrame, *, distinct: list[int], work_factor: int | None) -> None:
         """Geometry from the first decoded frame (display size after rotation)."""
         self.coded = (frame.height, frame.width)
-        self.rotation = frame_rotation(frame)
+        self.rotation, self.mirror = frame_orientation(frame)
         h0, w0 = (frame.width, frame.height) if self.rotation in (90, 270) else (frame.height, frame.width)
         self.box = letterbox(h0, w0, out_size=self.square)
         # Work resolution: at least ~4 work pixels per canvas cell side, and a divisor of the 8-px motion block
@@ -294,7 +295,9 @@ class _Session:
 
     def _store_canvas(self, index: int, frame: av.VideoFrame) -> None:
         t0 = time.perf_counter()
-        planes = self.scaler.planes(frame, height=self.box.Hn, width=self.box.Wn, rotation=self.rotation)
+        planes = self.scaler.planes(
+            frame, height=self.box.Hn, width=self.box.Wn, rotation=self.rotation, mirror=self.mirror
+        )
         self.frames.put(self.frame_row[index], planes)
         self.timing["pixels_s"] += time.perf_counter() - t0
 
@@ -485,7 +488,8 @@ class _Session:
         frames."""
         cfg = self.cfg
         count = len(samples)
-        geometry = {"box": self.box, "patch_size": self.patch, "mode": cfg.resize, "rotation": self.rotation}
+        geometry = {"box": self.box, "patch_size": self.patch, "mode": cfg.resize, "rotation": self.rotation,
+                    "mirror": self.mirror}  # fmt: skip
         floors = np.full(count, cfg.mv_floor) if mv_floors is None else mv_floors
         motion_norm = normalise_batch(magnitude, pct=cfg.mv_pct, floors=floors)
         residual_norm = normalise_batch(residual, pct=cfg.res_pct, floors=np.full(count, cfg.res_floor))
@@ -921,6 +925,7 @@ def _assemble(
         "num_decoded_frames_read": num_decoded,
         "coded_size": [session.coded[0], session.coded[1]],
         "rotation": session.rotation,
+        "mirrored": session.mirror,
         "H0": box.H0,
         "W0": box.W0,
         "T": session.num_frames,

@@ -281,22 +281,34 @@ def _matrices(
     return _SparseRows(a_h), _SparseRows(a_w)
 
 
-def rotate_map(energy: np.ndarray, rotation: int) -> np.ndarray:
-    """Turn coded-orientation maps [B, h, w] into display orientation (`rotation` = counter-clockwise degrees)."""
+def rotate_map(energy: np.ndarray, rotation: int, mirror: bool = False) -> np.ndarray:
+    """Turn coded-orientation maps [B, h, w] into display orientation (`rotation` = counter-clockwise degrees, then
+    a left-right flip if `mirror`: `decode.frame_orientation`)."""
     k = (rotation // 90) % 4
-    return np.ascontiguousarray(np.rot90(energy, k, axes=(1, 2))) if k else energy
+    if k:
+        energy = np.rot90(energy, k, axes=(1, 2))
+    if mirror:
+        energy = energy[:, :, ::-1]
+    return np.ascontiguousarray(energy) if k or mirror else energy
 
 
 def cell_scores(
-    energy: np.ndarray, step_px: float, *, box: Letterbox, patch_size: int, mode: str = "area", rotation: int = 0
+    energy: np.ndarray,
+    step_px: float,
+    *,
+    box: Letterbox,
+    patch_size: int,
+    mode: str = "area",
+    rotation: int = 0,
+    mirror: bool = False,
 ) -> np.ndarray:
     """float32 [B, G, G] sums of each letterboxed `energy` map over each canvas cell (canvas-pixel units).
 
     Args:
         energy: [B, h, w] maps in [0, 1], coded orientation, one sample per `step_px` x `step_px` frame pixels.
-        rotation: display rotation in degrees (counter-clockwise), applied before the letterbox.
+        rotation, mirror: display orientation (`decode.frame_orientation`), applied before the letterbox.
     """
-    energy = rotate_map(energy, rotation).astype(np.float32, copy=False)
+    energy = rotate_map(energy, rotation, mirror).astype(np.float32, copy=False)
     count, height, width = energy.shape
     a_h, a_w = _matrices(box, (height, width), step_px=float(step_px), patch_size=patch_size, mode=mode)
     # The batch rides along the columns of each product: column sums are independent, so every frame's cells are

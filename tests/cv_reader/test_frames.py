@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 from av.video.reformatter import VideoReformatter
 
-from cv_reader import select_patches
-from cv_reader.decode import RgbScaler, frame_rotation, luma_plane, luma_samples, upright_rgb, with_rows
+from cv_reader import read_letterboxed_frames, select_patches
+from cv_reader.decode import RgbScaler, frame_orientation, luma_plane, luma_samples, upright_rgb, with_rows
+from llava.model.llava_ov.video_inputs import read_uniform_frames
+
+from .synth import moving_object_clip
 
 # (region slice, RGB colour) on a 240x320 frame: flat regions far larger than the 2x2 chroma blocks
 REGIONS = [
@@ -179,21 +182,48 @@ W = 1 << 30
 
 
 @pytest.mark.parametrize(
-    ("matrix", "rotation"),
+    ("matrix", "rotation", "mirror"),
     [
-        ((0, -ONE, 0, ONE, 0, 0, 0, 0, W), 90),  # as FFmpeg writes -display_rotation 90
-        ((-ONE, 0, 0, 0, -ONE, 0, 0, 0, W), 180),
-        ((-ONE, 0, 0, 0, ONE, 0, 0, 0, W), 0),  # a horizontal mirror: not a half turn
-        ((0, ONE, 0, ONE, 0, 0, 0, 0, W), 270),  # a quarter turn and a flip: the turn (FFmpeg: transpose + vflip)
-        ((0,) * 9, 0),  # all zero (a broken muxer): no rotation, not INT_MIN degrees
-        ((ONE, 0, 0, 0, 0, 0, 0, 0, W), 0),  # a zero column
+        ((0, -ONE, 0, ONE, 0, 0, 0, 0, W), 90, False),  # as FFmpeg writes -display_rotation 90
+        ((-ONE, 0, 0, 0, -ONE, 0, 0, 0, W), 180, False),
+        ((-ONE, 0, 0, 0, ONE, 0, 0, 0, W), 0, True),  # a horizontal mirror: not a half turn
+        ((ONE, 0, 0, 0, -ONE, 0, 0, 0, W), 180, True),  # a vertical mirror: a half turn, then a horizontal one
+        ((0, ONE, 0, ONE, 0, 0, 0, 0, W), 270, True),  # a transpose (FFmpeg: cclock_flip)
+        ((0, -ONE, 0, -ONE, 0, 0, 0, 0, W), 90, True),  # the other diagonal (FFmpeg: clock_flip)
+        ((0,) * 9, 0, False),  # all zero (a broken muxer): no rotation, not INT_MIN degrees
+        ((ONE, 0, 0, 0, 0, 0, 0, 0, W), 0, False),  # a zero column
     ],
 )
-def test_display_matrices_that_are_not_rotations(tmp_path, matrix, rotation):
+def test_display_matrices_that_are_not_rotations(tmp_path, matrix, rotation, mirror):
     path = tmp_path / "clip.mp4"
     _decoded(path, "libx264", "yuv420p", [np.zeros((48, 64, 3), np.uint8)] * 2)
     _with_display_matrix(path, matrix)
     with av.open(str(path)) as container:
-        assert frame_rotation(next(container.decode(video=0))) == rotation
+        assert frame_orientation(next(container.decode(video=0))) == (rotation, mirror)
     selection = select_patches(path, num_frames=2, num_images=1, square_size=64)
-    assert selection.meta["rotation"] == rotation
+    assert (selection.meta["rotation"], selection.meta["mirrored"]) == (rotation, mirror)
+
+
+@pytest.mark.parametrize("turn", [0, 90])
+def test_a_mirrored_clip_is_shown_mirrored(tmp_path, turn):
+    """A display matrix that mirrors (turned or not): the canvases, the stage-2 frames, the uniform frames and the
+    cell scores are those of the same clip without it, flipped left to right after the turn (they were turned a
+    half turn instead: an upside-down video)."""
+    rotations = {0: (ONE, 0, 0, 0, ONE, 0, 0, 0, W), 90: (0, -ONE, 0, ONE, 0, 0, 0, 0, W)}
+    mirrors = {0: (-ONE, 0, 0, 0, ONE, 0, 0, 0, W), 90: (0, -ONE, 0, -ONE, 0, 0, 0, 0, W)}  # the turn, then a flip
+    # 128x64: the block grids of both signals cover the whole frame, so the flipped maps are the mirrored content.
+    clip = moving_object_clip(tmp_path / "plain.mp4", num_frames=24, height=64, width=128, seed=3).path
+    flipped = tmp_path / "mirrored.mp4"
+    flipped.write_bytes(clip.read_bytes())
+    _with_display_matrix(clip, rotations[turn])
+    _with_display_matrix(flipped, mirrors[turn])
+    kwargs = dict(num_frames=8, num_images=2, square_size=96, patch_size=16)
+    plain, mirrored = select_patches(clip, **kwargs), select_patches(flipped, **kwargs)
+    assert mirrored.meta["mirrored"] and not plain.meta["mirrored"]
+    assert mirrored.meta["rotation"] == plain.meta["rotation"] == (90 if turn else 0)
+    np.testing.assert_array_equal(mirrored.sampled_frames(), plain.sampled_frames()[:, :, ::-1])
+    np.testing.assert_allclose(mirrored.scores, plain.scores[:, :, ::-1], rtol=1e-5, atol=1e-6)
+    stage2, _ = read_letterboxed_frames(flipped, mirrored.frame_ids, square_size=96)
+    np.testing.assert_array_equal(stage2, mirrored.sampled_frames()[: len(stage2)])
+    uniform = [read_uniform_frames(path, num_frames=2) for path in (clip, flipped)]
+    np.testing.assert_array_equal(uniform[1][1], uniform[0][1][:, ::-1])

@@ -78,10 +78,11 @@ def read_uniform_frames(path: str | Path, *, num_frames: int) -> list[np.ndarray
         cv_reader.VideoReadError: the file is missing, not a video, or has no decodable frame.
     """
     cv_reader = _cv_reader()
-    from cv_reader.decode import frame_rotation, read_frames, upright_rgb
+    from cv_reader.decode import frame_orientation, read_frames, upright_rgb
 
     def upright(frame) -> np.ndarray:
-        return upright_rgb(frame, rotation=frame_rotation(frame))
+        rotation, mirror = frame_orientation(frame)
+        return upright_rgb(frame, rotation=rotation, mirror=mirror)
 
     info = cv_reader.probe_video(path)
     wanted = cv_reader.sample_frame_ids(info.num_frames, num_frames).tolist()
