@@ -126,27 +126,36 @@ def _bilinear_cell_matrix(n_src: int, n_content: int, *, pad: int, grid: int, pa
 
 
 def cell_sum_matrices(
-    box: Letterbox, src_shape: tuple[int, int], *, step_px: float, patch_size: int, mode: str = "area"
+    box: Letterbox,
+    src_shape: tuple[int, int],
+    *,
+    step_px: float,
+    patch_size: int,
+    mode: str = "area",
+    origin: tuple[float, float] = (0.0, 0.0),
 ) -> tuple[np.ndarray, np.ndarray]:
     """Matrices `(A_h [grid, src_height], A_w [grid, src_width])` with `cells = A_h @ F @ A_w.T`.
 
     `F` is an energy map in [0, 1] (display orientation) whose sample (i, j) covers the frame pixels
-    `[i*step_px, (i+1)*step_px) x [j*step_px, (j+1)*step_px)` of the H0 x W0 frame. `cells[h, w]` is the sum of the
-    letterboxed map over canvas cell (h, w), in canvas pixels (0..patch_size**2), as upstream's `score` (spec 6).
+    `[y0 + i*step_px, y0 + (i+1)*step_px) x [x0 + j*step_px, x0 + (j+1)*step_px)` of the H0 x W0 frame, `(y0, x0)` =
+    `origin` (0 unless the map was turned or flipped from a block grid that does not end at the frame's edge: its
+    first sample is then the grid's last). `cells[h, w]` is the sum of the letterboxed map over canvas cell (h, w),
+    in canvas pixels (0..patch_size**2), as upstream's `score` (spec 6).
 
     Args:
         mode: "area" (exact area integration, default) or "bilinear" (OpenCV INTER_LINEAR resize then cell sums:
-            upstream parity, spec section 5).
+            upstream parity, spec section 5; `origin` is not used).
     """
     grid = box.out_size // patch_size
     src_height, src_width = src_shape
     if mode == "area":
         # Samples past the frame edge (block grids that overhang odd sizes) are clipped to the content rectangle.
+        scale_h, scale_w = box.Hn / box.H0, box.Wn / box.W0
         a_h = _area_cell_matrix(
-            src_height, step_px * box.Hn / box.H0, offset=box.pad_top, grid=grid, patch_size=patch_size
+            src_height, step_px * scale_h, offset=box.pad_top + origin[0] * scale_h, grid=grid, patch_size=patch_size
         )
         a_w = _area_cell_matrix(
-            src_width, step_px * box.Wn / box.W0, offset=box.pad_left, grid=grid, patch_size=patch_size
+            src_width, step_px * scale_w, offset=box.pad_left + origin[1] * scale_w, grid=grid, patch_size=patch_size
         )
         a_h = _clip_to_content(a_h, (box.pad_top, box.pad_top + box.Hn), patch_size=patch_size)
         a_w = _clip_to_content(a_w, (box.pad_left, box.pad_left + box.Wn), patch_size=patch_size)

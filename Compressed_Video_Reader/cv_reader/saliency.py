@@ -275,9 +275,9 @@ class _SparseRows:
 
 @lru_cache(maxsize=64)
 def _matrices(
-    box: Letterbox, shape: tuple[int, int], *, step_px: float, patch_size: int, mode: str
+    box: Letterbox, shape: tuple[int, int], *, step_px: float, patch_size: int, mode: str, origin: tuple[float, float]
 ) -> tuple[_SparseRows, _SparseRows]:
-    a_h, a_w = cell_sum_matrices(box, shape, step_px=step_px, patch_size=patch_size, mode=mode)
+    a_h, a_w = cell_sum_matrices(box, shape, step_px=step_px, patch_size=patch_size, mode=mode, origin=origin)
     return _SparseRows(a_h), _SparseRows(a_w)
 
 
@@ -310,7 +310,15 @@ def cell_scores(
     """
     energy = rotate_map(energy, rotation, mirror).astype(np.float32, copy=False)
     count, height, width = energy.shape
-    a_h, a_w = _matrices(box, (height, width), step_px=float(step_px), patch_size=patch_size, mode=mode)
+    # An axis the turn or flip reversed starts with the grid's last sample, which ends where the grid ends: short of
+    # the frame's edge (block matching's whole blocks) or past it (a macroblock grid over an odd size). It is placed
+    # there, not at the corner (up to a block off: a cell at 1080p).
+    k = (rotation // 90) % 4
+    origin = (
+        float(box.H0 - height * step_px) if k in (1, 2) else 0.0,
+        float(box.W0 - width * step_px) if (k in (2, 3)) != mirror else 0.0,
+    )
+    a_h, a_w = _matrices(box, (height, width), step_px=float(step_px), patch_size=patch_size, mode=mode, origin=origin)
     # The batch rides along the columns of each product: column sums are independent, so every frame's cells are
     # the same numbers as alone.
     rows = a_h.left_multiply(energy.transpose(1, 0, 2).reshape(height, count * width))  # [G, B*w]

@@ -211,8 +211,10 @@ def test_a_mirrored_clip_is_shown_mirrored(tmp_path, turn):
     half turn instead: an upside-down video)."""
     rotations = {0: (ONE, 0, 0, 0, ONE, 0, 0, 0, W), 90: (0, -ONE, 0, ONE, 0, 0, 0, 0, W)}
     mirrors = {0: (-ONE, 0, 0, 0, ONE, 0, 0, 0, W), 90: (0, -ONE, 0, -ONE, 0, 0, 0, 0, W)}  # the turn, then a flip
-    # 128x64: the block grids of both signals cover the whole frame, so the flipped maps are the mirrored content.
-    clip = moving_object_clip(tmp_path / "plain.mp4", num_frames=24, height=64, width=128, seed=3).path
+    # 128x72: block matching's whole blocks stop 8 px short of the frame's 72 rows, so once turned and flipped its
+    # maps start 8 px in (`cell_scores`' origin: with the map placed at the corner, the first frame's scores moved by
+    # up to 60). Both letterbox pads are 21: the mirrored canvas is the mirror of the plain one.
+    clip = moving_object_clip(tmp_path / "plain.mp4", num_frames=24, height=72, width=128, seed=3).path
     flipped = tmp_path / "mirrored.mp4"
     flipped.write_bytes(clip.read_bytes())
     _with_display_matrix(clip, rotations[turn])
