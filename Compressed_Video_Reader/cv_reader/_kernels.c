@@ -49,6 +49,63 @@ get_array(PyObject *obj, Py_buffer *view, const char *format, int ndim, int writ
     return 0;
 }
 
+/* A sequence of buffers of one format and shape (the candidate reference planes, the frames of the mosaics). */
+typedef struct {
+    PyObject *seq;
+    Py_buffer *views;
+    const void **data;
+    Py_ssize_t count, held;
+} ArrayList;
+
+/* Acquire every item of `obj` as get_array would, all of shape `shape` (`ndim` entries; an entry -1 is set to that
+ * of the first item). Sets a Python error (`mismatch` for a shape that differs) and returns -1 on failure; either
+ * way `list` is then released by release_array_list, which needs it zeroed first. */
+static int
+get_array_list(PyObject *obj, ArrayList *list, const char *format, int ndim, Py_ssize_t *shape, const char *name,
+               const char *mismatch)
+{
+    list->seq = PySequence_Fast(obj, "expected a sequence of arrays");
+    if (list->seq == NULL) {
+        return -1;
+    }
+    list->count = PySequence_Fast_GET_SIZE(list->seq);
+    list->views = PyMem_Calloc((size_t)(list->count > 0 ? list->count : 1), sizeof(Py_buffer));
+    list->data = PyMem_Calloc((size_t)(list->count > 0 ? list->count : 1), sizeof(void *));
+    if (list->views == NULL || list->data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (; list->held < list->count; list->held++) {
+        Py_buffer *view = &list->views[list->held];
+        if (get_array(PySequence_Fast_GET_ITEM(list->seq, list->held), view, format, ndim, 0, 0, name) < 0) {
+            return -1;
+        }
+        for (int d = 0; d < ndim; d++) {
+            if (shape[d] < 0 && list->held == 0) {
+                shape[d] = view->shape[d];
+            }
+            if (view->shape[d] != shape[d]) {
+                PyBuffer_Release(view);
+                PyErr_SetString(PyExc_ValueError, mismatch);
+                return -1;
+            }
+        }
+        list->data[list->held] = view->buf;
+    }
+    return 0;
+}
+
+static void
+release_array_list(ArrayList *list)
+{
+    for (Py_ssize_t k = 0; k < list->held; k++) {
+        PyBuffer_Release(&list->views[k]);
+    }
+    PyMem_Free(list->views);
+    PyMem_Free(list->data);
+    Py_XDECREF(list->seq);
+}
+
 /* The block means of box_mean for one sample type: integer row sums (exact in any order), then float(sum) * scale. */
 #define BOX_MEAN_LOOPS(SAMPLE_T, SUM_T)                                                                              \
     do {                                                                                                             \
@@ -90,9 +147,8 @@ get_array(PyObject *obj, Py_buffer *view, const char *format, int ndim, int writ
 /* box_mean(plane, factor, out): out[i, j] = float(sum of the factor x factor block (i, j) of the plane)
  * * float32(1 / factor^2), trailing rows and columns that do not fill a block dropped; as
  * residual.box_sums(plane, f).astype(float32) * float32(1 / f^2). `plane` [H, W], uint8 (factor <= 256: uint16 row
- * sums hold 256 rows of 255) or uint16 samples of at most 12 bits (factor <= 16: the sums stay below 2^24, exact in
- * float32 as in numpy's float32 sums), may have padded rows (a decoded frame's line size); out is float32
- * [H // f, W // f]. */
+ * sums hold 256 rows of 255) or uint16 (factor <= 16: sums of up to 256 x 65535 stay below 2^24, exact in float32
+ * as numpy's float32 sums are), may have padded rows (a decoded frame's line size); out is float32 [H // f, W // f]. */
 static PyObject *
 box_mean(PyObject *self, PyObject *args)
 {
@@ -230,10 +286,7 @@ mc_error(PyObject *self, PyObject *args)
     Py_buffer cur, field, has, cand, diff, out;
     Py_buffer *views[6] = {&cur, &field, &has, &cand, &diff, &out};
     int held = 0;
-    PyObject *refs = NULL;
-    Py_buffer *ref_views = NULL;
-    const float **ref_data = NULL;
-    Py_ssize_t num_refs = 0, acquired = 0;
+    ArrayList refs = {0};
     PyObject *result = NULL;
 
     if (get_array(cur_obj, &cur, "f", 3, 0, 0, "cur") < 0) goto done;
@@ -253,29 +306,18 @@ mc_error(PyObject *self, PyObject *args)
     const Py_ssize_t hb = field.shape[1], wb = field.shape[2], slots = cand.shape[2];
     if (field.shape[0] != count || field.shape[3] != 4 || hb < 1 || wb < 1 || has.shape[0] != count ||
         has.shape[1] != hb || has.shape[2] != wb || has.shape[3] != 2 || cand.shape[0] != count ||
-        cand.shape[1] != 2 || diff.shape[0] != count || out.shape[0] != count || out.shape[1] != h || out.shape[2] != w || h < 1 || w < 1) {
+        cand.shape[1] != 2 || diff.shape[0] != count || out.shape[0] != count || out.shape[1] != h ||
+        out.shape[2] != w || h < 1 || w < 1) {
         PyErr_SetString(PyExc_ValueError, "mc_error: inconsistent shapes");
         goto done;
     }
-    refs = PySequence_Fast(refs_obj, "refs must be a sequence");
-    if (refs == NULL) goto done;
-    num_refs = PySequence_Fast_GET_SIZE(refs);
-    ref_views = PyMem_Calloc((size_t)(num_refs > 0 ? num_refs : 1), sizeof(Py_buffer));
-    ref_data = PyMem_Calloc((size_t)(num_refs > 0 ? num_refs : 1), sizeof(float *));
-    if (ref_views == NULL || ref_data == NULL) {
-        PyErr_NoMemory();
+    Py_ssize_t ref_shape[2] = {h, w};
+    if (get_array_list(refs_obj, &refs, "f", 2, ref_shape, "refs[i]",
+                       "mc_error: every reference must be [H, W] like cur") < 0) {
         goto done;
     }
-    for (; acquired < num_refs; acquired++) {
-        Py_buffer *view = &ref_views[acquired];
-        if (get_array(PySequence_Fast_GET_ITEM(refs, acquired), view, "f", 2, 0, 0, "refs[i]") < 0) goto done;
-        if (view->shape[0] != h || view->shape[1] != w) {
-            PyBuffer_Release(view);
-            PyErr_SetString(PyExc_ValueError, "mc_error: every reference must be [H, W] like cur");
-            goto done;
-        }
-        ref_data[acquired] = view->buf;
-    }
+    const Py_ssize_t num_refs = refs.count;
+    const float **ref_data = (const float **)refs.data;
     const int32_t *cands = cand.buf, *diffs = diff.buf;
     for (Py_ssize_t k = 0; k < count * 2 * slots; k++) {
         if (cands[k] >= num_refs || cands[k] < -1) {
@@ -338,12 +380,7 @@ mc_error(PyObject *self, PyObject *args)
     result = PyBool_FromLong(left);
 
 done:
-    for (Py_ssize_t k = 0; k < acquired; k++) {
-        PyBuffer_Release(&ref_views[k]);
-    }
-    PyMem_Free(ref_views);
-    PyMem_Free(ref_data);
-    Py_XDECREF(refs);
+    release_array_list(&refs);
     for (int k = 0; k < held; k++) {
         PyBuffer_Release(views[k]);
     }
@@ -738,8 +775,8 @@ done:
  * The copies of packing.pack_mosaics: kept cell r (canvas cell (cell_rows[r], cell_cols[r]) of frame frame_of[r])
  * goes to mosaic slots[r] // G^2, cell ((slots[r] % G^2) // G, slots[r] % G), G = S // patch. `frames` holds uint8
  * [Hn, Wn, C] content rectangles placed on the S x S canvas at (pad_top, pad_left) (C = 3 for RGB, 1 for a plane);
- * the parts of a cell outside the content stay as they are in `mosaics` uint8 [N, S, S, C] (zeroed by the caller:
- * the letterbox padding is black), whose rows and images may be padded (strides). */
+ * the parts of a cell outside the content stay as they are in `mosaics` uint8 [N, S, S, C] (the caller makes the
+ * letterbox padding black), whose rows and images may be padded (strides). */
 static PyObject *
 pack_cells(PyObject *self, PyObject *args)
 {
@@ -752,10 +789,8 @@ pack_cells(PyObject *self, PyObject *args)
     Py_buffer frame_of, cell_rows, cell_cols, cell_slots, mosaics;
     Py_buffer *views[5] = {&frame_of, &cell_rows, &cell_cols, &cell_slots, &mosaics};
     int held = 0;
-    PyObject *frames = NULL, *result = NULL;
-    Py_buffer *frame_views = NULL;
-    const unsigned char **frame_data = NULL;
-    Py_ssize_t num_frames = 0, acquired = 0, content_h = 0, content_w = 0;
+    ArrayList frames = {0};
+    PyObject *result = NULL;
     if (get_array(frame_obj, &frame_of, "i", 1, 0, 0, "frame_of") < 0) goto done;
     held++;
     if (get_array(rows_obj, &cell_rows, "i", 1, 0, 0, "cell_rows") < 0) goto done;
@@ -777,30 +812,13 @@ pack_cells(PyObject *self, PyObject *args)
         goto done;
     }
     const Py_ssize_t grid = size / patch, cells = grid * grid;
-    frames = PySequence_Fast(frames_obj, "frames must be a sequence");
-    if (frames == NULL) goto done;
-    num_frames = PySequence_Fast_GET_SIZE(frames);
-    frame_views = PyMem_Calloc((size_t)(num_frames > 0 ? num_frames : 1), sizeof(Py_buffer));
-    frame_data = PyMem_Calloc((size_t)(num_frames > 0 ? num_frames : 1), sizeof(unsigned char *));
-    if (frame_views == NULL || frame_data == NULL) {
-        PyErr_NoMemory();
+    Py_ssize_t frame_shape[3] = {-1, -1, channels};
+    if (get_array_list(frames_obj, &frames, "B", 3, frame_shape, "frames[i]",
+                       "pack_cells: every frame must be [Hn, Wn, C] of one size, C that of the mosaics") < 0) {
         goto done;
     }
-    for (; acquired < num_frames; acquired++) {
-        Py_buffer *view = &frame_views[acquired];
-        if (get_array(PySequence_Fast_GET_ITEM(frames, acquired), view, "B", 3, 0, 0, "frames[i]") < 0) goto done;
-        if (acquired == 0) {
-            content_h = view->shape[0];
-            content_w = view->shape[1];
-        }
-        if (view->shape[0] != content_h || view->shape[1] != content_w || view->shape[2] != channels) {
-            PyBuffer_Release(view);
-            PyErr_SetString(PyExc_ValueError, "pack_cells: every frame must be [Hn, Wn, C] of one size, C that of "
-                                              "the mosaics");
-            goto done;
-        }
-        frame_data[acquired] = view->buf;
-    }
+    const Py_ssize_t num_frames = frames.count, content_h = frame_shape[0], content_w = frame_shape[1];
+    const unsigned char **frame_data = (const unsigned char **)frames.data;
     const int32_t *which = frame_of.buf, *hs = cell_rows.buf, *ws = cell_cols.buf, *slots = cell_slots.buf;
     for (Py_ssize_t r = 0; r < kept; r++) {
         if (which[r] < 0 || which[r] >= num_frames || hs[r] < 0 || hs[r] >= grid || ws[r] < 0 || ws[r] >= grid) {
@@ -835,12 +853,7 @@ pack_cells(PyObject *self, PyObject *args)
     result = Py_None;
     Py_INCREF(result);
 done:
-    for (Py_ssize_t k = 0; k < acquired; k++) {
-        PyBuffer_Release(&frame_views[k]);
-    }
-    PyMem_Free(frame_views);
-    PyMem_Free(frame_data);
-    Py_XDECREF(frames);
+    release_array_list(&frames);
     for (int k = 0; k < held; k++) {
         PyBuffer_Release(views[k]);
     }

@@ -178,11 +178,11 @@ def pack_cells(
     pad_top: int,
     pad_left: int,
     mosaics: np.ndarray,
-    slots: np.ndarray | None = None,
+    slots: np.ndarray,
 ) -> bool:
     """The copies of `packing.pack_cells` into `mosaics` [N, S, S, C] (rows may be padded: the planes of a frame
     buffer): kept cell r, canvas cell (`cell_rows[r]`, `cell_cols[r]`) of `frames[frame_of[r]]` (uint8 [Hn, Wn, C]
-    content placed at the pads: RGB, or one plane with C = 1), goes to cell `slots[r]` (default r) of the mosaics in
+    content placed at the pads: RGB, or one plane with C = 1), goes to cell `slots[r]` of the mosaics in
     row-major order; the parts of a cell outside the content are left as they are. False (nothing written) when the
     compiled loops are off or the frames are not contiguous uint8 [Hn, Wn, C] of one size."""
     if not compiled() or not frames:
@@ -198,7 +198,7 @@ def pack_cells(
         np.ascontiguousarray(frame_of, dtype=np.int32),
         np.ascontiguousarray(cell_rows, dtype=np.int32),
         np.ascontiguousarray(cell_cols, dtype=np.int32),
-        np.arange(len(frame_of), dtype=np.int32) if slots is None else np.ascontiguousarray(slots, dtype=np.int32),
+        np.ascontiguousarray(slots, dtype=np.int32),
         patch_size,
         pad_top,
         pad_left,
