@@ -20,6 +20,7 @@ from cv_reader import assets, decode
 from cv_reader.batch import WORKER_DIED, decoder_threads_per_worker, run_jobs
 from cv_reader.cli import build_parser, load_dataset, main
 
+from ..polling import wait_for
 from .synth import moving_object_clip
 
 SMALL = ["--T", "8", "--num_images", "2", "--square_size", "64", "--patch", "16"]
@@ -38,7 +39,6 @@ def _work_or_die(job: dict) -> dict:
 def _sleepy(job: dict) -> dict:
     """Pool work for the interruption tests: logs, says which process runs it, then takes a minute."""
     import logging
-    import time
 
     logging.getLogger("cv_reader.test").warning("item %d started", job["n"])
     Path(job["dir"], f"{os.getpid()}.pid").write_text("")
@@ -71,15 +71,6 @@ def _alive(pid: int) -> bool:
     return not (status.is_file() and status.read_text().split(")")[-1].split()[0] == "Z")
 
 
-def _wait(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
-
-
 def _start_slow_run(tiny_dataset: Path, tmp_path: Path) -> tuple[subprocess.Popen, list[int]]:
     """`stage1` of 4 slow items with 2 workers, in its own session; returns once both workers are busy."""
     data = tmp_path / "rows.json"
@@ -92,7 +83,7 @@ def _start_slow_run(tiny_dataset: Path, tmp_path: Path) -> tuple[subprocess.Pope
             str(tmp_path / "out"), "--num_workers", "2", *STAGE1_SMALL]  # fmt: skip
     run = subprocess.Popen([sys.executable, "-c", _SLOW_COMMAND, str(pids), *argv], env=env, stderr=subprocess.PIPE,
                            stdout=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
-    assert _wait(lambda: len(list(pids.glob("*.pid"))) == 2, 60), run.communicate(timeout=60)
+    assert wait_for(lambda: len(list(pids.glob("*.pid"))) == 2, seconds=60, every=0.1), run.communicate(timeout=60)
     return run, [int(p.stem) for p in pids.glob("*.pid")]
 
 
@@ -111,7 +102,9 @@ def test_an_interrupted_run_stops_its_workers_and_says_so(tiny_dataset, tmp_path
     assert run.returncode == status, err
     assert "Traceback" not in err and f"interrupted ({signal.Signals(signum).name})" in err
     assert "WARNING cv_reader.test: item" in err  # the workers' log records, formatted as the parent's
-    assert _wait(lambda: not any(_alive(pid) for pid in workers), 10), [p for p in workers if _alive(p)]
+    assert wait_for(lambda: not any(_alive(pid) for pid in workers), seconds=10, every=0.1), [
+        p for p in workers if _alive(p)
+    ]
 
 
 def test_workers_end_when_their_parent_is_killed(tiny_dataset, tmp_path):
@@ -119,7 +112,9 @@ def test_workers_end_when_their_parent_is_killed(tiny_dataset, tmp_path):
     run, workers = _start_slow_run(tiny_dataset, tmp_path)
     os.kill(run.pid, signal.SIGKILL)
     run.communicate(timeout=30)
-    assert _wait(lambda: not any(_alive(pid) for pid in workers), 15), [p for p in workers if _alive(p)]
+    assert wait_for(lambda: not any(_alive(pid) for pid in workers), seconds=15, every=0.1), [
+        p for p in workers if _alive(p)
+    ]
 
 
 def _decoder_threads(job: dict) -> dict:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 
 from llava.serve import ChatEngine
 
+from ..polling import wait_for
 from .bad_media import REFUSED
 from .conftest import ARTIFACTS
 
@@ -151,15 +151,6 @@ def test_upload_size_limit(server: str, browser, tmp_path: Path) -> None:
     sync_api.expect(page.get_by_text("exceed the maximum allowed size")).to_be_visible()
     sync_api.expect(page.locator("#status")).to_contain_text("Upload a video or an image")
     page.close()
-
-
-def wait_for(condition, *, seconds: float = 30.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return condition()
 
 
 def test_bad_uploads_show_errors(web_chat: WebChat, browser, playground_video: Path, bad_media: dict[str, Path],
