@@ -9,7 +9,7 @@ import logging
 import math
 import os
 import stat
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Container, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -349,7 +349,7 @@ def iter_indexed_frames(
     path: str | Path,
     *,
     export_mvs: bool,
-    keep: frozenset[int] | None = None,
+    keep: Container[int] | None = None,
     display_pts: tuple[int, ...] | None = None,
     stream_index: int | None = None,
     quick_open: bool = False,
@@ -421,7 +421,7 @@ def _decode_pass(
     path: str | Path,
     *,
     export_mvs: bool,
-    keep: frozenset[int] | None,
+    keep: Container[int] | None,
     rank: dict[int, int] | None,
     stream_index: int | None,
     frame_threads: bool,

@@ -628,8 +628,8 @@ def check_arguments(
 
 
 def needed_frames(sampled: list[int]) -> frozenset[int]:
-    """Display indices that must be decoded even when no later frame predicts from them: each sampled frame, the
-    frame after it (the block-matching partner, and a list-1 candidate) and the frame before the last one (its
+    """Display indices that may have to be decoded even when no later frame predicts from them: each sampled frame,
+    the frame after it (the block-matching partner, see `_NeededFrames`) and the frame before the last one (its
     block-matching partner: it has no next frame). Other non-reference frames are skipped by the decoder. The frame
     before a sample is not needed: as a list-0 candidate it matters only when it is a reference frame, and those
     are always decoded (skipping the others saved 13 % of the decoded frames of B-frame clips, the agreement with
@@ -638,6 +638,39 @@ def needed_frames(sampled: list[int]) -> frozenset[int]:
         return frozenset()
     last = max(sampled)
     return frozenset({i + d for i in sampled for d in (0, 1)} | ({last - 1} if last > 0 else set()))
+
+
+class _NeededFrames:
+    """The `keep` of the selection's decode (asked once per packet, in decode order, as it goes to the decoder):
+    `needed_frames`, less the frame after a sample that does not need it. That frame is the sample's
+    block-matching partner, needed by I-frames and intra-heavy P-frames (`_Router._sample`). A B-frame uses it only
+    as a list-1 reference candidate, and a frame that is decoded only when asked for (a non-reference frame) is
+    nobody's reference; a mostly predicted P-frame reads no later frame. A sample is known as a B-frame when its
+    packet comes after a packet shown later (reordered), as a mostly predicted P-frame once it has come out of the
+    decoder. 10-s 360p clip with B-frames: 215 -> 183 of 300 frames decoded, select + mosaics 8 % faster."""
+
+    def __init__(self, sampled: list[int], router: _Router, *, codec_vectors: bool) -> None:
+        self.upper = needed_frames(sampled)
+        self.router = router
+        self.codec_vectors = codec_vectors  # (block matching pairs every sample with its next frame)
+        self.reordered: set[int] = set()  # samples whose packet came after that of a later frame
+        self.furthest = -1  # the largest display index sent so far
+
+    def __contains__(self, index: object) -> bool:
+        if not isinstance(index, int) or index < 0:
+            return False
+        slots = self.router.slots
+        if index in slots and index < self.furthest:
+            self.reordered.add(index)
+        self.furthest = max(self.furthest, index)
+        if index not in self.upper:
+            return False
+        sample = index - 1
+        if index in slots or sample not in slots or not self.codec_vectors:
+            return True
+        # (A B-frame that turns out to have no list-1 vector and to be mostly intra, a scene cut coded as a
+        # B-frame, is compared with the next frame decoded instead, by block matching.)
+        return sample not in self.reordered and sample not in self.router.next_unneeded
 
 
 @dataclass
@@ -665,6 +698,7 @@ class _Router:
         self.prev: tuple[av.VideoFrame, np.ndarray | None] | None = None
         self.wait_anchor: list[_Sample] = []
         self.wait_frame: list[_Sample] = []
+        self.next_unneeded: set[int] = set()  # samples that read no frame after them but a reference (`_NeededFrames`)
 
     def pending(self) -> list[_Sample]:
         return self.wait_frame + self.wait_anchor
@@ -745,9 +779,11 @@ class _Router:
         self.session.keep_canvas(index, frame)
         if records is not None and np.any(records["source"] > 0):
             self.wait_anchor.append(sample)  # B-frame: needs the next frames up to the next anchor
+            self.next_unneeded.add(index)
         elif records is not None and surely_inter(records, height=frame.height, width=frame.width):
             # A P-frame that is mostly predicted takes the codec-vector path, which reads no later frame: ready now
             # (the next frame's luma is not made for it).
+            self.next_unneeded.add(index)
             self.submit(sample)
         else:
             # I-frames and intra-heavy P-frames wait for the next frame: the block-matching fallback of intra-heavy
@@ -836,7 +872,7 @@ def _decode_loop(
         iter_indexed_frames(
             session.video,
             export_mvs=session.use_codec,
-            keep=needed_frames(sorted(slots)),
+            keep=_NeededFrames(sorted(slots), router, codec_vectors=session.use_codec),
             display_pts=info.display_pts,
             stream_index=info.stream_index,
             quick_open=info.quick_open,

@@ -385,11 +385,17 @@ def test_needed_frames_are_samples_and_next_frames():
 
 def test_only_reference_frames_and_needed_frames_are_decoded(reference_fixtures, monkeypatch):
     """On a real B-frame clip the decoder skips every non-reference frame that is neither sampled nor the frame
-    after a sample: the frames decoded are exactly the reference frames (found by a decode that skips all
-    non-reference frames) and `needed_frames`, up to the last sampled frame."""
+    after a sample that may need it: the frames decoded are the reference frames (found by a decode that skips all
+    non-reference frames), the sampled frames and some of the frames after them, up to the last sampled frame. The
+    frame after a sampled B-frame is not asked for (a B-frame reads it only as a reference candidate, and it is
+    none); after an I-frame (block matching) it is. Block matching (`motion_source="pixel"`) pairs every sample
+    with its next frame: every one of them is decoded."""
     video = reference_fixtures / "codec_demo" / "videos" / "ytb_XwB-dkS5BVM.mp4"
     info = probe_video(video)
     rank = {pts: index for index, pts in enumerate(info.display_pts)}
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        kinds = {rank[f.pts]: av.video.frame.PictureType(f.pict_type).name for f in container.decode(stream)}
     with av.open(str(video)) as container:
         stream = container.streams.video[0]
         stream.codec_context.skip_frame = "NONREF"
@@ -406,7 +412,17 @@ def test_only_reference_frames_and_needed_frames_are_decoded(reference_fixtures,
     monkeypatch.setattr(pipeline, "iter_indexed_frames", recording)
     selection = select_patches(video)
     sampled = set(selection.frame_ids.tolist())
-    needed = sampled | {i + 1 for i in sampled} | {max(sampled) - 1}
+    needed = pipeline.needed_frames(sorted(sampled))
+    assert sampled <= set(decoded) <= references | needed
+    asked = set(decoded) - references - sampled  # non-reference frames decoded as a sample's next frame
+    not_asked = {i + 1 for i in sampled if i + 1 < info.num_frames} - references - sampled - set(decoded)
+    assert len(not_asked) > 10, not_asked
+    assert {kinds[i - 1] for i in not_asked} <= {"B", "P"}
+    assert all(i + 1 in decoded for i in sampled if kinds[i] == "I" and i + 1 < info.num_frames)
+    assert asked or all(kinds[i] != "I" for i in sampled)
+
+    decoded.clear()
+    select_patches(video, motion_source="pixel")
     assert sorted(decoded) == sorted(i for i in references | needed if i < info.num_frames)
 
 
