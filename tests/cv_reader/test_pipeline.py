@@ -426,6 +426,54 @@ def test_only_reference_frames_and_needed_frames_are_decoded(reference_fixtures,
     assert sorted(decoded) == sorted(i for i in references | needed if i < info.num_frames)
 
 
+@pytest.mark.parametrize("pyramid", [False, True])
+def test_list1_candidates_of_b_frames_are_frames_decoded_before_them(
+    pyramid, reference_fixtures, clip_dir, monkeypatch
+):
+    """A sampled B-frame is compared with later frames that can be its references: the next anchor (I/P) and a
+    later frame decoded before it (a B-pyramid reference), never a frame decoded after it (which no frame
+    decoded before it can reference). The demo clip has single non-reference B-frames and some pairs; x264's
+    default B-pyramid makes the middle one of three B-frames a reference."""
+    if pyramid:
+        params = (
+            "bframes=3:b-adapt=0:b-pyramid=normal:keyint=96:threads=1"  # always 3 B-frames, the middle one a reference
+        )
+        video = moving_object_clip(
+            clip_dir / "pyramid.mp4", num_frames=192, seed=11, options={"x264-params": params}
+        ).path
+    else:
+        video = reference_fixtures / "codec_demo" / "videos" / "ytb_XwB-dkS5BVM.mp4"
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        order = {packet.pts: n for n, packet in enumerate(container.demux(stream)) if packet.size}
+    with av.open(str(video)) as container:
+        kinds = {f.pts: av.video.frame.PictureType(f.pict_type).name for f in container.decode(video=0)}
+    made, candidates = {}, {}
+    work_luma, finish = pipeline._Session.work_luma, pipeline._Session.finish
+
+    def recording_luma(self, frame):
+        luma = work_luma(self, frame)
+        made[id(luma)] = (frame.pts, luma)  # (kept alive: ids stay unique)
+        return luma
+
+    def recording_finish(self, samples):
+        for sample in samples:
+            pts = made[id(sample.luma)][0]
+            candidates[pts] = [made[id(ref)][0] for ref in sample.next_refs if ref is not None]
+        return finish(self, samples)
+
+    monkeypatch.setattr(pipeline._Session, "work_luma", recording_luma)
+    monkeypatch.setattr(pipeline._Session, "finish", recording_finish)
+    select_patches(video)
+    b_samples = {pts: later for pts, later in candidates.items() if kinds[pts] == "B" and later}
+    assert len(b_samples) > 10
+    for pts, later in b_samples.items():
+        assert all(ref > pts for ref in later)
+        assert all(kinds[ref] in ("I", "P") or order[ref] < order[pts] for ref in later), (pts, later)
+    from_pyramid = [pts for pts, later in b_samples.items() if any(kinds[ref] == "B" for ref in later)]
+    assert bool(from_pyramid) == pyramid  # B-pyramid references are candidates
+
+
 def test_work_luma_of_large_frames_is_made_off_the_decoding_thread(moving_clip, monkeypatch):
     """From OFFLOAD_LUMA_PIXELS up, the box sums of the work-resolution luma run on the pixel thread, not on the
     thread that feeds the decoder (its critical path when the decoder runs on one core); below, on the decoding
