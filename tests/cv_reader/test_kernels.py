@@ -287,3 +287,26 @@ def test_order_statistics_equal_numpy(size, numpy_loops):
     for pct in (95.0, 50.0, 0.0, 100.0):
         assert np.array_equal(percentile_rows(rows, pct), numpy_loops(percentile_rows, rows, pct))
     assert np.array_equal(median(rows, axis=1), numpy_loops(median, rows, axis=1))
+
+
+def test_order_statistics_at_the_edges_of_a_bucket():
+    """The first radix pass buckets values by sign, exponent and two mantissa bits: two adjacent ranks in different
+    buckets (the high-th found by reading the whole row again), a bucket of one repeated value (no further pass)
+    with the next rank in it or past it, and a bucket of two close values."""
+    _require_compiled()
+    rows = np.array(
+        [
+            [0.0] * 6 + [5.0] * 4,  # one value up to rank 5, the next bucket from rank 6
+            [1.0] * 3 + [1.1] * 3 + [2.0] * 4,  # 1.0 and 1.1 share a bucket, 2.0 is the next one
+            [-3.0] * 5 + [-1.0] * 5,  # negative values: reversed keys
+            [2.5] * 10,
+        ],
+        dtype=np.float32,
+    )
+    rng = np.random.default_rng(0)
+    ordered = np.sort(rows, axis=1)
+    for low in range(rows.shape[1]):
+        for high in {low, min(low + 1, rows.shape[1] - 1)}:
+            for order in (np.arange(rows.shape[1]), rng.permutation(rows.shape[1])):
+                got_low, got_high = kernels.order_stats(rows[:, order], low, high)
+                assert np.array_equal(got_low, ordered[:, low]) and np.array_equal(got_high, ordered[:, high])
