@@ -661,7 +661,7 @@ class _NeededFrames:
         if not isinstance(index, int) or index < 0:
             return False
         slots = self.router.slots
-        self.router.sent.setdefault(index, len(self.router.sent))
+        self.router.note_sent(index)
         if index in slots and index < self.furthest:
             self.reordered.add(index)
         self.furthest = max(self.furthest, index)
@@ -702,6 +702,17 @@ class _Router:
         self.wait_frame: list[_Sample] = []
         self.next_unneeded: set[int] = set()  # samples that read no frame after them but a reference (`_NeededFrames`)
         self.sent: dict[int, int] = {}  # display index -> place in decode order, of the packets sent so far
+        self.sent_count = 0  # (its entries shown before every waiting sample are dropped: memory flat in length)
+        self.shown = -1  # the largest display index routed so far
+
+    def note_sent(self, index: int) -> None:
+        """Frame `index` goes to the decoder now (`_NeededFrames`)."""
+        if index not in self.sent:
+            self.sent[index] = self.sent_count
+            self.sent_count += 1
+            if len(self.sent) > 4096:  # only frames still to come out, or waiting samples, are asked about
+                floor = min([s.index for s in self.pending()] + [self.shown + 1])
+                self.sent = {i: place for i, place in self.sent.items() if i >= floor}
 
     def sent_before(self, index: int, sample: int) -> bool:
         """Whether frame `index` went to the decoder before `sample` (True when either order is unknown)."""
@@ -761,6 +772,7 @@ class _Router:
         if is_anchor:
             self.anchor = (frame, luma)
         self.prev = (frame, luma)
+        self.shown = max(self.shown, index)
 
     def _sample(self, index: int, frame: av.VideoFrame, *, luma: np.ndarray, ptype: int) -> None:
         if self.session.use_codec:
