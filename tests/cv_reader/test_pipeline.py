@@ -474,6 +474,17 @@ def test_list1_candidates_of_b_frames_are_frames_decoded_before_them(
     assert bool(from_pyramid) == pyramid  # B-pyramid references are candidates
 
 
+def test_decode_order_record_stays_bounded():
+    """The decode order the B-frame rule reads is kept for frames still to come out only: an hour of video does
+    not grow it past its pruning size, and the order of recent frames is still known."""
+    router = pipeline._Router(None, slots={}, submit=lambda sample: None)
+    for index in range(20000):
+        router.note_sent(index)
+        router.shown = index - 3  # frames come out a few packets after they go in
+    assert len(router.sent) <= 4097
+    assert router.sent_before(19998, 19999) and not router.sent_before(19999, 19998)
+
+
 def test_work_luma_of_large_frames_is_made_off_the_decoding_thread(moving_clip, monkeypatch):
     """From OFFLOAD_LUMA_PIXELS up, the box sums of the work-resolution luma run on the pixel thread, not on the
     thread that feeds the decoder (its critical path when the decoder runs on one core); below, on the decoding
