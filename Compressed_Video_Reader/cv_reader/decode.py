@@ -20,6 +20,7 @@ from av.sidedata.sidedata import SideDataContainer
 from av.video.reformatter import VideoReformatter
 
 from .errors import VideoReadError
+from .geometry import oriented
 
 logger = logging.getLogger(__name__)
 
@@ -690,8 +691,7 @@ def turned(frame: av.VideoFrame, turns: int, *, mirror: bool = False) -> av.Vide
     width, height = (frame.height, frame.width) if turns % 2 else (frame.width, frame.height)
     out = planes_like(frame, width=width, height=height)
     for src, dst in zip(frame.planes, out.planes, strict=True):
-        plane = np.rot90(plane_array(src), turns)
-        plane_array(dst)[...] = plane[:, ::-1] if mirror else plane
+        plane_array(dst)[...] = oriented(plane_array(src), turns, mirror=mirror)
     return out
 
 
@@ -721,12 +721,7 @@ def upright_rgb(frame: av.VideoFrame, *, rotation: int, mirror: bool = False) ->
     even = frame.width % 2 == 0 and frame.height % 2 == 0  # 4:2:0 chroma blocks stay whole
     if (turns or mirror) and frame.format.name in _TURNABLE_FORMATS and (even or "420" not in frame.format.name):
         return np.ascontiguousarray(turned(frame, turns, mirror=mirror).to_ndarray(format="rgb24"))  # (rows padded)
-    rgb = frame.to_ndarray(format="rgb24")
-    if turns:
-        rgb = np.rot90(rgb, turns)
-    if mirror:
-        rgb = rgb[:, ::-1]
-    return np.ascontiguousarray(rgb) if turns or mirror else rgb
+    return np.ascontiguousarray(oriented(frame.to_ndarray(format="rgb24"), turns, mirror=mirror))
 
 
 def rgb_resized(
@@ -782,8 +777,3 @@ def frame_orientation(frame: av.VideoFrame) -> tuple[int, bool]:
     # As av_display_rotation_get: the angle of the (normalised) first row, clockwise there, so negated.
     degrees = -math.degrees(math.atan2(b / math.hypot(b, d), a / math.hypot(a, c)))
     return (round(degrees / 90) * 90) % 360, mirrored
-
-
-def frame_rotation(frame: av.VideoFrame) -> int:
-    """The display rotation of `frame_orientation` alone."""
-    return frame_orientation(frame)[0]

@@ -58,6 +58,15 @@ def letterbox(height: int, width: int, *, out_size: int) -> Letterbox:
     )
 
 
+def oriented(array: np.ndarray, turns: int, *, mirror: bool = False, axes: tuple[int, int] = (0, 1)) -> np.ndarray:
+    """A view of `array` turned counter-clockwise by `turns` quarter turns in the plane of `axes` (`np.rot90`), then
+    flipped left to right (its `axes[1]` reversed) if `mirror`: the display orientation of a picture or map whose
+    display matrix says so (`decode.frame_orientation`)."""
+    if turns % 4:
+        array = np.rot90(array, turns, axes=axes)
+    return np.flip(array, axis=axes[1]) if mirror else array
+
+
 def valid_cell_ranges(box: Letterbox, patch_size: int) -> tuple[int, int, int, int]:
     """Cells fully inside the content rectangle: `(h_start, h_end, w_start, w_end)`, end exclusive (spec 5)."""
     h_start = -(-box.pad_top // patch_size)

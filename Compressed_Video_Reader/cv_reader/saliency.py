@@ -14,7 +14,7 @@ from functools import lru_cache
 import numpy as np
 
 from . import kernels
-from .geometry import Letterbox, cell_sum_matrices
+from .geometry import Letterbox, cell_sum_matrices, oriented
 
 
 @dataclass(frozen=True)
@@ -284,12 +284,7 @@ def _matrices(
 def rotate_map(energy: np.ndarray, rotation: int, mirror: bool = False) -> np.ndarray:
     """Turn coded-orientation maps [B, h, w] into display orientation (`rotation` = counter-clockwise degrees, then
     a left-right flip if `mirror`: `decode.frame_orientation`)."""
-    k = (rotation // 90) % 4
-    if k:
-        energy = np.rot90(energy, k, axes=(1, 2))
-    if mirror:
-        energy = energy[:, :, ::-1]
-    return np.ascontiguousarray(energy) if k or mirror else energy
+    return np.ascontiguousarray(oriented(energy, (rotation // 90) % 4, mirror=mirror, axes=(1, 2)))
 
 
 def cell_scores(

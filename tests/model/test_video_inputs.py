@@ -51,7 +51,7 @@ def test_unreadable_video_names_the_file(tmp_path):
 def test_uniform_frames_are_in_display_orientation(tmp_path):
     """A phone video stored landscape with a 90-degree display rotation gives portrait frames, turned as the codec
     path turns its mosaics (cv_reader.frames.letterboxed_content)."""
-    from cv_reader.decode import frame_rotation
+    from cv_reader.decode import frame_orientation
     from tests.cv_reader.synth import write_video as write_rotated
 
     rng = np.random.default_rng(0)
@@ -60,7 +60,7 @@ def test_uniform_frames_are_in_display_orientation(tmp_path):
     frames = read_uniform_frames(path, num_frames=2)
     with av.open(str(path)) as container:
         first = next(container.decode(video=0))
-        rotation = frame_rotation(first)
+        rotation = frame_orientation(first)[0]
         assert rotation in (90, 270)  # the premise: rotation metadata survives the muxer
         want = np.rot90(first.to_ndarray(format="rgb24"), rotation // 90)
     assert frames[0].shape == (96, 64, 3)
