@@ -893,7 +893,7 @@ def _decode_loop(
     slots = router.slots
     last_wanted, pix_fmt, num_decoded = max(slots), None, 0
     unseen = set(slots)  # sampled frames not decoded yet
-    furthest, backstep = -1, 0  # the largest index so far, and how far behind it a later frame came
+    backstep = 0  # how far behind the largest index routed so far (`router.shown`) a later frame came
     # Frames of a changed size come scaled to the first size, marked as I-frames: compared by block matching.
     frames = at_first_size(
         iter_indexed_frames(
@@ -911,10 +911,10 @@ def _decode_loop(
             if session.box is None:
                 session.setup(frame, distinct=sorted(slots), work_factor=work_factor)
                 pix_fmt = frame.format.name
+            backstep = max(backstep, router.shown - index)
             router.add(index, frame)
             num_decoded = max(num_decoded, index + 1)
             unseen.discard(index)
-            backstep, furthest = max(backstep, furthest - index), max(furthest, index)
             # Every sampled frame is done: the rest of the file is not needed. Frames come in display order, unless
             # the timestamps are out of order (a broken mux: frames shown in another order than decoded); then, and
             # for a sampled frame that never comes (damaged), decoding goes on past the last one by twice the
