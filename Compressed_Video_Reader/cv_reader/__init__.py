@@ -4,15 +4,19 @@ Public API: `select_patches(video) -> CodecSelection`, the pure `select_topk`, g
 Depends on numpy, av and pillow only.
 """
 
-from .decode import VideoInfo, probe_video
-from .errors import VideoReadError
-from .frames import read_letterboxed_frames
-from .geometry import Letterbox, letterbox, valid_cell_mask
-from .motion_vectors import rasterize_motion_vectors
-from .packing import pack_mosaics
-from .pipeline import CodecSelection, sample_frame_ids, select_patches
-from .saliency import EnergyConfig
-from .selection import Selection, positions_from_visidx, select_topk, visible_indices
+from .process_settings import load_numpy_with_short_blas_spin
+
+load_numpy_with_short_blas_spin()  # first: OpenBLAS takes its settings when numpy loads it
+
+from .decode import VideoInfo, probe_video  # noqa: E402
+from .errors import VideoReadError  # noqa: E402
+from .frames import read_letterboxed_frames  # noqa: E402
+from .geometry import Letterbox, letterbox, valid_cell_mask  # noqa: E402
+from .motion_vectors import rasterize_motion_vectors  # noqa: E402
+from .packing import pack_mosaics  # noqa: E402
+from .pipeline import CodecSelection, sample_frame_ids, select_patches  # noqa: E402
+from .saliency import EnergyConfig  # noqa: E402
+from .selection import Selection, positions_from_visidx, select_topk, visible_indices  # noqa: E402
 
 __all__ = [
     "CodecSelection",

@@ -22,7 +22,6 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from .allocator import keep_freed_memory_mapped
 from .decode import (
     PICT_I,
     PICT_P,
@@ -43,6 +42,7 @@ from .motion_estimation import frame_motion
 from .motion_vectors import field_blocks, motion_fields
 from .packing import letterbox_canvas, pack_mosaics
 from .planar import PlanarFrames
+from .process_settings import keep_freed_memory_mapped
 from .residual import box_downsample, highpass_residual, mc_residual, vectors_on_work_grid
 from .saliency import (
     PERCENTILE_SAMPLES,

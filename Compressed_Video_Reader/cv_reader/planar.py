@@ -20,7 +20,7 @@ from .decode import COLOUR_PROPERTIES, RgbScaler, plane_array
 from .packing import pack_cells
 
 # Frames are stored in blocks of 16-32 MiB (one smaller block when they take less), below glibc's 32 MiB mmap
-# threshold (`allocator`), so the blocks are reused across videos.
+# threshold (`process_settings`), so the blocks are reused across videos.
 BLOCK_BYTES = 16 << 20
 
 

@@ -1,5 +1,7 @@
-"""`select_patches` keeps freed temporaries mapped (glibc thresholds at their dynamic ceiling, `cv_reader.allocator`):
-the energy pass does not fault its temporaries in again for every batch, unless the user opts out."""
+"""The process settings of `cv_reader.process_settings`, each in a fresh interpreter: freed temporaries stay mapped
+(glibc thresholds at their dynamic ceiling: the energy pass does not fault its temporaries in again for every batch),
+numpy's huge-page hint is off, and OpenBLAS's idle workers do not spin after the import; none of it when the user
+opts out."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from cv_reader.process_settings import BLAS_THREAD_TIMEOUT
 
 from .synth import moving_object_clip
 
@@ -34,11 +38,11 @@ print(json.dumps({"faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt -
 """
 
 
-def _child(code: str, video: Path, **env: str) -> dict:
-    """The JSON line printed by `code` run on `video` in a fresh interpreter (with `env` added)."""
+def _child(code: str, *args: str | Path, **env: str) -> dict:
+    """The JSON line printed by `code` run with `args` in a fresh interpreter (with `env` added)."""
     path = os.pathsep.join([str(REPO / "Compressed_Video_Reader"), os.environ.get("PYTHONPATH", "")])
     out = subprocess.run(
-        [sys.executable, "-c", code, str(video)],
+        [sys.executable, "-c", code, *map(str, args)],
         capture_output=True,
         text=True,
         check=True,
@@ -56,7 +60,7 @@ def test_selection_keeps_freed_memory_mapped(tmp_path):
     video = moving_object_clip(tmp_path / "clip.mp4", num_frames=12, height=64, width=96).path
     assert _faults_after_selection(video) < 100
     # The opt-out leaves glibc's defaults: the same work faults its memory in again (not a property of this machine).
-    assert _faults_after_selection(video, CV_READER_MALLOC_TUNING="0") > 1000
+    assert _faults_after_selection(video, CV_READER_PROCESS_TUNING="0") > 1000
 
 
 # numpy's transparent-huge-page hint, read in a fresh interpreter before and after one small selection.
@@ -83,7 +87,41 @@ def test_selection_turns_off_numpy_huge_pages(tmp_path):
     hint = _hint_around_selection(video)
     assert hint["after"] is False
     # The opt-out leaves numpy's own choice (on for Linux kernels from 4.6) as it was.
-    opted_out = _hint_around_selection(video, CV_READER_MALLOC_TUNING="0")
+    opted_out = _hint_around_selection(video, CV_READER_PROCESS_TUNING="0")
     assert opted_out["after"] == opted_out["before"]
+    # (the switch's earlier name still works)
+    assert _hint_around_selection(video, CV_READER_MALLOC_TUNING="0")["after"] == opted_out["before"]
     if platform.system() == "Linux":
         assert opted_out["before"] is True
+
+
+# OpenBLAS's worker timeout as the loaded library read it (its own getter; None when numpy's BLAS is not OpenBLAS),
+# the process CPU over a 0.2-s sleep right after `import cv_reader`, and whether the variable was left set.
+_BLAS_CHILD = """
+import ctypes, json, os, resource, sys, time
+if sys.argv[1] == "numpy first":
+    import numpy
+import cv_reader
+libs = [line.split()[-1] for line in open("/proc/self/maps") if "openblas" in line.lower() and ".so" in line]
+timeout = ctypes.CDLL(libs[0]).openblas_thread_timeout() if libs else None
+usage = lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
+before = usage()
+time.sleep(0.2)
+idle_ms = (usage() - before) * 1e3
+print(json.dumps({"timeout": timeout, "idle_cpu_ms": idle_ms, "variable": os.environ.get("OPENBLAS_THREAD_TIMEOUT")}))
+"""
+
+
+def test_openblas_workers_sleep_after_the_import():
+    """OpenBLAS's idle workers spun ~0.1 s after numpy's import, one core's worth of CPU taken from a fresh
+    process's first selection (40-45 ms on a 10-s 360p clip); loaded by `import cv_reader`, they sleep at once."""
+    tuned = _child(_BLAS_CHILD, "cv_reader first")
+    if tuned["timeout"] is None:
+        pytest.skip("numpy's BLAS here is not OpenBLAS: no idle spin to shorten")
+    assert tuned["timeout"] == BLAS_THREAD_TIMEOUT
+    assert tuned["variable"] is None  # not passed on to child processes
+    assert tuned["idle_cpu_ms"] < 20  # (with OpenBLAS's default: ~45-60 ms on 2 cores)
+    # The user's own setting, the opt-out, and a host that loaded numpy first are left as they are.
+    assert _child(_BLAS_CHILD, "cv_reader first", OPENBLAS_THREAD_TIMEOUT="25")["timeout"] == 25
+    assert _child(_BLAS_CHILD, "cv_reader first", CV_READER_PROCESS_TUNING="0")["timeout"] != BLAS_THREAD_TIMEOUT
+    assert _child(_BLAS_CHILD, "numpy first")["timeout"] != BLAS_THREAD_TIMEOUT
