@@ -65,7 +65,7 @@ def load_numpy_with_short_blas_spin() -> bool:
     try:
         import numpy  # noqa: F401  (OpenBLAS reads the variable now, once)
     finally:
-        del os.environ[_BLAS_TIMEOUT_VARIABLES[0]]
+        os.environ.pop(_BLAS_TIMEOUT_VARIABLES[0], None)
     return True
 
 
