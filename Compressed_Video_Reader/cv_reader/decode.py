@@ -93,6 +93,11 @@ PICT_I, PICT_P, PICT_B = 1, 2, 3  # AVPictureType values as PyAV reports them
 _decoder_threads = 0  # threads per decoder in this process; 0: FFmpeg's automatic count (one per core, at most 16)
 
 
+def decoder_threads() -> int:
+    """Threads per decoder in this process (`set_decoder_threads`; 0: FFmpeg's automatic count)."""
+    return _decoder_threads
+
+
 def set_decoder_threads(count: int) -> None:
     """Threads per decoder for the rest of this process (0: FFmpeg's automatic count). The batch pool gives each
     worker process its share of the cores: N workers each decoding with a thread per core would run N x cores
@@ -615,7 +620,8 @@ def luma_plane(frame: av.VideoFrame, *, gray: VideoReformatter | None = None) ->
 # One swscale thread per call: PyAV >= 17 scales with a thread per core by default, which for one frame of a few
 # hundred thousand pixels costs more CPU than it saves (0.67 vs 1.12 ms of CPU per 360p frame, 1.85 vs 2.26 at
 # 1080p, on 2 cores) and competes with the decoder; the pipeline already overlaps scaling with decoding.
-_ONE_SWS_THREAD = {"threads": 1} if int(av.__version__.split(".")[0]) >= 17 else {}
+_SWS_THREADS = int(av.__version__.split(".")[0]) >= 17  # PyAV's reformat takes `threads` from 17 on
+_ONE_SWS_THREAD = {"threads": 1} if _SWS_THREADS else {}
 
 
 class RgbScaler:
@@ -661,9 +667,11 @@ class RgbScaler:
             small = with_rows(small, height + 1)
         return small
 
-    def rgb(self, planes: av.VideoFrame, *, height: int) -> np.ndarray:
-        """The second pass: uint8 [height, W, 3] RGB of 4:2:0 `planes` (from `planes`, or assembled like them)."""
-        rgb = self._convert.reformat(planes, format="rgb24", interpolation="AREA", **_ONE_SWS_THREAD).to_ndarray()
+    def rgb(self, planes: av.VideoFrame, *, height: int, threads: int = 1) -> np.ndarray:
+        """The second pass: uint8 [height, W, 3] RGB of 4:2:0 `planes` (from `planes`, or assembled like them).
+        `threads`: swscale's threads for this conversion (0: one per core)."""
+        options = {"threads": threads} if _SWS_THREADS else {}
+        rgb = self._convert.reformat(planes, format="rgb24", interpolation="AREA", **options).to_ndarray()
         return rgb[:height]
 
 

@@ -7,6 +7,7 @@ import av
 import numpy as np
 import pytest
 
+from cv_reader import planar as planar_module
 from cv_reader import select_patches
 from cv_reader.decode import RgbScaler, plane_array
 from cv_reader.geometry import letterbox
@@ -63,10 +64,13 @@ GEOMETRIES = [
 ]
 
 
+@pytest.mark.parametrize("threads", [0, 1])
 @pytest.mark.parametrize("planar", [True, False])
 @pytest.mark.parametrize(("h0", "w0", "size", "patch"), GEOMETRIES)
-def test_mosaics_equal_the_mosaics_of_the_rgb_frames(h0, w0, size, patch, planar, monkeypatch):
-    """Planes or RGB (`planar=False`, what the pipeline keeps where the cells are not aligned), aligned or not."""
+def test_mosaics_equal_the_mosaics_of_the_rgb_frames(h0, w0, size, patch, planar, threads, monkeypatch):
+    """Planes or RGB (`planar=False`, what the pipeline keeps where the cells are not aligned), aligned or not; with
+    the planes packed and converted on several threads (the default) or on one (a batch worker's share)."""
+    monkeypatch.setattr(planar_module, "decoder_threads", lambda: threads)
     rng = np.random.default_rng(h0 * 7 + w0 + size)
     box = letterbox(h0, w0, out_size=size)
     store = _store(rng, 6, height=box.Hn, width=box.Wn, missing=(4,), planar=planar)
