@@ -11,6 +11,7 @@ PAL 720x576, 2.39:1; an odd cell size) the frames are kept as RGB, converted as 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -27,8 +28,9 @@ BLOCK_BYTES = 16 << 20
 
 class PlanarFrames:
     """uint8 4:2:0 planes (or with `planar=False`, RGB) of the content rectangles (`height` x `width`, display
-    orientation) of `count` frames, filled in any order by `put`. A sequence of RGB content arrays [height, width,
-    3] (each made when asked for, black for a frame never put), with `mosaics` for the cells that are kept."""
+    orientation) of `count` frames, filled in any order by `put` (from any threads at once: `select_patches`
+    stores canvases on whichever helper is idle). A sequence of RGB content arrays [height, width, 3] (each made
+    when asked for, black for a frame never put), with `mosaics` for the cells that are kept."""
 
     def __init__(self, count: int, *, height: int, width: int, planar: bool = True) -> None:
         self.height, self.width, self.planar = height, width, planar
@@ -39,7 +41,15 @@ class PlanarFrames:
         self.colour: list[tuple | None] = [None] * count
         self._blocks: dict[int, np.ndarray] = {}  # first frame -> block of `_block_rows` frames
         self._block_rows = -(-count // max(1, count * self.frame_bytes // BLOCK_BYTES)) if count else 1
-        self._scaler = RgbScaler()  # its conversion pass only (the caller thread's own reformatter)
+        self._block_lock = threading.Lock()  # two threads putting frames of one new block make it once
+        self._local = threading.local()  # a reformatter per thread (conversion pass only): one is not thread-safe
+
+    def _scaler(self) -> RgbScaler:
+        """This thread's reformatter (its conversion pass only)."""
+        scaler = getattr(self._local, "scaler", None)
+        if scaler is None:
+            scaler = self._local.scaler = RgbScaler()
+        return scaler
 
     @staticmethod
     def cells_aligned(*, square_size: int, patch_size: int, pad_top: int, pad_left: int) -> bool:
@@ -62,16 +72,17 @@ class PlanarFrames:
             raise ValueError(f"expected yuv420p {self.width}x{self.rows}, got {planes.format.name} {planes.width}x"
                              f"{planes.height}")  # fmt: skip
         first = index - index % self._block_rows
-        block = self._blocks.get(first)
-        if block is None:
-            rows = min(self._block_rows, len(self.data) - first)
-            block = self._blocks[first] = np.empty((rows, self.frame_bytes), dtype=np.uint8)
+        with self._block_lock:
+            block = self._blocks.get(first)
+            if block is None:
+                rows = min(self._block_rows, len(self.data) - first)
+                block = self._blocks[first] = np.empty((rows, self.frame_bytes), dtype=np.uint8)
         data = block[index - first]
         if self.planar:
             for plane, view in zip(planes.planes, self._views(data), strict=True):
                 view[...] = plane_array(plane)
         else:
-            data.reshape(self.height, self.width, 3)[...] = self._scaler.rgb(planes, height=self.height)
+            data.reshape(self.height, self.width, 3)[...] = self._scaler().rgb(planes, height=self.height)
         self.data[index] = data
         self.colour[index] = tuple(getattr(planes, name) for name in COLOUR_PROPERTIES)
 
@@ -98,7 +109,7 @@ class PlanarFrames:
         frame = self._frame(planes[0].shape[1], planes[0].shape[0], colour)
         for plane, view in zip(frame.planes, planes, strict=True):
             plane_array(plane)[...] = view
-        return self._scaler.rgb(frame, height=height)
+        return self._scaler().rgb(frame, height=height)
 
     def rgb(self, index: int) -> np.ndarray:
         """uint8 [height, width, 3] RGB of frame `index` (black if it was never put)."""
@@ -184,7 +195,7 @@ class PlanarFrames:
         # when the helper threads are done and nothing else runs. With the chroma thread above: the 8 mosaics of a
         # 4-s 360p clip in a fresh process 8.6 -> 6.5 ms (median of 8; the conversion 4.3 -> 3.4 ms, most of it the
         # first touch of the 8 MB output).
-        out = self._scaler.rgb(tall, height=num_images * size, threads=decoder_threads())
+        out = self._scaler().rgb(tall, height=num_images * size, threads=decoder_threads())
         out = out.reshape(num_images, size, size, 3)
         self._blacken(out, src, cell_rows=cell_rows, cell_cols=cell_cols, patch=patch, pad_top=pad_top,
                       pad_left=pad_left)  # fmt: skip

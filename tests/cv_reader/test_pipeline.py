@@ -594,3 +594,56 @@ def test_canvases_are_kept_in_large_blocks(moving_clip):
     canvases, _ = read_letterboxed_frames(moving_clip.path, selection.frame_ids)
     for row, content in enumerate(store):
         np.testing.assert_array_equal(content, canvases[row, top : top + height, left : left + width])
+
+
+def test_canvases_of_small_frames_wait_for_an_idle_helper(moving_clip, monkeypatch):
+    """Below IDLE_CANVAS_PIXELS a sampled frame's canvas is not made on the pixel thread as it comes (that thread
+    and the energy thread sharing the second core held the decoding thread back) but by the energy thread when no
+    batch is queued (what is left at the end, by it and the decoding thread); at most MAX_WAITING_CANVASES
+    decoded frames wait, past that the pixel thread takes them. The pixels are the same wherever they are made."""
+    stores, in_loop = [], [False]
+    store, loop = pipeline._Session._store_canvas, pipeline._decode_loop
+
+    def recording_store(self, index, frame):
+        stores.append((threading.current_thread().name, in_loop[0], len(self.waiting_canvases)))
+        store(self, index, frame)
+
+    def recording_loop(*args, **kwargs):
+        in_loop[0] = True
+        try:
+            return loop(*args, **kwargs)
+        finally:
+            in_loop[0] = False
+
+    monkeypatch.setattr(pipeline._Session, "_store_canvas", recording_store)
+    monkeypatch.setattr(pipeline, "_decode_loop", recording_loop)
+
+    def run() -> tuple[list, pipeline.CodecSelection]:
+        stores.clear()
+        selection = select_patches(moving_clip.path)
+        return list(stores), selection
+
+    monkeypatch.setattr(pipeline, "MAX_WAITING_CANVASES", 64)
+    waited, selection = run()  # 256x144: below the threshold
+    assert len(waited) == 64
+    # During the decoding loop only the energy thread stores them (between its batches), after it that thread or
+    # the decoding thread.
+    assert all(name.startswith("cv_reader_energy") for name, during, _ in waited if during), waited
+    assert all(name.startswith("cv_reader_energy") or name == "MainThread" for name, _, _ in waited), waited
+    with monkeypatch.context() as inline:
+        # Without helper threads each batch's energy runs as it is submitted, and the canvases that wait are stored
+        # right after it: during the loop, never more than a few batches behind.
+        inline.setattr(pipeline, "ThreadPoolExecutor", _InlineExecutor)
+        between, _ = run()
+    assert sum(during for _, during, _ in between) >= 48 and max(waiting for _, _, waiting in between) < 32, between
+    monkeypatch.setattr(pipeline, "MAX_WAITING_CANVASES", 2)
+    capped, capped_selection = run()
+    assert len(capped) == 64 and max(waiting for _, _, waiting in capped) <= 2
+    assert any(name.startswith("cv_reader_pixels") and during for name, during, _ in capped), capped
+    monkeypatch.setattr(pipeline, "IDLE_CANVAS_PIXELS", 0)
+    piped, piped_selection = run()
+    assert all(name.startswith("cv_reader_pixels") for name, _, _ in piped), piped
+    for other in (capped_selection, piped_selection):
+        np.testing.assert_array_equal(other.sampled_frames(), selection.sampled_frames())
+        for a, b in zip(other.mosaics(), selection.mosaics(), strict=True):
+            np.testing.assert_array_equal(a, b)

@@ -3,6 +3,9 @@ the pixels of mosaics packed from each frame's RGB, for every letterbox geometry
 
 from __future__ import annotations
 
+import sys
+import threading
+
 import av
 import numpy as np
 import pytest
@@ -151,3 +154,41 @@ def test_pipeline_mosaics_equal_its_sampled_frames_cells(tmp_path, height, width
         image, slot = divmod(r, 36)
         cell = mosaics[image][(slot // 6) * 16 : (slot // 6 + 1) * 16, (slot % 6) * 16 : (slot % 6 + 1) * 16]
         assert np.array_equal(cell, canvases[t, h * 16 : (h + 1) * 16, w * 16 : (w + 1) * 16]), (t, h, w)
+
+
+@pytest.mark.parametrize("planar", [True, False])
+def test_frames_put_from_several_threads_at_once(planar, monkeypatch):
+    """`select_patches` stores each canvas on whichever helper is idle: `put` runs on several threads at once (here
+    4, switching every microsecond). Each frame lands in its own row, the blocks are made once each (two frames per
+    block here), and the store equals one filled by one thread, for planes and for RGB."""
+    count, height, width = 48, 36, 64
+    rng = np.random.default_rng(7)
+    sources = [_random_frame(rng, height * 2 + 2, width + 6) for _ in range(count)]
+    scaler = RgbScaler()
+    planes = [scaler.planes(source, height=height, width=width) for source in sources]
+    expected = PlanarFrames(count, height=height, width=width, planar=planar)
+    for i, frame in enumerate(planes):
+        expected.put(i, frame)
+    monkeypatch.setattr(planar_module, "BLOCK_BYTES", 2 * expected.frame_bytes)  # a new block every 2 frames
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(5):
+            store = PlanarFrames(count, height=height, width=width, planar=planar)
+            start = threading.Barrier(4)
+
+            def fill(first: int, store: PlanarFrames = store, start: threading.Barrier = start) -> None:
+                start.wait()
+                for i in range(first, count, 4):
+                    store.put(i, planes[i])
+
+            threads = [threading.Thread(target=fill, args=(k,)) for k in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert len({id(row.base) for row in store.data}) == count // 2
+            for i in range(count):
+                np.testing.assert_array_equal(store.rgb(i), expected.rgb(i), err_msg=f"frame {i}")
+    finally:
+        sys.setswitchinterval(interval)
