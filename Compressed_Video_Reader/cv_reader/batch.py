@@ -23,7 +23,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from tqdm import tqdm
 
-from .decode import set_decoder_threads
+from .decode import available_cpus, set_decoder_threads
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +55,7 @@ def died(job: dict) -> dict:
 
 def decoder_threads_per_worker(num_workers: int) -> int:
     """Each worker's share of the cores this process may use (at least one thread per decoder)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(num_workers, 1))
+    return max(1, available_cpus() // max(num_workers, 1))
 
 
 PARENT_POLL_S = 1.0  # how often a worker checks that the process that started it is still there

@@ -98,6 +98,17 @@ def decoder_threads() -> int:
     return _decoder_threads
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def process_cores() -> int:
+    """Cores this process has for its threads: its decoder thread count when set (a batch worker's share), else
+    the CPUs it may run on."""
+    return _decoder_threads or available_cpus()
+
+
 def set_decoder_threads(count: int) -> None:
     """Threads per decoder for the rest of this process (0: FFmpeg's automatic count). The batch pool gives each
     worker process its share of the cores: N workers each decoding with a thread per core would run N x cores

@@ -600,7 +600,8 @@ def test_canvases_of_small_frames_wait_for_an_idle_helper(moving_clip, monkeypat
     """Below IDLE_CANVAS_PIXELS a sampled frame's canvas is not made on the pixel thread as it comes (that thread
     and the energy thread sharing the second core held the decoding thread back) but by the energy thread when no
     batch is queued (what is left at the end, by it and the decoding thread); at most MAX_WAITING_CANVASES
-    decoded frames wait, past that the pixel thread takes them. The pixels are the same wherever they are made."""
+    decoded frames wait, past that the pixel thread takes them. With a core for each of the three threads (or more)
+    the pixel thread stores them all, as before. The pixels are the same wherever they are made."""
     stores, in_loop = [], [False]
     store, loop = pipeline._Session._store_canvas, pipeline._decode_loop
 
@@ -623,6 +624,7 @@ def test_canvases_of_small_frames_wait_for_an_idle_helper(moving_clip, monkeypat
         selection = select_patches(moving_clip.path)
         return list(stores), selection
 
+    monkeypatch.setattr(pipeline, "process_cores", lambda: 2)
     monkeypatch.setattr(pipeline, "MAX_WAITING_CANVASES", 64)
     waited, selection = run()  # 256x144: below the threshold
     assert len(waited) == 64
@@ -640,10 +642,14 @@ def test_canvases_of_small_frames_wait_for_an_idle_helper(moving_clip, monkeypat
     capped, capped_selection = run()
     assert len(capped) == 64 and max(waiting for _, _, waiting in capped) <= 2
     assert any(name.startswith("cv_reader_pixels") and during for name, during, _ in capped), capped
+    monkeypatch.setattr(pipeline, "process_cores", lambda: 8)
+    many_cores, many_cores_selection = run()
+    assert all(name.startswith("cv_reader_pixels") for name, _, _ in many_cores), many_cores
+    monkeypatch.setattr(pipeline, "process_cores", lambda: 2)
     monkeypatch.setattr(pipeline, "IDLE_CANVAS_PIXELS", 0)
     piped, piped_selection = run()
     assert all(name.startswith("cv_reader_pixels") for name, _, _ in piped), piped
-    for other in (capped_selection, piped_selection):
+    for other in (capped_selection, many_cores_selection, piped_selection):
         np.testing.assert_array_equal(other.sampled_frames(), selection.sampled_frames())
         for a, b in zip(other.mosaics(), selection.mosaics(), strict=True):
             np.testing.assert_array_equal(a, b)
