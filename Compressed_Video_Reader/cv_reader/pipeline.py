@@ -6,7 +6,7 @@ sampled frames that wait for a later reference (B-frames need the next frames up
 without motion vectors and P-frames that may be intra-heavy the next frame) or for the energy thread (at most
 BATCH ready plus MAX_PENDING batches), with their work-resolution luma; at most MAX_PIXEL_JOBS decoded frames wait
 for the pixel thread, and below IDLE_CANVAS_PIXELS (on fewer than IDLE_CANVAS_CORES cores) at most
-MAX_WAITING_CANVASES sampled frames wait for an idle helper to store their canvas.
+MAX_WAITING_CANVASES sampled frames (MAX_WAITING_CANVAS_BYTES) wait for an idle helper to store their canvas.
 """
 
 from __future__ import annotations
@@ -72,9 +72,11 @@ OFFLOAD_LUMA_PIXELS = 500_000
 # of 13), no faster at 720p, where 64 waiting frames took 33 MB more.
 IDLE_CANVAS_PIXELS = 600_000
 IDLE_CANVAS_CORES = 3
-# Sampled frames whose canvases wait for that (past it they go to the pixel thread): all 64 of the default T, at
-# most ~58 MB of 8-bit 4:2:0 decoded frames. 32 was 2-4 % slower on 3-5 s 360p-480p clips, 8 another 6 % slower.
+# Sampled frames whose canvases wait for that (past it they go to the pixel thread): this many frames at most, and
+# at most this many bytes of decoded frames: all 64 of the default T for 8-bit 4:2:0 up to 960x540 (fewer for
+# 10-bit or 4:4:4 frames). 32 frames were 2-4 % slower on 3-5 s 360p-480p clips, 8 another 6 % slower.
 MAX_WAITING_CANVASES = 64
+MAX_WAITING_CANVAS_BYTES = 64 << 20
 REORDER_SLACK = 8  # frames decoded past the last sampled one when some sampled frame has not come (`_decode_loop`)
 WORK_FACTORS = (1, 2, 4, 8, 16)  # luma downscales of the analysis (`_Session.setup`)
 
@@ -243,6 +245,7 @@ class _Session:
         self._scalers = threading.local()  # a reformatter per thread that stores canvases (one is not thread-safe)
         self.waiting_canvases: deque[tuple[int, av.VideoFrame]] = deque()  # (`keep_canvas`)
         self.idle_canvases = process_cores() < IDLE_CANVAS_CORES
+        self.max_waiting_canvases = MAX_WAITING_CANVASES  # (`setup`: fewer for frames of many bytes)
         self._timing_lock = threading.Lock()
         # Grey of frames whose luma is not read in place (`work_luma`: always on the pixel thread, and one reformatter
         # serves the stream as the frame size is fixed).
@@ -277,6 +280,8 @@ class _Session:
         )
         self.frames = PlanarFrames(len(distinct), height=self.box.Hn, width=self.box.Wn, planar=planar)
         self.frame_row = {idx: row for row, idx in enumerate(distinct)}
+        frame_bytes = sum(plane.buffer_size for plane in frame.planes)
+        self.max_waiting_canvases = min(MAX_WAITING_CANVASES, MAX_WAITING_CANVAS_BYTES // max(frame_bytes, 1))
 
     def work_luma(self, frame: av.VideoFrame) -> Luma:
         """Work-resolution luma of a frame; from OFFLOAD_LUMA_PIXELS up, made on the pixel thread. After decoding,
@@ -313,7 +318,7 @@ class _Session:
         if not self.keep_pixels:
             return
         small = frame.width * frame.height < IDLE_CANVAS_PIXELS
-        if small and self.idle_canvases and len(self.waiting_canvases) < MAX_WAITING_CANVASES:
+        if small and self.idle_canvases and len(self.waiting_canvases) < self.max_waiting_canvases:
             self.waiting_canvases.append((index, frame))
             return
         submit_bounded(self.pixel_worker, self.pixel_jobs, self._store_canvas, index, frame, limit=MAX_PIXEL_JOBS)

@@ -600,8 +600,9 @@ def test_canvases_of_small_frames_wait_for_an_idle_helper(moving_clip, monkeypat
     """Below IDLE_CANVAS_PIXELS a sampled frame's canvas is not made on the pixel thread as it comes (that thread
     and the energy thread sharing the second core held the decoding thread back) but by the energy thread when no
     batch is queued (what is left at the end, by it and the decoding thread); at most MAX_WAITING_CANVASES
-    decoded frames wait, past that the pixel thread takes them. With a core for each of the three threads (or more)
-    the pixel thread stores them all, as before. The pixels are the same wherever they are made."""
+    decoded frames (and MAX_WAITING_CANVAS_BYTES) wait, past that the pixel thread takes them. With a core for each
+    of the three threads (or more) the pixel thread stores them all, as before. The pixels are the same wherever
+    they are made."""
     stores, in_loop = [], [False]
     store, loop = pipeline._Session._store_canvas, pipeline._decode_loop
 
@@ -642,6 +643,12 @@ def test_canvases_of_small_frames_wait_for_an_idle_helper(moving_clip, monkeypat
     capped, capped_selection = run()
     assert len(capped) == 64 and max(waiting for _, _, waiting in capped) <= 2
     assert any(name.startswith("cv_reader_pixels") and during for name, during, _ in capped), capped
+    # Bounded in bytes too (10-bit or 4:4:4 frames take 2-4x the bytes): 3 frames of this 256x144 4:2:0 clip.
+    monkeypatch.setattr(pipeline, "MAX_WAITING_CANVASES", 64)
+    monkeypatch.setattr(pipeline, "MAX_WAITING_CANVAS_BYTES", 3 * 256 * 144 * 3 // 2 + 4096)
+    by_bytes, _ = run()
+    assert len(by_bytes) == 64 and max(waiting for _, _, waiting in by_bytes) <= 3, by_bytes
+    assert any(name.startswith("cv_reader_pixels") and during for name, during, _ in by_bytes), by_bytes
     monkeypatch.setattr(pipeline, "process_cores", lambda: 8)
     many_cores, many_cores_selection = run()
     assert all(name.startswith("cv_reader_pixels") for name, _, _ in many_cores), many_cores
