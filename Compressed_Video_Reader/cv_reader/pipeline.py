@@ -5,7 +5,7 @@ Memory is bounded by the sampled frames, not the video length: the loop keeps th
 sampled frames that wait for a later reference (B-frames need the next frames up to the next anchor; frames
 without motion vectors and P-frames that may be intra-heavy the next frame) or for the energy thread (at most
 BATCH ready plus MAX_PENDING batches), with their work-resolution luma; at most MAX_PIXEL_JOBS decoded frames wait
-for the pixel thread, and below IDLE_CANVAS_PIXELS (on fewer than IDLE_CANVAS_CORES cores) at most
+for the pixel thread, and below IDLE_CANVAS_PIXELS (on IDLE_CANVAS_CORES cores) at most
 MAX_WAITING_CANVASES sampled frames (MAX_WAITING_CANVAS_BYTES) wait for an idle helper to store their canvas.
 """
 
@@ -68,10 +68,10 @@ MAX_PIXEL_JOBS = 4  # sampled frames queued for the pixel thread before decoding
 # Frames of at least this many pixels get their work luma on the pixel thread (`_Session.work_luma`).
 OFFLOAD_LUMA_PIXELS = 500_000
 # Canvases of smaller frames (up to 960x540) are stored when the energy thread is idle, not on the pixel thread
-# (`keep_canvas`), where this process has fewer cores than the three threads of a pass: 6 % faster at 540p (median
-# of 13), no faster at 720p, where 64 waiting frames took 33 MB more.
+# (`keep_canvas`), where this process has two cores (one for decoding, one the helpers share): 6 % faster at 540p
+# (median of 13), no faster at 720p, where 64 waiting frames took 33 MB more.
 IDLE_CANVAS_PIXELS = 600_000
-IDLE_CANVAS_CORES = 3
+IDLE_CANVAS_CORES = 2
 # Sampled frames whose canvases wait for that (past it they go to the pixel thread): this many frames at most, and
 # at most this many bytes of decoded frames: all 64 of the default T for 8-bit 4:2:0 up to 960x540 (fewer for
 # 10-bit or 4:4:4 frames). 32 frames were 2-4 % slower on 3-5 s 360p-480p clips, 8 another 6 % slower.
@@ -244,7 +244,7 @@ class _Session:
         self.frame_row: dict[int, int] = {}
         self._scalers = threading.local()  # a reformatter per thread that stores canvases (one is not thread-safe)
         self.waiting_canvases: deque[tuple[int, av.VideoFrame]] = deque()  # (`keep_canvas`)
-        self.idle_canvases = process_cores() < IDLE_CANVAS_CORES
+        self.idle_canvases = process_cores() == IDLE_CANVAS_CORES
         self.max_waiting_canvases = MAX_WAITING_CANVASES  # (`setup`: fewer for frames of many bytes)
         self._timing_lock = threading.Lock()
         # Grey of frames whose luma is not read in place (`work_luma`: always on the pixel thread, and one reformatter
@@ -312,9 +312,11 @@ class _Session:
         (`store_waiting_canvases`): there the helpers are the critical path, and the pixel thread and the energy
         thread sharing the second core held the decoding thread back too (3 threads wanting 2 cores, and the
         back-pressure of both queues). A 3-s 360p clip's decoding loop took 85 ms with the canvases on the pixel
-        thread, 58 ms without any canvas (a plain decode: 37 ms). With IDLE_CANVAS_CORES cores or more (or a batch
-        worker's share of them) each thread has a core, and the pixel thread stores them beside the energies, as
-        for large frames (not measured: the machines this package is measured on have 2 cores)."""
+        thread, 58 ms without any canvas (a plain decode: 37 ms). Only on IDLE_CANVAS_CORES cores (a batch worker:
+        its share of them). On one, every thread shares it: waiting frames only grew the decoder's pool (4-s 360p
+        and 5-s 480p clips under `taskset -c 0`: +2 % and +6 % wall, +13 % and +23 % page faults); on three or
+        more each thread has a core and the pixel thread stores them beside the energies, as for large frames (not
+        measured: the machines this package is measured on have 2 cores)."""
         if not self.keep_pixels:
             return
         small = frame.width * frame.height < IDLE_CANVAS_PIXELS

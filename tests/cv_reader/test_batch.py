@@ -161,7 +161,7 @@ def test_pool_workers_share_the_cores_among_their_decoders(monkeypatch):
 
 def test_process_cores_is_a_workers_share_or_the_cpus(monkeypatch):
     """The cores a selection's threads have (`select_patches` stores small frames' canvases between the energies on
-    fewer than three): a batch worker's share of the cores when set, else the CPUs this process may run on."""
+    two): a batch worker's share of the cores when set, else the CPUs this process may run on."""
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
     assert decode.available_cpus() == 8 and decode.process_cores() == 8
     monkeypatch.setattr(decode, "_decoder_threads", 1)

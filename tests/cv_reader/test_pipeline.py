@@ -600,9 +600,9 @@ def test_canvases_of_small_frames_wait_for_an_idle_helper(moving_clip, monkeypat
     """Below IDLE_CANVAS_PIXELS a sampled frame's canvas is not made on the pixel thread as it comes (that thread
     and the energy thread sharing the second core held the decoding thread back) but by the energy thread when no
     batch is queued (what is left at the end, by it and the decoding thread); at most MAX_WAITING_CANVASES
-    decoded frames (and MAX_WAITING_CANVAS_BYTES) wait, past that the pixel thread takes them. With a core for each
-    of the three threads (or more) the pixel thread stores them all, as before. The pixels are the same wherever
-    they are made."""
+    decoded frames (and MAX_WAITING_CANVAS_BYTES) wait, past that the pixel thread takes them. On one core, or with a
+    core for each of the three threads, the pixel thread stores them all, as before. The pixels are the same
+    wherever they are made."""
     stores, in_loop = [], [False]
     store, loop = pipeline._Session._store_canvas, pipeline._decode_loop
 
@@ -649,9 +649,10 @@ def test_canvases_of_small_frames_wait_for_an_idle_helper(moving_clip, monkeypat
     by_bytes, _ = run()
     assert len(by_bytes) == 64 and max(waiting for _, _, waiting in by_bytes) <= 3, by_bytes
     assert any(name.startswith("cv_reader_pixels") and during for name, during, _ in by_bytes), by_bytes
-    monkeypatch.setattr(pipeline, "process_cores", lambda: 8)
-    many_cores, many_cores_selection = run()
-    assert all(name.startswith("cv_reader_pixels") for name, _, _ in many_cores), many_cores
+    for cores in (1, 8):  # one core for every thread, or a core each: the pixel thread
+        monkeypatch.setattr(pipeline, "process_cores", lambda cores=cores: cores)
+        many_cores, many_cores_selection = run()
+        assert all(name.startswith("cv_reader_pixels") for name, _, _ in many_cores), (cores, many_cores)
     monkeypatch.setattr(pipeline, "process_cores", lambda: 2)
     monkeypatch.setattr(pipeline, "IDLE_CANVAS_PIXELS", 0)
     piped, piped_selection = run()
