@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import stat
+import threading
 from collections.abc import Callable, Container, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -684,6 +685,14 @@ class RgbScaler:
         options = {"threads": threads} if _SWS_THREADS else {}
         rgb = self._convert.reformat(planes, format="rgb24", interpolation="AREA", **options).to_ndarray()
         return rgb[:height]
+
+
+class ThreadScalers(threading.local):
+    """An `RgbScaler` per thread (`.scaler`, made on a thread's first use): a reformatter keeps its swscale context
+    between calls, so one is not shared by threads that scale at once."""
+
+    def __init__(self) -> None:
+        self.scaler = RgbScaler()
 
 
 # The frame properties that choose swscale's YUV -> RGB conversion.

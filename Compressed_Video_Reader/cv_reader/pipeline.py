@@ -27,7 +27,7 @@ from av.video.reformatter import VideoReformatter
 from .decode import (
     PICT_I,
     PICT_P,
-    RgbScaler,
+    ThreadScalers,
     VideoInfo,
     at_first_size,
     frame_orientation,
@@ -242,7 +242,7 @@ class _Session:
         self.paths: dict[int, str] = {}
         self.frames: PlanarFrames | None = None  # content of each distinct sampled frame (`setup`)
         self.frame_row: dict[int, int] = {}
-        self._scalers = threading.local()  # a reformatter per thread that stores canvases (one is not thread-safe)
+        self._scalers = ThreadScalers()  # (canvases are stored on several threads: `keep_canvas`)
         self.waiting_canvases: deque[tuple[int, av.VideoFrame]] = deque()  # (`keep_canvas`)
         self.idle_canvases = process_cores() == IDLE_CANVAS_CORES
         self.max_waiting_canvases = MAX_WAITING_CANVASES  # (`setup`: fewer for frames of many bytes)
@@ -337,10 +337,7 @@ class _Session:
 
     def _store_canvas(self, index: int, frame: av.VideoFrame) -> None:
         t0 = time.perf_counter()
-        scaler = getattr(self._scalers, "scaler", None)
-        if scaler is None:
-            scaler = self._scalers.scaler = RgbScaler()
-        planes = scaler.planes(
+        planes = self._scalers.scaler.planes(
             frame, height=self.box.Hn, width=self.box.Wn, rotation=self.rotation, mirror=self.mirror
         )
         self.frames.put(self.frame_row[index], planes)

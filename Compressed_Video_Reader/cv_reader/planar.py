@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import av
 import numpy as np
 
-from .decode import COLOUR_PROPERTIES, RgbScaler, decoder_threads, plane_array
+from .decode import COLOUR_PROPERTIES, ThreadScalers, decoder_threads, plane_array
 from .packing import pack_cells
 
 # Frames are stored in blocks of 16-32 MiB (one smaller block when they take less), below glibc's 32 MiB mmap
@@ -42,14 +42,7 @@ class PlanarFrames:
         self._blocks: dict[int, np.ndarray] = {}  # first frame -> block of `_block_rows` frames
         self._block_rows = -(-count // max(1, count * self.frame_bytes // BLOCK_BYTES)) if count else 1
         self._block_lock = threading.Lock()  # two threads putting frames of one new block make it once
-        self._local = threading.local()  # a reformatter per thread (conversion pass only): one is not thread-safe
-
-    def _scaler(self) -> RgbScaler:
-        """This thread's reformatter (its conversion pass only)."""
-        scaler = getattr(self._local, "scaler", None)
-        if scaler is None:
-            scaler = self._local.scaler = RgbScaler()
-        return scaler
+        self._scalers = ThreadScalers()  # (their conversion pass only)
 
     @staticmethod
     def cells_aligned(*, square_size: int, patch_size: int, pad_top: int, pad_left: int) -> bool:
@@ -82,7 +75,7 @@ class PlanarFrames:
             for plane, view in zip(planes.planes, self._views(data), strict=True):
                 view[...] = plane_array(plane)
         else:
-            data.reshape(self.height, self.width, 3)[...] = self._scaler().rgb(planes, height=self.height)
+            data.reshape(self.height, self.width, 3)[...] = self._scalers.scaler.rgb(planes, height=self.height)
         self.data[index] = data
         self.colour[index] = tuple(getattr(planes, name) for name in COLOUR_PROPERTIES)
 
@@ -109,7 +102,7 @@ class PlanarFrames:
         frame = self._frame(planes[0].shape[1], planes[0].shape[0], colour)
         for plane, view in zip(frame.planes, planes, strict=True):
             plane_array(plane)[...] = view
-        return self._scaler().rgb(frame, height=height)
+        return self._scalers.scaler.rgb(frame, height=height)
 
     def rgb(self, index: int) -> np.ndarray:
         """uint8 [height, width, 3] RGB of frame `index` (black if it was never put)."""
@@ -195,7 +188,7 @@ class PlanarFrames:
         # when the helper threads are done and nothing else runs. With the chroma thread above: the 8 mosaics of a
         # 4-s 360p clip in a fresh process 8.6 -> 6.5 ms (median of 8; the conversion 4.3 -> 3.4 ms, most of it the
         # first touch of the 8 MB output).
-        out = self._scaler().rgb(tall, height=num_images * size, threads=decoder_threads())
+        out = self._scalers.scaler.rgb(tall, height=num_images * size, threads=decoder_threads())
         out = out.reshape(num_images, size, size, 3)
         self._blacken(out, src, cell_rows=cell_rows, cell_cols=cell_cols, patch=patch, pad_top=pad_top,
                       pad_left=pad_left)  # fmt: skip
