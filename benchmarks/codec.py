@@ -11,7 +11,8 @@ HEVC clip, a long 720p clip, and the two demo clips of tests/fixtures when prese
 whose label holds TEXT). The H.264 clips are coded as one slice per picture, as ffmpeg's x264 and most real footage
 (the demo clips) are; the "2 slices" rows are PyAV's own default encode on a 2-core machine (x264 sliced threads),
 whose pictures a plain decode splits over both cores (slice threading), so that the plain decode there takes the
-whole machine.
+whole machine. `--codecs` adds 720p clips of other codecs, each in its usual container: MPEG-2 (.mpg), MPEG-4 Part
+2 (.avi), FLV1 (.flv), VP8 and VP9 (.webm), AV1 (.mkv) and MJPEG (.avi).
 
 Arms, each in a fresh child process per clip and repetition (so peak RSS is that arm's alone):
 * `decode`: plain PyAV decode of every frame (library defaults), the floor any decoder-based frontend pays;
@@ -38,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -93,7 +95,8 @@ def make_clip(
     """Synthetic clip: a slowly panning smooth texture with grain and two moving squares (natural-ish content, so
     decoding costs about what real footage costs). 16:9 at `height` unless `width` is given. H.264 pictures are one
     slice each unless `sliced_threads` (two, as x264's sliced threads, PyAV's default, make with two encoder
-    threads). `rotation`: display rotation metadata (counter-clockwise degrees), as phones write it."""
+    threads). Other encoders (`OTHER_CODECS`) take `other_codec_options`. `rotation`: display rotation metadata
+    (counter-clockwise degrees), as phones write it."""
     width = width or (height * 16 // 9) // 2 * 2
     rng = np.random.default_rng(0)
     count = int(seconds * fps)
@@ -114,10 +117,13 @@ def make_clip(
             stream.set_display_rotation(rotation)
         if codec == "libx265":
             stream.options = {"preset": "ultrafast", "x265-params": f"bframes={bframes}:keyint=250:log-level=error"}
-        else:
+        elif codec == "libx264":
             slices = "threads=2:sliced-threads=1" if sliced_threads else "sliced-threads=0"  # 2 slices, or 1
             params = f"bframes={bframes}:keyint=250:{slices}"
             stream.options = {"preset": "veryfast", "crf": "23", "x264-params": params}
+        else:
+            stream.options = other_codec_options(codec, bframes=bframes, pixels=width * height)
+        timed = codec not in ("libx264", "libx265")  # (x264/x265 number the frames themselves; the others need pts)
         for i in range(count):
             x0 = i // 2
             frame = texture[:, x0 : x0 + width].astype(np.int16) + grain[i % 8]
@@ -126,11 +132,39 @@ def make_clip(
                 x = (speed * i) % (width - size)
                 frame[y : y + size, x : x + size] = (255, 40 + 100 * k, 40)
             rgb = np.clip(frame, 0, 255).astype(np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+            picture = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            if timed:
+                picture.pts, picture.time_base = i, Fraction(1, fps)
+            for packet in stream.encode(picture):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+# The encoders of `--codecs` (other than x264/x265): the container each usually travels in, and its settings.
+OTHER_CODECS = {
+    "mpeg2video": ".mpg",  # MPEG-2 program stream (DVD, broadcast captures)
+    "mpeg4": ".avi",  # MPEG-4 Part 2 in AVI (DivX/Xvid era datasets)
+    "flv": ".flv",  # FLV1 (Sorenson H.263)
+    "libvpx": ".webm",  # VP8
+    "libvpx-vp9": ".webm",
+    "libsvtav1": ".mkv",  # AV1
+    "mjpeg": ".avi",  # every frame intra
+}
+
+
+def other_codec_options(codec: str, *, bframes: int, pixels: int) -> dict[str, str]:
+    """Encoder options of `OTHER_CODECS`: a bit rate of about 4 Mb/s at 720p for the MPEG family (scaled by frame
+    size), B-frames where the codec has them, the libvpx/SVT presets fast enough for a benchmark."""
+    rate = f"{max(1, round(4 * pixels / (1280 * 720)))}M"
+    if codec in ("mpeg2video", "mpeg4"):
+        return {"b": rate, "bf": str(min(bframes, 2)), "g": "15" if codec == "mpeg2video" else "250"}
+    if codec in ("libvpx", "libvpx-vp9"):
+        return {"deadline": "realtime", "cpu-used": "8", "b": rate}
+    if codec == "libsvtav1":
+        return {"preset": "12", "crf": "35", "svtav1-params": "log-level=1"}
+    return {"b": rate} if codec == "flv" else {"b": f"{5 * int(rate[:-1])}M"}  # (mjpeg: intra only, 5x the rate)
 
 
 def run_arm(arm: str, path: Path, *, lmms_site: str, baseline: str = "") -> dict:
@@ -159,8 +193,11 @@ def _vs_decode(best: dict[str, dict], arm: str, key: str = "wall") -> float:
     return best[arm][key] / best["decode"][key] if "error" not in best[arm] else float("nan")
 
 
-def clip_matrix(folder: Path, *, quick: bool, long_seconds: float, only: str = "") -> list[tuple[str, Path]]:
-    """(label, path) of the generated clips (those whose label contains `only`)."""
+def clip_matrix(
+    folder: Path, *, quick: bool, long_seconds: float, only: str = "", codecs: bool = False
+) -> list[tuple[str, Path]]:
+    """(label, path) of the generated clips (those whose label contains `only`); with `codecs`, also 720p clips of
+    the codecs in `OTHER_CODECS`."""
     short = 4.0 if quick else 10.0
     specs = [
         ("h264 360p B", dict(seconds=short, height=360)),
@@ -180,11 +217,20 @@ def clip_matrix(folder: Path, *, quick: bool, long_seconds: float, only: str = "
         ("h264 720p B 2 slices", dict(seconds=short, height=720, sliced_threads=True)),
         ("h264 720p noB 2 slices", dict(seconds=short, height=720, bframes=0, sliced_threads=True)),
     ]
+    if codecs:
+        # Decoders far cheaper than H.264's (MPEG-2, MPEG-4, FLV1) leave less room for the analysis; codecs that
+        # export no vectors (VP8, VP9, AV1, MJPEG) take block matching for every sampled frame.
+        names = {"mpeg2video": "mpeg2 720p B", "mpeg4": "mpeg4 720p B", "flv": "flv1 720p", "libvpx": "vp8 720p",
+                 "libvpx-vp9": "vp9 720p", "libsvtav1": "av1 720p", "mjpeg": "mjpeg 720p"}  # fmt: skip
+        for codec, label in names.items():
+            pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+            specs.append((label, dict(seconds=short, height=720, codec=codec, bframes=2, pix_fmt=pix_fmt)))
     clips = []
     for label, spec in specs:
         if only not in label:
             continue
-        path = folder / f"{label.replace(' ', '_')}_{spec['seconds']:g}s.mp4"
+        suffix = OTHER_CODECS.get(spec.get("codec", ""), ".mp4")
+        path = folder / f"{label.replace(' ', '_')}_{spec['seconds']:g}s{suffix}"
         clips.append((label, path if path.is_file() else make_clip(path, **spec)))
     return clips
 
@@ -198,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lmms_site", default="", help="folder holding lmms_video_utils (pip --target)")
     parser.add_argument("--clip_dir", default=None, help="keep the generated clips here and reuse them next time")
     parser.add_argument("--baseline", default="", help="a Compressed_Video_Reader folder to time beside ours")
+    parser.add_argument(
+        "--codecs", action="store_true", help="also 720p clips of MPEG-2, MPEG-4 Part 2, FLV1, VP8, VP9, AV1, MJPEG"
+    )
     parser.add_argument("--only", default="", help="only the clips whose label contains this text, e.g. 2160p")
     parser.add_argument(
         "--numpy", action="store_true", help="add ours with the compiled loops off (CV_READER_KERNELS=0) as an arm"
@@ -217,7 +266,9 @@ def main(argv: list[str] | None = None) -> int:
         Path(tmp).mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         clips = [(Path(c).name, Path(c)) for c in args.clips] + [(p.stem, p) for p in sorted(DEMO.glob("*.mp4"))]
-        clips += clip_matrix(Path(tmp), quick=args.quick, long_seconds=long_seconds, only=args.only)
+        clips += clip_matrix(
+            Path(tmp), quick=args.quick, long_seconds=long_seconds, only=args.only, codecs=args.codecs
+        )
         clips = [(label, path) for label, path in clips if args.only in label]
         print(
             f"# {len(clips)} clips ready in {time.perf_counter() - t0:.0f} s; arms {', '.join(arms)}; min of {repeat}"
