@@ -6,7 +6,9 @@
  * helper thread runs beside the decoder. Every result is the same number the numpy version computes: the same
  * float32 operations in the same order (no fused multiply-add, see setup.py), and integer sums.
  *
- * Only the buffer protocol is used (no numpy headers), so building needs nothing beyond a C compiler.
+ * Only the buffer protocol is used (no numpy headers), so building needs nothing beyond a C compiler. The one
+ * vectorised loop (mc_error's rows, AVX2 intrinsics) is compiled for x86-64 with GCC or Clang only and taken where
+ * the CPU has AVX2; elsewhere the scalar loop runs, with the same results.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -16,8 +18,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define CV_AVX2_BUILT 1
+#else
+#define CV_AVX2_BUILT 0
+#endif
+
+/* Whether mc_error takes its AVX2 rows: set at import where the CPU has AVX2 (`set_simd` turns it off, for tests and
+ * comparisons). The same float32 operations lane by lane as the scalar loop, so the same numbers. */
+static int use_avx2 = 0;
+
 /* Bumped whenever a signature or a result changes: cv_reader.kernels refuses a stale build. */
-#define KERNELS_VERSION 7
+#define KERNELS_VERSION 8
 
 /* A buffer of the given struct format ("f", "B", "i"), `ndim` dimensions, C-contiguous unless `strided_rows`
  * (then only the last axis must be contiguous). Sets a Python error and returns -1 on mismatch. */
@@ -253,6 +266,93 @@ segment_error(const float *ref, const float *now, float *best, Py_ssize_t h, Py_
     }
 }
 
+/* One pixel of `segment_error`'s bilinear arithmetic (its whole-pixel shortcut gives the same number: with both
+ * fractions 0 every step below adds a zero to the tap). */
+static inline void
+pixel_error(const float *ref, const float *now, float *best, Py_ssize_t h, Py_ssize_t w, Py_ssize_t y, Py_ssize_t x,
+            float dx, float dy)
+{
+    float ys = clamp((float)y + dy, (float)(h - 1));
+    Py_ssize_t iy = (Py_ssize_t)ys;
+    float fy = ys - (float)iy;
+    const float *r0 = ref + iy * w;
+    const float *r1 = iy + 1 < h ? r0 + w : r0;
+    float xs = clamp((float)x + dx, (float)(w - 1));
+    Py_ssize_t ix = (Py_ssize_t)xs;
+    float fx = xs - (float)ix;
+    Py_ssize_t ix1 = ix + 1 < w ? ix + 1 : ix;
+    float top = r0[ix];
+    float step = r0[ix1] - top;
+    step *= fx;
+    top += step;
+    float bottom = r1[ix];
+    step = r1[ix1] - bottom;
+    step *= fx;
+    bottom += step;
+    bottom -= top;
+    bottom *= fy;
+    top += bottom;
+    float err = fabsf(now[x] - top);
+    best[x] = err < best[x] ? err : best[x];
+}
+
+#if CV_AVX2_BUILT
+/* np.clip of 8 lanes as `clamp` does it (v < 0 -> 0, then v > last -> last; a -0 stays -0, as there). */
+__attribute__((target("avx2"))) static inline __m256
+clamp8(__m256 v, __m256 last)
+{
+    v = _mm256_blendv_ps(v, _mm256_setzero_ps(), _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
+    return _mm256_blendv_ps(v, last, _mm256_cmp_ps(v, last, _CMP_GT_OQ));
+}
+
+/* `pixel_error` for the pixels of work row `y` whose block carries a vector, 8 at a time: per pixel its vector
+ * (dxs, dys: already divided by the factor; 0 where `hs` is 0) and whether it has one (hs: -1 or 0). Each lane runs
+ * the scalar steps in the same order (separate multiplies and adds: no fused multiply-add), the taps gathered. */
+__attribute__((target("avx2"))) static void
+row_error_avx2(const float *ref, const float *now, float *best, Py_ssize_t h, Py_ssize_t w, Py_ssize_t y,
+               const float *dxs, const float *dys, const int32_t *hs)
+{
+    const __m256 last_x = _mm256_set1_ps((float)(w - 1)), last_y = _mm256_set1_ps((float)(h - 1));
+    const __m256 row_y = _mm256_set1_ps((float)y);
+    const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256i width = _mm256_set1_epi32((int)w), width_1 = _mm256_set1_epi32((int)(w - 1));
+    const __m256i height_1 = _mm256_set1_epi32((int)(h - 1));
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    Py_ssize_t x = 0;
+    for (; x + 8 <= w; x += 8) {
+        __m256i has = _mm256_loadu_si256((const __m256i *)(hs + x));
+        if (_mm256_testz_si256(has, has)) {
+            continue;
+        }
+        __m256 xs = _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_set1_epi32((int)x), lanes));
+        xs = clamp8(_mm256_add_ps(xs, _mm256_loadu_ps(dxs + x)), last_x);
+        __m256 ys = clamp8(_mm256_add_ps(row_y, _mm256_loadu_ps(dys + x)), last_y);
+        __m256i ix = _mm256_cvttps_epi32(xs), iy = _mm256_cvttps_epi32(ys); /* non-negative: the floor */
+        __m256 fx = _mm256_sub_ps(xs, _mm256_cvtepi32_ps(ix)), fy = _mm256_sub_ps(ys, _mm256_cvtepi32_ps(iy));
+        __m256i ix1 = _mm256_sub_epi32(ix, _mm256_cmpgt_epi32(width_1, ix)); /* ix + 1 where it is inside */
+        __m256i row0 = _mm256_mullo_epi32(iy, width);
+        __m256i row1 = _mm256_add_epi32(row0, _mm256_and_si256(_mm256_cmpgt_epi32(height_1, iy), width));
+        __m256 top = _mm256_i32gather_ps(ref, _mm256_add_epi32(row0, ix), 4);
+        __m256 step = _mm256_sub_ps(_mm256_i32gather_ps(ref, _mm256_add_epi32(row0, ix1), 4), top);
+        top = _mm256_add_ps(top, _mm256_mul_ps(step, fx));
+        __m256 bottom = _mm256_i32gather_ps(ref, _mm256_add_epi32(row1, ix), 4);
+        step = _mm256_sub_ps(_mm256_i32gather_ps(ref, _mm256_add_epi32(row1, ix1), 4), bottom);
+        bottom = _mm256_add_ps(bottom, _mm256_mul_ps(step, fx));
+        bottom = _mm256_mul_ps(_mm256_sub_ps(bottom, top), fy);
+        top = _mm256_add_ps(top, bottom);
+        __m256 err = _mm256_and_ps(_mm256_sub_ps(_mm256_loadu_ps(now + x), top), magnitude);
+        __m256 kept = _mm256_loadu_ps(best + x);
+        __m256 take = _mm256_and_ps(_mm256_cmp_ps(err, kept, _CMP_LT_OQ), _mm256_castsi256_ps(has));
+        _mm256_storeu_ps(best + x, _mm256_blendv_ps(kept, err, take));
+    }
+    for (; x < w; x++) {
+        if (hs[x]) {
+            pixel_error(ref, now, best, h, w, y, x, dxs[x], dys[x]);
+        }
+    }
+}
+#endif
+
 /* mc_error(cur, field, has, block, factor, refs, candidates, difference, out) -> bool
  *
  * The motion-compensated prediction error of residual.mc_residual: for each frame n and work pixel (y, x), the
@@ -336,6 +436,18 @@ mc_error(PyObject *self, PyObject *args)
     const float *curs = cur.buf, *fields = field.buf;
     const unsigned char *hass = has.buf;
     float *outs = out.buf;
+    /* The AVX2 rows read one vector per pixel: each used row of the vector grid spread over the work width. */
+    const Py_ssize_t grid_rows = (h - 1) / block + 1 < hb ? (h - 1) / block + 1 : hb;
+    float *spread = NULL;
+#if CV_AVX2_BUILT
+    if (use_avx2 && w >= 8) {
+        spread = PyMem_Malloc(sizeof(float) * 3 * grid_rows * w);
+        if (spread == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+#endif
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t n = 0; n < count; n++) {
         float *best = outs + n * h * w;
@@ -345,6 +457,40 @@ mc_error(PyObject *self, PyObject *args)
         }
         for (int direction = 0; direction < 2; direction++) {
             const int32_t *list = cands + (n * 2 + direction) * slots;
+#if CV_AVX2_BUILT
+            if (spread != NULL) {
+                if (slots == 0 || list[0] < 0) {
+                    continue;
+                }
+                float *dxs = spread, *dys = spread + grid_rows * w;
+                int32_t *hs = (int32_t *)(spread + 2 * grid_rows * w);
+                for (Py_ssize_t by = 0; by < grid_rows; by++) {
+                    const float *vrow = fields + ((n * hb + by) * wb) * 4 + 2 * direction;
+                    const unsigned char *hrow = hass + ((n * hb + by) * wb) * 2 + direction;
+                    /* the blocks of the scalar loop below: the last one reaches the right border */
+                    for (Py_ssize_t bx = 0; bx < wb && bx * block < w; bx++) {
+                        Py_ssize_t x0 = bx * block, x1 = bx == wb - 1 || x0 + block > w ? w : x0 + block;
+                        int on = hrow[bx * 2] != 0;
+                        /* numpy: (field / float32(f)); 0 where no vector (a valid tap, never read into `best`) */
+                        float dx = on ? vrow[bx * 4] / factor : 0.0f, dy = on ? vrow[bx * 4 + 1] / factor : 0.0f;
+                        for (Py_ssize_t x = x0; x < x1; x++) {
+                            dxs[by * w + x] = dx;
+                            dys[by * w + x] = dy;
+                            hs[by * w + x] = on ? -1 : 0;
+                        }
+                    }
+                }
+                for (Py_ssize_t k = 0; k < slots && list[k] >= 0; k++) {
+                    const float *ref = ref_data[list[k]];
+                    for (Py_ssize_t y = 0; y < h; y++) {
+                        Py_ssize_t by = y / block < grid_rows ? y / block : grid_rows - 1;
+                        row_error_avx2(ref, now + y * w, best + y * w, h, w, y, dxs + by * w, dys + by * w,
+                                       hs + by * w);
+                    }
+                }
+                continue;
+            }
+#endif
             for (Py_ssize_t k = 0; k < slots && list[k] >= 0; k++) {
                 const float *ref = ref_data[list[k]];
                 for (Py_ssize_t y = 0; y < h; y++) {
@@ -377,6 +523,7 @@ mc_error(PyObject *self, PyObject *args)
         }
     }
     Py_END_ALLOW_THREADS
+    PyMem_Free(spread);
     result = PyBool_FromLong(left);
 
 done:
@@ -1063,7 +1210,24 @@ done:
     return result;
 }
 
+/* set_simd(on) -> bool: turn the AVX2 rows of mc_error on (where the CPU has AVX2) or off; returns whether they
+ * were on. For tests and comparisons: both give the same numbers. */
+static PyObject *
+set_simd(PyObject *self, PyObject *args)
+{
+    int on;
+    if (!PyArg_ParseTuple(args, "p", &on)) {
+        return NULL;
+    }
+    int was = use_avx2;
+#if CV_AVX2_BUILT
+    use_avx2 = on && __builtin_cpu_supports("avx2");
+#endif
+    return PyBool_FromLong(was);
+}
+
 static PyMethodDef methods[] = {
+    {"set_simd", set_simd, METH_VARARGS, "Turn the AVX2 rows of mc_error on or off (see cv_reader.kernels)."},
     {"box_mean", box_mean, METH_VARARGS, "Block means of a uint8 or uint16 plane (see cv_reader.kernels)."},
     {"block_match", block_match, METH_VARARGS, "Full-search block matching (see cv_reader.kernels)."},
     {"raster_fields", raster_fields, METH_VARARGS, "Motion-vector records on a block grid (see cv_reader.kernels)."},
@@ -1079,6 +1243,10 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels", NULL, -1,
 PyMODINIT_FUNC
 PyInit__kernels(void)
 {
+#if CV_AVX2_BUILT
+    __builtin_cpu_init();
+    use_avx2 = __builtin_cpu_supports("avx2");
+#endif
     PyObject *mod = PyModule_Create(&module);
     if (mod != NULL && PyModule_AddIntConstant(mod, "VERSION", KERNELS_VERSION) < 0) {
         Py_DECREF(mod);

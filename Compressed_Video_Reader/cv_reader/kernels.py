@@ -15,7 +15,7 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-VERSION = 7  # must equal KERNELS_VERSION in _kernels.c
+VERSION = 8  # must equal KERNELS_VERSION in _kernels.c
 
 try:
     from . import _kernels

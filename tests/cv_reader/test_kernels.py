@@ -4,6 +4,7 @@ the awkward cases (sub-pixel and out-of-frame vectors, partial block grids, ties
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -98,12 +99,30 @@ def _mc_case(rng: np.random.Generator, *, count: int, hw: int, ww: int, block: i
     return cur, field, has, prev, nxt, mv_block
 
 
+def _cpu_has_avx2() -> bool:
+    cpuinfo = Path("/proc/cpuinfo")
+    return platform.machine() == "x86_64" and cpuinfo.exists() and " avx2" in cpuinfo.read_text(errors="replace")
+
+
+@pytest.fixture(params=["avx2", "scalar"])
+def simd(request):
+    """Runs a test with the AVX2 rows of `mc_error` on and off (both must give the numpy numbers); restores them."""
+    _require_compiled()
+    want = request.param == "avx2"
+    kernels._kernels.set_simd(want)
+    on = kernels._kernels.set_simd(want)  # (returns the setting in effect)
+    if want and _cpu_has_avx2():
+        assert on, "a CPU with AVX2, and mc_error does not take its AVX2 rows"
+    yield on
+    kernels._kernels.set_simd(True)
+
+
 @pytest.mark.parametrize(
-    ("block", "factor", "grid_extra"), [(1, 4, 0), (2, 4, 0), (2, 4, -1), (1, 8, 2), (4, 1, 0), (2, 2, -2)]
+    ("block", "factor", "grid_extra"),
+    [(1, 4, 0), (2, 4, 0), (2, 4, -1), (1, 8, 2), (4, 1, 0), (2, 2, -2), (3, 4, 1), (8, 2, -1)],
 )
 @pytest.mark.parametrize("intra", ["difference", "highpass"])
-def test_motion_compensated_residual_equals_numpy(block, factor, grid_extra, intra, numpy_loops):
-    _require_compiled()
+def test_motion_compensated_residual_equals_numpy(block, factor, grid_extra, intra, numpy_loops, simd):
     rng = np.random.default_rng(block * 100 + factor * 10 + grid_extra)
     cur, field, has, prev, nxt, mv_block = _mc_case(
         rng, count=7, hw=23, ww=37, block=block, factor=factor, grid_extra=grid_extra
