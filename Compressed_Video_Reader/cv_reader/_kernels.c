@@ -221,62 +221,13 @@ clamp(float v, float last)
     return v > last ? last : v;
 }
 
-/* The prediction error of one row segment [x0, x1) of work row `y` from one reference with one vector (dx, dy) in
- * work pixels: bilinear samples at (y + dy, x + dx), coordinates clamped to the frame, with the arithmetic of
- * residual._warp_plan + residual._apply_warp (edge-padded taps: the +1 tap of the last row/column is itself);
- * `best` keeps the smaller error. */
+/* The bilinear sample at column x + dx between rows r0 and r1 (fraction fy) compared with now[x], with the
+ * arithmetic of residual._warp_plan + residual._apply_warp (the column clamped to the frame, edge-padded taps: the
+ * +1 tap of the last column is itself); `best` keeps the smaller error. */
 static inline void
-segment_error(const float *ref, const float *now, float *best, Py_ssize_t h, Py_ssize_t w, Py_ssize_t y,
-              Py_ssize_t x0, Py_ssize_t x1, float dx, float dy)
+tap_error(const float *r0, const float *r1, const float *now, float *best, Py_ssize_t w, Py_ssize_t x, float dx,
+          float fy)
 {
-    /* the coordinates are clamped non-negative: truncation is the floor (and needs no libm call) */
-    float ys = clamp((float)y + dy, (float)(h - 1));
-    Py_ssize_t iy = (Py_ssize_t)ys;
-    float fy = ys - (float)iy;
-    const float *r0 = ref + iy * w;
-    const float *r1 = iy + 1 < h ? r0 + w : r0;
-    if (fy == 0.0f && dx == (float)(Py_ssize_t)dx) {
-        /* A whole-pixel vector (a third of the blocks are at rest): both fractions are 0, and the bilinear
-         * arithmetic below gives the tap itself exactly (t + (u - t) * 0 is t for finite values). */
-        for (Py_ssize_t x = x0; x < x1; x++) {
-            Py_ssize_t ix = (Py_ssize_t)clamp((float)x + dx, (float)(w - 1));
-            float err = fabsf(now[x] - r0[ix]);
-            best[x] = err < best[x] ? err : best[x];
-        }
-        return;
-    }
-    for (Py_ssize_t x = x0; x < x1; x++) {
-        float xs = clamp((float)x + dx, (float)(w - 1));
-        Py_ssize_t ix = (Py_ssize_t)xs;
-        float fx = xs - (float)ix;
-        Py_ssize_t ix1 = ix + 1 < w ? ix + 1 : ix;
-        float top = r0[ix];
-        float step = r0[ix1] - top;
-        step *= fx;
-        top += step;
-        float bottom = r1[ix];
-        step = r1[ix1] - bottom;
-        step *= fx;
-        bottom += step;
-        bottom -= top;
-        bottom *= fy;
-        top += bottom;
-        float err = fabsf(now[x] - top);
-        best[x] = err < best[x] ? err : best[x];
-    }
-}
-
-/* One pixel of `segment_error`'s bilinear arithmetic (its whole-pixel shortcut gives the same number: with both
- * fractions 0 every step below adds a zero to the tap). */
-static inline void
-pixel_error(const float *ref, const float *now, float *best, Py_ssize_t h, Py_ssize_t w, Py_ssize_t y, Py_ssize_t x,
-            float dx, float dy)
-{
-    float ys = clamp((float)y + dy, (float)(h - 1));
-    Py_ssize_t iy = (Py_ssize_t)ys;
-    float fy = ys - (float)iy;
-    const float *r0 = ref + iy * w;
-    const float *r1 = iy + 1 < h ? r0 + w : r0;
     float xs = clamp((float)x + dx, (float)(w - 1));
     Py_ssize_t ix = (Py_ssize_t)xs;
     float fx = xs - (float)ix;
@@ -296,6 +247,43 @@ pixel_error(const float *ref, const float *now, float *best, Py_ssize_t h, Py_ss
     best[x] = err < best[x] ? err : best[x];
 }
 
+/* The rows and fraction of sample row y + dy, clamped to the frame (the +1 row of the last row is itself). */
+static inline const float *
+tap_rows(const float *ref, Py_ssize_t h, Py_ssize_t w, Py_ssize_t y, float dy, const float **r1, float *fy)
+{
+    /* the coordinates are clamped non-negative: truncation is the floor (and needs no libm call) */
+    float ys = clamp((float)y + dy, (float)(h - 1));
+    Py_ssize_t iy = (Py_ssize_t)ys;
+    *fy = ys - (float)iy;
+    const float *r0 = ref + iy * w;
+    *r1 = iy + 1 < h ? r0 + w : r0;
+    return r0;
+}
+
+/* The prediction error of one row segment [x0, x1) of work row `y` from one reference with one vector (dx, dy) in
+ * work pixels (`tap_error` for each pixel); `best` keeps the smaller error. */
+static inline void
+segment_error(const float *ref, const float *now, float *best, Py_ssize_t h, Py_ssize_t w, Py_ssize_t y,
+              Py_ssize_t x0, Py_ssize_t x1, float dx, float dy)
+{
+    const float *r1;
+    float fy;
+    const float *r0 = tap_rows(ref, h, w, y, dy, &r1, &fy);
+    if (fy == 0.0f && dx == (float)(Py_ssize_t)dx) {
+        /* A whole-pixel vector (a third of the blocks are at rest): both fractions are 0, and the bilinear
+         * arithmetic gives the tap itself exactly (t + (u - t) * 0 is t for finite values). */
+        for (Py_ssize_t x = x0; x < x1; x++) {
+            Py_ssize_t ix = (Py_ssize_t)clamp((float)x + dx, (float)(w - 1));
+            float err = fabsf(now[x] - r0[ix]);
+            best[x] = err < best[x] ? err : best[x];
+        }
+        return;
+    }
+    for (Py_ssize_t x = x0; x < x1; x++) {
+        tap_error(r0, r1, now, best, w, x, dx, fy);
+    }
+}
+
 #if CV_AVX2_BUILT
 /* np.clip of 8 lanes as `clamp` does it (v < 0 -> 0, then v > last -> last; a -0 stays -0, as there). */
 __attribute__((target("avx2"))) static inline __m256
@@ -305,7 +293,7 @@ clamp8(__m256 v, __m256 last)
     return _mm256_blendv_ps(v, last, _mm256_cmp_ps(v, last, _CMP_GT_OQ));
 }
 
-/* `pixel_error` for the pixels of work row `y` whose block carries a vector, 8 at a time: per pixel its vector
+/* `tap_error` for the pixels of work row `y` whose block carries a vector, 8 at a time: per pixel its vector
  * (dxs, dys: already divided by the factor; 0 where `hs` is 0) and whether it has one (hs: -1 or 0). Each lane runs
  * the scalar steps in the same order (separate multiplies and adds: no fused multiply-add), the taps gathered. */
 __attribute__((target("avx2"))) static void
@@ -347,7 +335,10 @@ row_error_avx2(const float *ref, const float *now, float *best, Py_ssize_t h, Py
     }
     for (; x < w; x++) {
         if (hs[x]) {
-            pixel_error(ref, now, best, h, w, y, x, dxs[x], dys[x]);
+            const float *r1;
+            float fy;
+            const float *r0 = tap_rows(ref, h, w, y, dys[x], &r1, &fy);
+            tap_error(r0, r1, now, best, w, x, dxs[x], fy);
         }
     }
 }
