@@ -6,9 +6,9 @@
  * helper thread runs beside the decoder. Every result is the same number the numpy version computes: the same
  * float32 operations in the same order (no fused multiply-add, see setup.py), and integer sums.
  *
- * Only the buffer protocol is used (no numpy headers), so building needs nothing beyond a C compiler. The one
- * vectorised loop (mc_error's rows, AVX2 intrinsics) is compiled for x86-64 with GCC or Clang only and taken where
- * the CPU has AVX2; elsewhere the scalar loop runs, with the same results.
+ * Only the buffer protocol is used (no numpy headers), so building needs nothing beyond a C compiler. With GCC or
+ * Clang on x86-64, mc_error's rows (AVX2 intrinsics) and block_match's loops (an AVX2 copy the compiler vectorises)
+ * are also built for AVX2 and taken where the CPU has it; elsewhere the plain loops run, with the same results.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -25,8 +25,9 @@
 #define CV_AVX2_BUILT 0
 #endif
 
-/* Whether mc_error takes its AVX2 rows: set at import where the CPU has AVX2 (`set_simd` turns it off, for tests and
- * comparisons). The same float32 operations lane by lane as the scalar loop, so the same numbers. */
+/* Whether mc_error and block_match take their AVX2 code: set at import where the CPU has AVX2 (`set_simd` turns it
+ * off, for tests and comparisons). The same float32 operations lane by lane as the scalar loops, so the same
+ * numbers. */
 static int use_avx2 = 0;
 
 /* Bumped whenever a signature or a result changes: cv_reader.kernels refuses a stale build. */
@@ -525,6 +526,106 @@ done:
     return result;
 }
 
+/* The loops of block_match (below) over `count` frames, into `motions` and `residuals`; `padded`, `sums`, `best` and
+ * `best_k` are its scratch rows. Inlined into a plain and an AVX2 copy: the compiler vectorises the contiguous row
+ * loops 4 or 8 lanes wide, each lane the same float32 operations in the same order (sums are never reassociated
+ * without -ffast-math), so both copies give the same numbers. */
+static inline __attribute__((always_inline)) void
+match_frames(const float *curs, const float *refs, const int32_t *shift, Py_ssize_t num, Py_ssize_t count,
+             Py_ssize_t h, Py_ssize_t w, Py_ssize_t hr, Py_ssize_t wr, int block, int search, float zero_bias,
+             float *padded, float *sums, float *best, Py_ssize_t *best_k, float *motions, float *residuals)
+{
+    const Py_ssize_t hb = h / block, wb = w / block;
+    const Py_ssize_t ph = hb * block + 2 * search, pw = wb * block + 2 * search, width = wb * block;
+    const float area = (float)(block * block), inverse = 1.0f / area;
+    const int exact_inverse = ((block * block) & (block * block - 1)) == 0; /* a power of two */
+    for (Py_ssize_t n = 0; n < count; n++) {
+        const float *now = curs + n * h * w, *past = refs + n * hr * wr;
+        for (Py_ssize_t y = 0; y < ph; y++) {
+            Py_ssize_t yr = y - search;
+            yr = yr < 0 ? 0 : (yr > hr - 1 ? hr - 1 : yr);
+            for (Py_ssize_t x = 0; x < pw; x++) {
+                Py_ssize_t xr = x - search;
+                xr = xr < 0 ? 0 : (xr > wr - 1 ? wr - 1 : xr);
+                padded[y * pw + x] = past[yr * wr + xr];
+            }
+        }
+        for (Py_ssize_t i = 0; i < hb; i++) {
+            for (Py_ssize_t j = 0; j < wb; j++) {
+                best[j] = INFINITY;
+                best_k[j] = 0;
+            }
+            for (Py_ssize_t k = 0; k < num; k++) {
+                const Py_ssize_t dy = shift[2 * k], dx = shift[2 * k + 1];
+                const float *row = now + i * block * w;
+                const float *moved = padded + (i * block + search + dy) * pw + search + dx;
+                for (Py_ssize_t x = 0; x < width; x++) {
+                    sums[x] = fabsf(row[x] - moved[x]);
+                }
+                for (int r = 1; r < block; r++) {
+                    row += w;
+                    moved += pw;
+                    for (Py_ssize_t x = 0; x < width; x++) {
+                        sums[x] += fabsf(row[x] - moved[x]);
+                    }
+                }
+                const float bias = dy == 0 && dx == 0 ? zero_bias : 0.0f;
+                if (block == 4 && exact_inverse) {
+                    /* the common case, written so the compiler vectorises it across blocks */
+                    for (Py_ssize_t j = 0; j < wb; j++) {
+                        const float *cols = sums + 4 * j;
+                        float sad = (((cols[0] + cols[1]) + cols[2]) + cols[3]) * inverse - bias;
+                        best_k[j] = sad < best[j] ? k : best_k[j];
+                        best[j] = sad < best[j] ? sad : best[j];
+                    }
+                    continue;
+                }
+                for (Py_ssize_t j = 0; j < wb; j++) {
+                    const float *cols = sums + j * block;
+                    float total = cols[0];
+                    for (int c = 1; c < block; c++) {
+                        total += cols[c];
+                    }
+                    /* x * 2^-k is x / 2^k exactly; other areas divide as numpy does */
+                    float sad = (exact_inverse ? total * inverse : total / area) - bias;
+                    if (sad < best[j]) {
+                        best[j] = sad;
+                        best_k[j] = k;
+                    }
+                }
+            }
+            for (Py_ssize_t j = 0; j < wb; j++) {
+                Py_ssize_t cell = (n * hb + i) * wb + j;
+                motions[2 * cell] = (float)shift[2 * best_k[j] + 1];
+                motions[2 * cell + 1] = (float)shift[2 * best_k[j]];
+                residuals[cell] = best[j] > 0.0f ? best[j] : 0.0f;
+            }
+        }
+    }
+}
+
+#define MATCH_FRAMES_ARGS                                                                                            \
+    const float *curs, const float *refs, const int32_t *shift, Py_ssize_t num, Py_ssize_t count, Py_ssize_t h,     \
+        Py_ssize_t w, Py_ssize_t hr, Py_ssize_t wr, int block, int search, float zero_bias, float *padded,          \
+        float *sums, float *best, Py_ssize_t *best_k, float *motions, float *residuals
+#define MATCH_FRAMES_CALL                                                                                            \
+    match_frames(curs, refs, shift, num, count, h, w, hr, wr, block, search, zero_bias, padded, sums, best, best_k,  \
+                 motions, residuals)
+
+static void
+match_frames_plain(MATCH_FRAMES_ARGS)
+{
+    MATCH_FRAMES_CALL;
+}
+
+#if CV_AVX2_BUILT
+__attribute__((target("avx2"))) static void
+match_frames_avx2(MATCH_FRAMES_ARGS)
+{
+    MATCH_FRAMES_CALL;
+}
+#endif
+
 /* block_match(cur, ref, block, search, zero_bias, shifts, motion, residual)
  *
  * Full-search block matching of motion_estimation.estimate_motion: for each block x block block of each frame of
@@ -595,71 +696,16 @@ block_match(PyObject *self, PyObject *args)
     }
     const float *curs = cur.buf, *refs = ref.buf;
     float *motions = motion.buf, *residuals = residual.buf;
-    const float area = (float)(block * block), inverse = 1.0f / area;
-    const int exact_inverse = ((block * block) & (block * block - 1)) == 0; /* a power of two */
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t n = 0; n < count; n++) {
-        const float *now = curs + n * h * w, *past = refs + n * hr * wr;
-        for (Py_ssize_t y = 0; y < ph; y++) {
-            Py_ssize_t yr = y - search;
-            yr = yr < 0 ? 0 : (yr > hr - 1 ? hr - 1 : yr);
-            for (Py_ssize_t x = 0; x < pw; x++) {
-                Py_ssize_t xr = x - search;
-                xr = xr < 0 ? 0 : (xr > wr - 1 ? wr - 1 : xr);
-                padded[y * pw + x] = past[yr * wr + xr];
-            }
-        }
-        for (Py_ssize_t i = 0; i < hb; i++) {
-            for (Py_ssize_t j = 0; j < wb; j++) {
-                best[j] = INFINITY;
-                best_k[j] = 0;
-            }
-            for (Py_ssize_t k = 0; k < num; k++) {
-                const Py_ssize_t dy = shift[2 * k], dx = shift[2 * k + 1];
-                const float *row = now + i * block * w;
-                const float *moved = padded + (i * block + search + dy) * pw + search + dx;
-                for (Py_ssize_t x = 0; x < width; x++) {
-                    sums[x] = fabsf(row[x] - moved[x]);
-                }
-                for (int r = 1; r < block; r++) {
-                    row += w;
-                    moved += pw;
-                    for (Py_ssize_t x = 0; x < width; x++) {
-                        sums[x] += fabsf(row[x] - moved[x]);
-                    }
-                }
-                const float bias = dy == 0 && dx == 0 ? zero_bias : 0.0f;
-                if (block == 4 && exact_inverse) {
-                    /* the common case, written so the compiler vectorises it across blocks */
-                    for (Py_ssize_t j = 0; j < wb; j++) {
-                        const float *cols = sums + 4 * j;
-                        float sad = (((cols[0] + cols[1]) + cols[2]) + cols[3]) * inverse - bias;
-                        best_k[j] = sad < best[j] ? k : best_k[j];
-                        best[j] = sad < best[j] ? sad : best[j];
-                    }
-                    continue;
-                }
-                for (Py_ssize_t j = 0; j < wb; j++) {
-                    const float *cols = sums + j * block;
-                    float total = cols[0];
-                    for (int c = 1; c < block; c++) {
-                        total += cols[c];
-                    }
-                    /* x * 2^-k is x / 2^k exactly; other areas divide as numpy does */
-                    float sad = (exact_inverse ? total * inverse : total / area) - bias;
-                    if (sad < best[j]) {
-                        best[j] = sad;
-                        best_k[j] = k;
-                    }
-                }
-            }
-            for (Py_ssize_t j = 0; j < wb; j++) {
-                Py_ssize_t cell = (n * hb + i) * wb + j;
-                motions[2 * cell] = (float)shift[2 * best_k[j] + 1];
-                motions[2 * cell + 1] = (float)shift[2 * best_k[j]];
-                residuals[cell] = best[j] > 0.0f ? best[j] : 0.0f;
-            }
-        }
+#if CV_AVX2_BUILT
+    if (use_avx2) {
+        match_frames_avx2(curs, refs, shift, num, count, h, w, hr, wr, block, search, zero_bias, padded, sums, best,
+                          best_k, motions, residuals);
+    } else
+#endif
+    {
+        match_frames_plain(curs, refs, shift, num, count, h, w, hr, wr, block, search, zero_bias, padded, sums, best,
+                           best_k, motions, residuals);
     }
     Py_END_ALLOW_THREADS
     result = Py_None;
@@ -1201,8 +1247,8 @@ done:
     return result;
 }
 
-/* set_simd(on) -> bool: turn the AVX2 rows of mc_error on (where the CPU has AVX2) or off; returns whether they
- * were on. For tests and comparisons: both give the same numbers. */
+/* set_simd(on) -> bool: turn the AVX2 code of mc_error and block_match on (where the CPU has AVX2) or off; returns
+ * whether it was on. For tests and comparisons: both give the same numbers. */
 static PyObject *
 set_simd(PyObject *self, PyObject *args)
 {
@@ -1218,7 +1264,7 @@ set_simd(PyObject *self, PyObject *args)
 }
 
 static PyMethodDef methods[] = {
-    {"set_simd", set_simd, METH_VARARGS, "Turn the AVX2 rows of mc_error on or off (see cv_reader.kernels)."},
+    {"set_simd", set_simd, METH_VARARGS, "Turn the AVX2 code on or off (tests, comparisons)."},
     {"box_mean", box_mean, METH_VARARGS, "Block means of a uint8 or uint16 plane (see cv_reader.kernels)."},
     {"block_match", block_match, METH_VARARGS, "Full-search block matching (see cv_reader.kernels)."},
     {"raster_fields", raster_fields, METH_VARARGS, "Motion-vector records on a block grid (see cv_reader.kernels)."},

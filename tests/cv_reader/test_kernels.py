@@ -106,13 +106,13 @@ def _cpu_has_avx2() -> bool:
 
 @pytest.fixture(params=["avx2", "scalar"])
 def simd(request):
-    """Runs a test with the AVX2 rows of `mc_error` on and off (both must give the numpy numbers); restores them."""
+    """Runs a test with the AVX2 code of the kernels on and off (both must give the numpy numbers); restores it."""
     _require_compiled()
     want = request.param == "avx2"
     kernels._kernels.set_simd(want)
     on = kernels._kernels.set_simd(want)  # (returns the setting in effect)
     if want and _cpu_has_avx2():
-        assert on, "a CPU with AVX2, and mc_error does not take its AVX2 rows"
+        assert on, "a CPU with AVX2, and the kernels do not take their AVX2 code"
     yield on
     kernels._kernels.set_simd(True)
 
@@ -144,8 +144,7 @@ def test_motion_compensated_residual_equals_numpy(block, factor, grid_extra, int
     ("shape", "block", "search"),
     [((5, 26, 45), 4, 5), ((3, 17, 29), 3, 2), ((2, 9, 13), 1, 1), ((4, 3, 40), 2, 4), ((2, 1, 1), 1, 3)],
 )
-def test_block_matching_equals_numpy(shape, block, search, numpy_loops):
-    _require_compiled()
+def test_block_matching_equals_numpy(shape, block, search, numpy_loops, simd):
     rng = np.random.default_rng(shape[1])
     # Box means of uint8 by 7 (not dyadic: float sums depend on their order), a shifted copy with noise, and rows
     # copied unchanged so that the zero shift ties with others.
