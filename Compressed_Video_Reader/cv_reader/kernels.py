@@ -1,7 +1,9 @@
 """The compiled inner loops (`_kernels.c`, built by setup.py) behind a Python face, with the numpy versions as the
 fallback: every function here returns exactly what its numpy counterpart returns, compiled or not.
 
-`CV_READER_KERNELS=0` in the environment (read at import) turns the compiled loops off, for comparisons. A missing
+`CV_READER_KERNELS=0` in the environment (read at import) turns the compiled loops off, for comparisons;
+`CV_READER_SIMD=0` keeps them but turns off their AVX2 code (taken where the CPU has AVX2: the motion-compensated
+error and block matching), which gives the same numbers. A missing
 build (no C compiler at install time) runs the numpy loops quietly; a stale one (another `VERSION`: the source
 changed without a new `pip install -e .`) runs them too and says so once.
 """
@@ -34,6 +36,8 @@ if _kernels is not None and getattr(_kernels, "VERSION", None) != VERSION:
 
 # Read once: `compiled()` is asked for every frame, and an environment lookup costs more than the answer.
 enabled = os.environ.get("CV_READER_KERNELS", "1") != "0"
+if _kernels is not None and os.environ.get("CV_READER_SIMD", "1") == "0":
+    _kernels.set_simd(False)
 
 
 def compiled() -> bool:

@@ -117,6 +117,17 @@ def simd(request):
     kernels._kernels.set_simd(True)
 
 
+def test_cv_reader_simd_0_turns_the_avx2_code_off():
+    _require_compiled()
+    code = "from cv_reader import kernels; print(kernels._kernels.set_simd(False))"  # (prints the setting it found)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "CV_READER_SIMD": "0"}
+    found = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "False"
+    env["CV_READER_SIMD"] = "1"
+    found = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == str(_cpu_has_avx2())
+
+
 @pytest.mark.parametrize(
     ("block", "factor", "grid_extra"),
     [(1, 4, 0), (2, 4, 0), (2, 4, -1), (1, 8, 2), (4, 1, 0), (2, 2, -2), (3, 4, 1), (8, 2, -1)],
