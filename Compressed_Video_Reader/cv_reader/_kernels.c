@@ -1027,10 +1027,23 @@ pack_cells(PyObject *self, PyObject *args)
         if (ya >= yb || xa >= xb) {
             continue;
         }
-        const unsigned char *src = frame_data[which[r]];
-        for (Py_ssize_t y = ya; y < yb; y++) {
-            memcpy(cell + (y - y0) * row_pitch + (xa - x0) * channels, src + (y * content_w + xa) * channels,
-                   (size_t)(xb - xa) * channels);
+        const unsigned char *src = frame_data[which[r]] + (ya * content_w + xa) * channels;
+        unsigned char *dst = cell + (ya - y0) * row_pitch + (xa - x0) * channels;
+        const size_t bytes = (size_t)(xb - xa) * channels, src_pitch = (size_t)(content_w * channels);
+        /* the usual row lengths (16-px luma, 8-px chroma cells) as fixed-size copies the compiler inlines: a call
+         * to memcpy per 8-16 bytes cost more than the copy */
+        if (bytes == 16) {
+            for (Py_ssize_t y = ya; y < yb; y++, src += src_pitch, dst += row_pitch) {
+                memcpy(dst, src, 16);
+            }
+        } else if (bytes == 8) {
+            for (Py_ssize_t y = ya; y < yb; y++, src += src_pitch, dst += row_pitch) {
+                memcpy(dst, src, 8);
+            }
+        } else {
+            for (Py_ssize_t y = ya; y < yb; y++, src += src_pitch, dst += row_pitch) {
+                memcpy(dst, src, bytes);
+            }
         }
     }
     Py_END_ALLOW_THREADS
