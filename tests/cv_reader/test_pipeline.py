@@ -352,18 +352,23 @@ def test_pixel_motion_source_matches_on_h264(moving_clip):
 
 
 def test_memory_does_not_grow_with_length(clip_dir):
-    """Peak Python-side allocations (numpy arrays) for a 4x longer clip stay flat: only sampled frames are kept."""
+    """Peak Python-side allocations (numpy arrays) for a 4x longer clip stay flat: only sampled frames are kept. The
+    peak of one call moves with the helper threads' timing (which batches' temporaries overlap; 24.9-27.5 MB on the
+    150-frame clip under load): the least of three calls per length is compared."""
     import tracemalloc
 
     peaks = {}
     for frames in (150, 600):
         clip = moving_object_clip(clip_dir / f"len_{frames}.mp4", num_frames=frames, seed=18)
-        tracemalloc.start()
-        selection = select_patches(clip.path)
-        selection.mosaics()
-        peaks[frames] = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-        assert len(selection.frames) == selection.meta["num_distinct_frames"] == 64
+        runs = []
+        for _ in range(3):
+            tracemalloc.start()
+            selection = select_patches(clip.path)
+            selection.mosaics()
+            runs.append(tracemalloc.get_traced_memory()[1])
+            tracemalloc.stop()
+            assert len(selection.frames) == selection.meta["num_distinct_frames"] == 64
+        peaks[frames] = min(runs)
     assert peaks[600] < 1.15 * peaks[150], peaks
 
 
