@@ -252,6 +252,7 @@ class _Session:
         self.gray = VideoReformatter()
         self.pixel_worker: ThreadPoolExecutor | None = None  # during `_decode_pass`
         self.pixel_jobs: list[Future] = []
+        self.canvas_waits: Callable[[], None] | None = None  # (`_decode_pass`: wakes an idle energy thread)
         self.timing = defaultdict(float)
 
     def setup(self, frame: av.VideoFrame, *, distinct: list[int], work_factor: int | None) -> None:
@@ -309,19 +310,21 @@ class _Session:
         """Letterboxed 4:2:0 content of a sampled frame, made off this thread (swscale runs without the GIL, so it
         overlaps the decoder and the energies). Frames of at least IDLE_CANVAS_PIXELS go to the pixel thread (at
         most MAX_PIXEL_JOBS decoded frames wait for it). Smaller ones wait for the energy thread to be idle
-        (`store_waiting_canvases`): there the helpers are the critical path, and the pixel thread and the energy
-        thread sharing the second core held the decoding thread back too (3 threads wanting 2 cores, and the
-        back-pressure of both queues). A 3-s 360p clip's decoding loop took 85 ms with the canvases on the pixel
-        thread, 58 ms without any canvas (a plain decode: 37 ms). Only on IDLE_CANVAS_CORES cores (a batch worker:
-        its share of them). On one, every thread shares it: waiting frames only grew the decoder's pool (4-s 360p
-        and 5-s 480p clips under `taskset -c 0`: +2 % and +6 % wall, +13 % and +23 % page faults); on three or
-        more each thread has a core and the pixel thread stores them beside the energies, as for large frames (not
-        measured: the machines this package is measured on have 2 cores)."""
+        (`store_waiting_canvases`; before its first batch, as they come): there the helpers are the critical path,
+        and the pixel thread and the energy thread sharing the second core held the decoding thread back too (3
+        threads wanting 2 cores, and the back-pressure of both queues). A 3-s 360p clip's decoding loop took 85 ms
+        with the canvases on the pixel thread, 58 ms without any canvas (a plain decode: 37 ms). Only on
+        IDLE_CANVAS_CORES cores (a batch worker: its share of them). On one, every thread shares it: waiting frames
+        only grew the decoder's pool (4-s 360p and 5-s 480p clips under `taskset -c 0`: +2 % and +6 % wall, +13 %
+        and +23 % page faults); on three or more each thread has a core and the pixel thread stores them beside the
+        energies, as for large frames (not measured: the machines this package is measured on have 2 cores)."""
         if not self.keep_pixels:
             return
         small = frame.width * frame.height < IDLE_CANVAS_PIXELS
         if small and self.idle_canvases and len(self.waiting_canvases) < self.max_waiting_canvases:
             self.waiting_canvases.append((index, frame))
+            if self.canvas_waits is not None:
+                self.canvas_waits()
             return
         submit_bounded(self.pixel_worker, self.pixel_jobs, self._store_canvas, index, frame, limit=MAX_PIXEL_JOBS)
 
@@ -881,12 +884,28 @@ def _decode_pass(
     jobs: list[Future] = []
     finished: list[_Sample] = []
     batches = [0, 0]  # energy batches submitted, started
+    draining = [False]  # a canvas job of the energy thread before its first batch is queued or running
 
     def finish(samples: list[_Sample]) -> None:
         batches[1] += 1
         session.finish(samples)
         # Idle until the next batch: canvases that wait (`keep_canvas`), one at a time (0.2-0.4 ms each at 360p).
         session.store_waiting_canvases(busy=lambda: batches[0] > batches[1])
+
+    def drain() -> None:
+        try:
+            session.store_waiting_canvases(busy=lambda: batches[0] > batches[1])
+        finally:
+            draining[0] = False
+
+    def canvas_waits() -> None:
+        # Before its first batch the energy thread has nothing to do (5-s 480p clip: the first batch starts 18 ms
+        # into a 70-ms decode): it stores the canvases that wait until a batch is queued, instead of leaving them for
+        # after that batch. Later, `finish` drains them between batches; waking the thread for each canvas there
+        # too gained nothing on clips where it is often idle (10-s 360p) and cost job overhead.
+        if not draining[0] and batches[0] == 0:
+            draining[0] = True
+            jobs.append(worker.submit(drain))
 
     def flush() -> None:
         if not finished:
@@ -901,6 +920,7 @@ def _decode_pass(
             flush()
 
     router = _Router(session, slots=slots, submit=submit)
+    session.canvas_waits = canvas_waits
     try:
         num_decoded, pix_fmt = _decode_loop(session, router, info=info, work_factor=work_factor)
         session.timing["decode_loop_s"] = time.perf_counter() - t_decode0
@@ -914,6 +934,7 @@ def _decode_pass(
         for job in jobs + session.pixel_jobs:
             job.result()  # re-raise any error of the helper threads here
     finally:
+        session.canvas_waits = None
         session.waiting_canvases.clear()  # (after an error: the decoded frames are let go)
         worker.shutdown(wait=True, cancel_futures=True)
         session.pixel_worker.shutdown(wait=True, cancel_futures=True)

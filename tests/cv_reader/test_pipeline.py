@@ -605,15 +605,21 @@ def test_canvases_of_small_frames_wait_for_an_idle_helper(moving_clip, monkeypat
     """Below IDLE_CANVAS_PIXELS a sampled frame's canvas is not made on the pixel thread as it comes (that thread
     and the energy thread sharing the second core held the decoding thread back) but by the energy thread when no
     batch is queued (what is left at the end, by it and the decoding thread); at most MAX_WAITING_CANVASES
-    decoded frames (and MAX_WAITING_CANVAS_BYTES) wait, past that the pixel thread takes them. On one core, or with a
+    decoded frames (and MAX_WAITING_CANVAS_BYTES) wait, past that the pixel thread takes them; before its first batch
+    the energy thread stores them as they come. On one core, or with a
     core for each of the three threads, the pixel thread stores them all, as before. The pixels are the same
     wherever they are made."""
-    stores, in_loop = [], [False]
-    store, loop = pipeline._Session._store_canvas, pipeline._decode_loop
+    stores, in_loop, order = [], [False], []
+    store, loop, energy = pipeline._Session._store_canvas, pipeline._decode_loop, pipeline._Session.finish
 
     def recording_store(self, index, frame):
         stores.append((threading.current_thread().name, in_loop[0], len(self.waiting_canvases)))
+        order.append("canvas")
         store(self, index, frame)
+
+    def recording_energy(self, samples):
+        order.append("batch")
+        energy(self, samples)
 
     def recording_loop(*args, **kwargs):
         in_loop[0] = True
@@ -624,9 +630,11 @@ def test_canvases_of_small_frames_wait_for_an_idle_helper(moving_clip, monkeypat
 
     monkeypatch.setattr(pipeline._Session, "_store_canvas", recording_store)
     monkeypatch.setattr(pipeline, "_decode_loop", recording_loop)
+    monkeypatch.setattr(pipeline._Session, "finish", recording_energy)
 
     def run() -> tuple[list, pipeline.CodecSelection]:
         stores.clear()
+        order.clear()
         selection = select_patches(moving_clip.path)
         return list(stores), selection
 
@@ -644,6 +652,8 @@ def test_canvases_of_small_frames_wait_for_an_idle_helper(moving_clip, monkeypat
         inline.setattr(pipeline, "ThreadPoolExecutor", _InlineExecutor)
         between, _ = run()
     assert sum(during for _, during, _ in between) >= 48 and max(waiting for _, _, waiting in between) < 32, between
+    # Before the first batch the idle energy thread stores them as they come (inline: at once), not after it.
+    assert order.index("batch") >= 7 and order[:7] == ["canvas"] * 7, order[:12]
     monkeypatch.setattr(pipeline, "MAX_WAITING_CANVASES", 2)
     capped, capped_selection = run()
     assert len(capped) == 64 and max(waiting for _, _, waiting in capped) <= 2
