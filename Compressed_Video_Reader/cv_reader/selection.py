@@ -33,11 +33,15 @@ def positions_from_visidx(visidx_thw: np.ndarray) -> np.ndarray:
     visidx_thw = np.asarray(visidx_thw)
     if visidx_thw.shape[0] == 0 or visidx_thw.min() < 0:
         order = np.lexsort((visidx_thw[:, 2], visidx_thw[:, 1], visidx_thw[:, 0]))
-    else:  # one int64 key (t, h, w) in mixed radix: a stable argsort of it is the lexsort, at a third of the cost
-        rows = visidx_thw.astype(np.int64)
-        high = rows.max(axis=0) + 1
-        order = np.argsort((rows[:, 0] * high[1] + rows[:, 1]) * high[2] + rows[:, 2], kind="stable")
-    return np.ascontiguousarray(visidx_thw[order]).astype(np.int32)
+        return np.ascontiguousarray(visidx_thw[order]).astype(np.int32)
+    # One int64 key (t, h, w) in mixed radix, sorted and split back into its rows: the lexsort's rows (equal keys are
+    # equal rows, so their order cannot show), at two fifths of the cost of a stable argsort of the keys.
+    rows = visidx_thw.astype(np.int64)
+    high = rows.max(axis=0) + 1
+    keys = np.sort((rows[:, 0] * high[1] + rows[:, 1]) * high[2] + rows[:, 2])
+    t, rest = np.divmod(keys, high[1] * high[2])
+    h, w = np.divmod(rest, high[2])
+    return np.stack([t, h, w], axis=1).astype(np.int32)
 
 
 def select_topk(

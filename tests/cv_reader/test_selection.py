@@ -199,3 +199,20 @@ def test_block_matching_recovers_shift():
     inner = motion[2:-2, 2:-2]
     assert np.all(inner[..., 0] == 3) and np.all(inner[..., 1] == -2)
     assert residual[2:-2, 2:-2].max() < 1e-3
+
+
+def test_positions_are_the_lexsorted_rows():
+    """`positions_from_visidx` (a sorted mixed-radix key split back into rows) gives upstream's
+    `visidx[lexsort((w, h, t))]`, with repeated rows, either integer type, and negative rows (the lexsort itself)."""
+    rng = np.random.default_rng(7)
+    for size in (1, 2, 37, 4000):
+        for dtype in (np.int32, np.int64):
+            rows = np.stack([rng.integers(0, 64, size), rng.integers(0, 36, size), rng.integers(0, 36, size)], 1)
+            rows = rows.astype(dtype)
+            if size > 2:
+                rows[size // 2] = rows[0]  # a repeated row
+            want = rows[np.lexsort((rows[:, 2], rows[:, 1], rows[:, 0]))]
+            got = positions_from_visidx(rows)
+            assert got.dtype == np.int32 and np.array_equal(got, want)
+    rows = np.array([[1, -1, 3], [0, 2, 2], [0, -5, 9]])
+    assert np.array_equal(positions_from_visidx(rows), rows[np.lexsort((rows[:, 2], rows[:, 1], rows[:, 0]))])
