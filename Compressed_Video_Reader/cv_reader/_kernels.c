@@ -30,6 +30,15 @@
  * numbers. */
 static int use_avx2 = 0;
 
+#if CV_AVX2_BUILT
+static int
+cpu_has_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2");
+}
+#endif
+
 /* Bumped whenever a signature or a result changes: cv_reader.kernels refuses a stale build. */
 #define KERNELS_VERSION 8
 
@@ -608,21 +617,21 @@ match_frames(const float *curs, const float *refs, const int32_t *shift, Py_ssiz
     const float *curs, const float *refs, const int32_t *shift, Py_ssize_t num, Py_ssize_t count, Py_ssize_t h,     \
         Py_ssize_t w, Py_ssize_t hr, Py_ssize_t wr, int block, int search, float zero_bias, float *padded,          \
         float *sums, float *best, Py_ssize_t *best_k, float *motions, float *residuals
-#define MATCH_FRAMES_CALL                                                                                            \
-    match_frames(curs, refs, shift, num, count, h, w, hr, wr, block, search, zero_bias, padded, sums, best, best_k,  \
-                 motions, residuals)
+#define MATCH_FRAMES_NAMES                                                                                           \
+    curs, refs, shift, num, count, h, w, hr, wr, block, search, zero_bias, padded, sums, best, best_k, motions,      \
+        residuals
 
 static void
 match_frames_plain(MATCH_FRAMES_ARGS)
 {
-    MATCH_FRAMES_CALL;
+    match_frames(MATCH_FRAMES_NAMES);
 }
 
 #if CV_AVX2_BUILT
 __attribute__((target("avx2"))) static void
 match_frames_avx2(MATCH_FRAMES_ARGS)
 {
-    MATCH_FRAMES_CALL;
+    match_frames(MATCH_FRAMES_NAMES);
 }
 #endif
 
@@ -699,13 +708,11 @@ block_match(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
 #if CV_AVX2_BUILT
     if (use_avx2) {
-        match_frames_avx2(curs, refs, shift, num, count, h, w, hr, wr, block, search, zero_bias, padded, sums, best,
-                          best_k, motions, residuals);
+        match_frames_avx2(MATCH_FRAMES_NAMES);
     } else
 #endif
     {
-        match_frames_plain(curs, refs, shift, num, count, h, w, hr, wr, block, search, zero_bias, padded, sums, best,
-                           best_k, motions, residuals);
+        match_frames_plain(MATCH_FRAMES_NAMES);
     }
     Py_END_ALLOW_THREADS
     result = Py_None;
@@ -954,6 +961,16 @@ done:
     return result;
 }
 
+/* `rows` rows of `bytes` bytes from src to dst (their pitches); inlined, a constant `bytes` becomes a fixed-size copy. */
+static inline __attribute__((always_inline)) void
+copy_rows(unsigned char *dst, const unsigned char *src, Py_ssize_t rows, size_t bytes, size_t dst_pitch,
+          size_t src_pitch)
+{
+    for (Py_ssize_t y = 0; y < rows; y++, src += src_pitch, dst += dst_pitch) {
+        memcpy(dst, src, bytes);
+    }
+}
+
 /* pack_cells(frames, frame_of, cell_rows, cell_cols, slots, patch, pad_top, pad_left, mosaics)
  *
  * The copies of packing.pack_mosaics: kept cell r (canvas cell (cell_rows[r], cell_cols[r]) of frame frame_of[r])
@@ -1030,20 +1047,14 @@ pack_cells(PyObject *self, PyObject *args)
         const unsigned char *src = frame_data[which[r]] + (ya * content_w + xa) * channels;
         unsigned char *dst = cell + (ya - y0) * row_pitch + (xa - x0) * channels;
         const size_t bytes = (size_t)(xb - xa) * channels, src_pitch = (size_t)(content_w * channels);
-        /* the usual row lengths (16-px luma, 8-px chroma cells) as fixed-size copies the compiler inlines: a call
-         * to memcpy per 8-16 bytes cost more than the copy */
+        /* the usual row lengths (16-px luma, 8-px chroma cells) as constants: the compiler inlines those copies,
+         * where a call to memcpy per 8-16 bytes cost more than the copy */
         if (bytes == 16) {
-            for (Py_ssize_t y = ya; y < yb; y++, src += src_pitch, dst += row_pitch) {
-                memcpy(dst, src, 16);
-            }
+            copy_rows(dst, src, yb - ya, 16, (size_t)row_pitch, src_pitch);
         } else if (bytes == 8) {
-            for (Py_ssize_t y = ya; y < yb; y++, src += src_pitch, dst += row_pitch) {
-                memcpy(dst, src, 8);
-            }
+            copy_rows(dst, src, yb - ya, 8, (size_t)row_pitch, src_pitch);
         } else {
-            for (Py_ssize_t y = ya; y < yb; y++, src += src_pitch, dst += row_pitch) {
-                memcpy(dst, src, bytes);
-            }
+            copy_rows(dst, src, yb - ya, bytes, (size_t)row_pitch, src_pitch);
         }
     }
     Py_END_ALLOW_THREADS
@@ -1271,7 +1282,7 @@ set_simd(PyObject *self, PyObject *args)
     }
     int was = use_avx2;
 #if CV_AVX2_BUILT
-    use_avx2 = on && __builtin_cpu_supports("avx2");
+    use_avx2 = on && cpu_has_avx2();
 #endif
     return PyBool_FromLong(was);
 }
@@ -1294,8 +1305,7 @@ PyMODINIT_FUNC
 PyInit__kernels(void)
 {
 #if CV_AVX2_BUILT
-    __builtin_cpu_init();
-    use_avx2 = __builtin_cpu_supports("avx2");
+    use_avx2 = cpu_has_avx2();
 #endif
     PyObject *mod = PyModule_Create(&module);
     if (mod != NULL && PyModule_AddIntConstant(mod, "VERSION", KERNELS_VERSION) < 0) {

@@ -886,15 +886,18 @@ def _decode_pass(
     batches = [0, 0]  # energy batches submitted, started
     draining = [False]  # a canvas job of the energy thread before its first batch is queued or running
 
+    def batch_queued() -> bool:
+        return batches[0] > batches[1]
+
     def finish(samples: list[_Sample]) -> None:
         batches[1] += 1
         session.finish(samples)
         # Idle until the next batch: canvases that wait (`keep_canvas`), one at a time (0.2-0.4 ms each at 360p).
-        session.store_waiting_canvases(busy=lambda: batches[0] > batches[1])
+        session.store_waiting_canvases(busy=batch_queued)
 
     def drain() -> None:
         try:
-            session.store_waiting_canvases(busy=lambda: batches[0] > batches[1])
+            session.store_waiting_canvases(busy=batch_queued)
         finally:
             draining[0] = False
 

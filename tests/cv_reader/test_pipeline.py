@@ -606,9 +606,8 @@ def test_canvases_of_small_frames_wait_for_an_idle_helper(moving_clip, monkeypat
     and the energy thread sharing the second core held the decoding thread back) but by the energy thread when no
     batch is queued (what is left at the end, by it and the decoding thread); at most MAX_WAITING_CANVASES
     decoded frames (and MAX_WAITING_CANVAS_BYTES) wait, past that the pixel thread takes them; before its first batch
-    the energy thread stores them as they come. On one core, or with a
-    core for each of the three threads, the pixel thread stores them all, as before. The pixels are the same
-    wherever they are made."""
+    the energy thread stores them as they come. On one core, or with a core for each of the three threads, the pixel
+    thread stores them all, as before. The pixels are the same wherever they are made."""
     stores, in_loop, order = [], [False], []
     store, loop, energy = pipeline._Session._store_canvas, pipeline._decode_loop, pipeline._Session.finish
 
