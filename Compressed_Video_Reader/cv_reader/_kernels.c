@@ -40,7 +40,7 @@ cpu_has_avx2(void)
 #endif
 
 /* Bumped whenever a signature or a result changes: cv_reader.kernels refuses a stale build. */
-#define KERNELS_VERSION 8
+#define KERNELS_VERSION 9
 
 /* A buffer of the given struct format ("f", "B", "i"), `ndim` dimensions, C-contiguous unless `strided_rows`
  * (then only the last axis must be contiguous). Sets a Python error and returns -1 on mismatch. */
@@ -971,20 +971,23 @@ copy_rows(unsigned char *dst, const unsigned char *src, Py_ssize_t rows, size_t 
     }
 }
 
-/* pack_cells(frames, frame_of, cell_rows, cell_cols, slots, patch, pad_top, pad_left, mosaics)
+/* pack_cells(frames, frame_of, cell_rows, cell_cols, slots, patch, pad_top, pad_left, mosaics[, extra_y, extra_x])
  *
  * The copies of packing.pack_mosaics: kept cell r (canvas cell (cell_rows[r], cell_cols[r]) of frame frame_of[r])
  * goes to mosaic slots[r] // G^2, cell ((slots[r] % G^2) // G, slots[r] % G), G = S // patch. `frames` holds uint8
  * [Hn, Wn, C] content rectangles placed on the S x S canvas at (pad_top, pad_left) (C = 3 for RGB, 1 for a plane);
  * the parts of a cell outside the content stay as they are in `mosaics` uint8 [N, S, S, C] (the caller makes the
- * letterbox padding black), whose rows and images may be padded (strides). */
+ * letterbox padding black), whose rows and images may be padded (strides). With `extra_y`/`extra_x`, each block
+ * copied is that many rows/columns larger than the cell (its canvas rectangle grown down and right) and the blocks
+ * tile `mosaics` [N, G * (patch + extra_y), G * (patch + extra_x), C] instead (`planar.PlanarFrames.mosaics`: cells
+ * that start inside a 4:2:0 block, with the samples that complete it). */
 static PyObject *
 pack_cells(PyObject *self, PyObject *args)
 {
     PyObject *frames_obj, *frame_obj, *rows_obj, *cols_obj, *slots_obj, *mosaics_obj;
-    int patch, pad_top, pad_left;
-    if (!PyArg_ParseTuple(args, "OOOOOiiiO", &frames_obj, &frame_obj, &rows_obj, &cols_obj, &slots_obj, &patch,
-                          &pad_top, &pad_left, &mosaics_obj)) {
+    int patch, pad_top, pad_left, extra_y = 0, extra_x = 0;
+    if (!PyArg_ParseTuple(args, "OOOOOiiiO|ii", &frames_obj, &frame_obj, &rows_obj, &cols_obj, &slots_obj, &patch,
+                          &pad_top, &pad_left, &mosaics_obj, &extra_y, &extra_x)) {
         return NULL;
     }
     Py_buffer frame_of, cell_rows, cell_cols, cell_slots, mosaics;
@@ -1002,17 +1005,18 @@ pack_cells(PyObject *self, PyObject *args)
     held++;
     if (get_array(mosaics_obj, &mosaics, "B", 4, 1, 1, "mosaics") < 0) goto done;
     held++;
-    const Py_ssize_t kept = frame_of.shape[0], images = mosaics.shape[0], size = mosaics.shape[1];
-    const Py_ssize_t channels = mosaics.shape[3];
+    const Py_ssize_t kept = frame_of.shape[0], images = mosaics.shape[0], height = mosaics.shape[1];
+    const Py_ssize_t width = mosaics.shape[2], channels = mosaics.shape[3];
+    const Py_ssize_t block_h = (Py_ssize_t)patch + extra_y, block_w = (Py_ssize_t)patch + extra_x;
     /* rows may be padded (the planes of a decoded-frame buffer): images and rows by their strides */
     const Py_ssize_t image_pitch = mosaics.strides[0], row_pitch = mosaics.strides[1];
-    if (patch < 1 || cell_rows.shape[0] != kept || cell_cols.shape[0] != kept || cell_slots.shape[0] != kept ||
-        mosaics.shape[2] != size || mosaics.strides[2] != channels || row_pitch < size * channels ||
-        image_pitch < size * row_pitch) {
+    if (patch < 1 || extra_y < 0 || extra_x < 0 || cell_rows.shape[0] != kept || cell_cols.shape[0] != kept ||
+        cell_slots.shape[0] != kept || height / block_h != width / block_w || mosaics.strides[2] != channels ||
+        row_pitch < width * channels || image_pitch < height * row_pitch) {
         PyErr_SetString(PyExc_ValueError, "pack_cells: inconsistent shapes");
         goto done;
     }
-    const Py_ssize_t grid = size / patch, cells = grid * grid;
+    const Py_ssize_t grid = width / block_w, cells = grid * grid;
     Py_ssize_t frame_shape[3] = {-1, -1, channels};
     if (get_array_list(frames_obj, &frames, "B", 3, frame_shape, "frames[i]",
                        "pack_cells: every frame must be [Hn, Wn, C] of one size, C that of the mosaics") < 0) {
@@ -1036,11 +1040,11 @@ pack_cells(PyObject *self, PyObject *args)
     for (Py_ssize_t r = 0; r < kept; r++) {
         const Py_ssize_t image = slots[r] / cells, slot = slots[r] % cells;
         unsigned char *cell =
-            out + image * image_pitch + (slot / grid) * patch * row_pitch + (slot % grid) * patch * channels;
-        /* the cell's canvas rectangle, in content coordinates, clipped to the content */
+            out + image * image_pitch + (slot / grid) * block_h * row_pitch + (slot % grid) * block_w * channels;
+        /* the block's canvas rectangle, in content coordinates, clipped to the content */
         Py_ssize_t y0 = (Py_ssize_t)hs[r] * patch - pad_top, x0 = (Py_ssize_t)ws[r] * patch - pad_left;
-        Py_ssize_t ya = y0 < 0 ? 0 : y0, yb = y0 + patch > content_h ? content_h : y0 + patch;
-        Py_ssize_t xa = x0 < 0 ? 0 : x0, xb = x0 + patch > content_w ? content_w : x0 + patch;
+        Py_ssize_t ya = y0 < 0 ? 0 : y0, yb = y0 + block_h > content_h ? content_h : y0 + block_h;
+        Py_ssize_t xa = x0 < 0 ? 0 : x0, xb = x0 + block_w > content_w ? content_w : x0 + block_w;
         if (ya >= yb || xa >= xb) {
             continue;
         }
@@ -1053,6 +1057,10 @@ pack_cells(PyObject *self, PyObject *args)
             copy_rows(dst, src, yb - ya, 16, (size_t)row_pitch, src_pitch);
         } else if (bytes == 8) {
             copy_rows(dst, src, yb - ya, 8, (size_t)row_pitch, src_pitch);
+        } else if (bytes == 18) { /* a 16-px luma cell and the columns completing its 4:2:0 blocks */
+            copy_rows(dst, src, yb - ya, 18, (size_t)row_pitch, src_pitch);
+        } else if (bytes == 9) {
+            copy_rows(dst, src, yb - ya, 9, (size_t)row_pitch, src_pitch);
         } else {
             copy_rows(dst, src, yb - ya, bytes, (size_t)row_pitch, src_pitch);
         }
@@ -1066,6 +1074,57 @@ done:
         PyBuffer_Release(views[k]);
     }
     return result;
+}
+
+/* cut_cells(buf, pitch, images, grid, patch, grow_y, grow_x, channels)
+ *
+ * In place, the cells out of the blocks of pack_cells' `extra` = (2 grow_y, 2 grow_x): `buf` (uint8, 1-D: the
+ * bytes of an image of images * grid blocks of patch + 2 grow_y rows by grid blocks of patch + 2 grow_x columns, rows
+ * `pitch` bytes apart, `channels` bytes per pixel) becomes, from its first byte, the contiguous uint8 [images,
+ * grid * patch, grid * patch, channels] of each block's middle patch x patch pixels. Every byte moves to an address
+ * no higher than its own, in increasing order, so nothing is read after it was overwritten (no second image: the
+ * mosaics of an odd letterbox pad are made in the converted picture's own memory). */
+static PyObject *
+cut_cells(PyObject *self, PyObject *args)
+{
+    PyObject *buf_obj;
+    Py_ssize_t pitch;
+    int images, grid, patch, grow_y, grow_x, channels;
+    if (!PyArg_ParseTuple(args, "Oniiiiii", &buf_obj, &pitch, &images, &grid, &patch, &grow_y, &grow_x, &channels)) {
+        return NULL;
+    }
+    Py_buffer buf;
+    if (get_array(buf_obj, &buf, "B", 1, 1, 0, "buf") < 0) {
+        return NULL;
+    }
+    const Py_ssize_t block_h = (Py_ssize_t)patch + 2 * grow_y, block_w = (Py_ssize_t)patch + 2 * grow_x;
+    const Py_ssize_t rows = (Py_ssize_t)images * grid * block_h, in_row = (Py_ssize_t)grid * block_w * channels;
+    const Py_ssize_t out_row = (Py_ssize_t)grid * patch * channels, cell = (Py_ssize_t)patch * channels;
+    if (images < 0 || grid < 0 || patch < 1 || grow_y < 0 || grow_x < 0 || channels < 1 || pitch < in_row ||
+        (rows > 0 && (rows - 1) * pitch + in_row > buf.shape[0])) {
+        PyErr_SetString(PyExc_ValueError, "cut_cells: the buffer is smaller than its blocks");
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    unsigned char *data = buf.buf;
+    Py_BEGIN_ALLOW_THREADS
+    Py_ssize_t out = 0; /* the next output row */
+    for (Py_ssize_t band = 0; band < (Py_ssize_t)images * grid; band++) {
+        for (Py_ssize_t y = 0; y < patch; y++, out++) {
+            const unsigned char *src = data + (band * block_h + grow_y + y) * pitch + (Py_ssize_t)grow_x * channels;
+            unsigned char *dst = data + out * out_row;
+            if (!grow_x) {
+                memmove(dst, src, (size_t)out_row);
+                continue;
+            }
+            for (Py_ssize_t c = 0; c < grid; c++) {
+                memmove(dst + c * cell, src + c * block_w * channels, (size_t)cell);
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&buf);
+    Py_RETURN_NONE;
 }
 
 /* A float32's bits as an unsigned key in the order of the values (negative values reversed below the positives). */
@@ -1294,6 +1353,7 @@ static PyMethodDef methods[] = {
     {"raster_fields", raster_fields, METH_VARARGS, "Motion-vector records on a block grid (see cv_reader.kernels)."},
     {"sparse_rows", sparse_rows, METH_VARARGS, "Sparse row sums in numpy's order (see cv_reader.kernels)."},
     {"pack_cells", pack_cells, METH_VARARGS, "Kept cells copied into mosaics (see cv_reader.kernels)."},
+    {"cut_cells", cut_cells, METH_VARARGS, "Cells cut out of grown blocks, in place (see cv_reader.kernels)."},
     {"order_stats", order_stats, METH_VARARGS, "Two order statistics of each row (see cv_reader.kernels)."},
     {"mc_error", mc_error, METH_VARARGS, "Motion-compensated prediction error (see cv_reader.kernels)."},
     {NULL, NULL, 0, NULL},

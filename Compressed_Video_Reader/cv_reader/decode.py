@@ -659,10 +659,18 @@ class RgbScaler:
         return self.rgb(planes, height=height)
 
     def planes(
-        self, frame: av.VideoFrame, *, height: int, width: int, rotation: int = 0, mirror: bool = False
+        self,
+        frame: av.VideoFrame,
+        *,
+        height: int,
+        width: int,
+        rotation: int = 0,
+        mirror: bool = False,
+        even_rows: bool = True,
     ) -> av.VideoFrame:
         """The first pass: `frame` area-scaled to 8-bit 4:2:0 at the (display) size `height` x `width`, turned by
-        `rotation` and flipped if `mirror`; an odd `height` gets one more row, a copy of the last (see `rgb`)."""
+        `rotation` and flipped if `mirror`; an odd `height` gets one more row, a copy of the last (see `rgb`), unless
+        not `even_rows` (`planar.PlanarFrames.put` adds that row as it stores the planes: no copy of the frame)."""
         turns = (rotation // 90) % 4
         coded_height, coded_width = (width, height) if turns % 2 else (height, width)
         small = self._scale.reformat(
@@ -672,7 +680,7 @@ class RgbScaler:
             # Turned (and flipped) as 4:2:0 planes (one byte per sample), not as RGB: np.rot90 of a [H, W, 3] array
             # copies 3-byte pixels one by one, 1.6 ms for a 576x324 canvas against 0.1 ms for its three planes.
             small = turned(small, turns, mirror=mirror)
-        if height % 2:
+        if height % 2 and even_rows:
             # swscale converts 4:2:0 of an odd height to RGB through its generic scaler, not its 4:2:0 -> RGB
             # routine: 13x slower (1.36 vs 0.10 ms at 576x471, the content of a 352x288 or 720x576 frame). The
             # same pixels one (repeated) row taller take the fast routine; `rgb` drops the extra row.
@@ -682,9 +690,12 @@ class RgbScaler:
     def rgb(self, planes: av.VideoFrame, *, height: int, threads: int = 1) -> np.ndarray:
         """The second pass: uint8 [height, W, 3] RGB of 4:2:0 `planes` (from `planes`, or assembled like them).
         `threads`: swscale's threads for this conversion (0: one per core)."""
+        return self.rgb_frame(planes, threads=threads).to_ndarray()[:height]
+
+    def rgb_frame(self, planes: av.VideoFrame, *, threads: int = 1) -> av.VideoFrame:
+        """`rgb` as the rgb24 frame itself (all its rows)."""
         options = {"threads": threads} if _SWS_THREADS else {}
-        rgb = self._convert.reformat(planes, format="rgb24", interpolation="AREA", **options).to_ndarray()
-        return rgb[:height]
+        return self._convert.reformat(planes, format="rgb24", interpolation="AREA", **options)
 
 
 class ThreadScalers(threading.local):

@@ -17,7 +17,7 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-VERSION = 8  # must equal KERNELS_VERSION in _kernels.c
+VERSION = 9  # must equal KERNELS_VERSION in _kernels.c
 
 try:
     from . import _kernels
@@ -183,12 +183,14 @@ def pack_cells(
     pad_left: int,
     mosaics: np.ndarray,
     slots: np.ndarray,
+    extra: tuple[int, int] = (0, 0),
 ) -> bool:
     """The copies of `packing.pack_cells` into `mosaics` [N, S, S, C] (rows may be padded: the planes of a frame
     buffer): kept cell r, canvas cell (`cell_rows[r]`, `cell_cols[r]`) of `frames[frame_of[r]]` (uint8 [Hn, Wn, C]
     content placed at the pads: RGB, or one plane with C = 1), goes to cell `slots[r]` of the mosaics in
-    row-major order; the parts of a cell outside the content are left as they are. False (nothing written) when the
-    compiled loops are off or the frames are not contiguous uint8 [Hn, Wn, C] of one size."""
+    row-major order; the parts of a cell outside the content are left as they are; `extra` (rows, columns): blocks
+    that much larger than the cells (`packing.pack_cells`). False (nothing written) when the compiled loops are off
+    or the frames are not contiguous uint8 [Hn, Wn, C] of one size."""
     if not compiled() or not frames:
         return False
     shape = getattr(frames[0], "shape", None)
@@ -207,7 +209,22 @@ def pack_cells(
         pad_top,
         pad_left,
         mosaics,
+        *extra,
     )
+    return True
+
+
+def cut_cells(
+    buffer: np.ndarray, *, pitch: int, images: int, grid: int, patch_size: int, grow: tuple[int, int], channels: int
+) -> bool:
+    """In place: the middle `patch_size` pixels of each block of an image of `images` * `grid` blocks of
+    `patch_size` + 2 `grow[0]` rows by `grid` blocks of `patch_size` + 2 `grow[1]` columns (uint8 `buffer`, 1-D,
+    rows `pitch` bytes apart, `channels` bytes per pixel) become, from its first byte, the contiguous uint8
+    [images, grid * patch_size, grid * patch_size, channels] of the cells. False (nothing changed) when the compiled
+    loops are off."""
+    if not compiled():
+        return False
+    _kernels.cut_cells(buffer, pitch, images, grid, patch_size, grow[0], grow[1], channels)
     return True
 
 

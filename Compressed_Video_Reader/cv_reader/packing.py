@@ -63,32 +63,49 @@ def pack_cells(
     pad_top: int,
     pad_left: int,
     mosaics: np.ndarray,
+    extra: tuple[int, int] = (0, 0),
 ) -> None:
     """Copy kept cell r (canvas cell (`cell_rows[r]`, `cell_cols[r]`) of `frames[src[r]]`, uint8 [Hn, Wn, C] content
     placed at the pads) to cell `slots[r]` (row-major over the images) of `mosaics` uint8 [N, S, S, C]. The parts of
-    a cell outside the content are left as they are. C is 3 for RGB, 1 for one plane of a 4:2:0 store."""
+    a cell outside the content are left as they are. C is 3 for RGB, 1 for one plane of a 4:2:0 store.
+
+    `extra` (rows, columns): each block copied is the cell's canvas rectangle grown by that many rows down and
+    columns right, and the blocks tile `mosaics` [N, G * (patch + rows), G * (patch + columns), C] (G = the cells
+    per side): `planar.PlanarFrames.mosaics` takes cells that start inside a 4:2:0 block with the samples that
+    complete their blocks."""
     if kernels.pack_cells(
         list(frames), src, cell_rows=cell_rows, cell_cols=cell_cols, slots=slots, patch_size=patch_size,
-        pad_top=pad_top, pad_left=pad_left, mosaics=mosaics,
+        pad_top=pad_top, pad_left=pad_left, mosaics=mosaics, extra=extra,
     ):  # fmt: skip
         return  # compiled: one row copy per cell row, no letterboxed canvas per frame (numpy below: 2-3x the time)
-    num_images, size, channels = mosaics.shape[0], mosaics.shape[1], mosaics.shape[3]
-    grid = size // patch_size
-    side = grid * patch_size
-    # Cells are written straight into the mosaics, seen as [N, G, p, G, p, C] (no cell array to transpose and copy;
-    # a view, never a copy, also of mosaics whose rows are padded).
-    target = mosaics[:, :side, :side]
-    target.shape = (num_images, grid, patch_size, grid, patch_size, channels)
+    num_images, channels = mosaics.shape[0], mosaics.shape[3]
+    block_h, block_w = patch_size + extra[0], patch_size + extra[1]
+    grid = mosaics.shape[2] // block_w
+    # Blocks are written straight into the mosaics, seen as [N, G, bh, G, bw, C] (no block array to transpose and
+    # copy; a view, never a copy, also of mosaics whose rows are padded).
+    target = mosaics[:, : grid * block_h, : grid * block_w]
+    target.shape = (num_images, grid, block_h, grid, block_w, channels)
     slots, cell_rows, cell_cols = (np.asarray(a, dtype=np.int64) for a in (slots, cell_rows, cell_cols))
     image, row, col = slots // (grid * grid), (slots % (grid * grid)) // grid, slots % grid
-    blank = np.zeros((size, size, channels), dtype=np.uint8)  # one canvas for all frames (same size and padding)
+    # One canvas for all frames (same size and padding); with `extra`, large enough for the grown blocks too.
+    size = mosaics.shape[1]
+    if extra != (0, 0):
+        content = np.shape(frames[0]) if len(frames) else (0, 0)
+        size = max(grid * patch_size + max(extra), pad_top + content[0], pad_left + content[1])
+    blank = np.zeros((size, size, channels), dtype=np.uint8)
     src = np.asarray(src)
     for f in sorted(set(src.tolist())):  # (np.unique would import numpy.ma: 20 ms on a process's first video)
         rows = np.flatnonzero(src == f)
         canvas = letterbox_canvas(frames[f], size, pad_top=pad_top, pad_left=pad_left, out=blank)
-        # Cells as a view [G, p, G, p, C]: one gather of whole cells instead of per-pixel index arithmetic.
-        cell_view = canvas[:side, :side].reshape(grid, patch_size, grid, patch_size, channels)
-        target[image[rows], row[rows], :, col[rows]] = cell_view[cell_rows[rows], :, cell_cols[rows]]
+        if extra == (0, 0):  # cells as a view [G, p, G, p, C]: one gather of whole cells
+            cell_view = canvas[: grid * patch_size, : grid * patch_size]
+            cell_view = cell_view.reshape(grid, patch_size, grid, patch_size, channels)
+            target[image[rows], row[rows], :, col[rows]] = cell_view[cell_rows[rows], :, cell_cols[rows]]
+            continue
+        ys = cell_rows[rows, None] * patch_size + np.arange(block_h)  # [k, bh] canvas rows of each block
+        xs = cell_cols[rows, None] * patch_size + np.arange(block_w)
+        blocks = canvas[ys[:, :, None], xs[:, None, :]]  # [k, bh, bw, C]
+        target[image[rows], row[rows], :, col[rows]] = blocks
 
 
 def letterbox_canvas(

@@ -273,12 +273,11 @@ class _Session:
             factor //= 2
         self.factor = factor
         # The only pixel memory of a run: the content rectangle of each distinct sampled frame (bounded by T, not by
-        # the video length), as 4:2:0 planes (`planar`); as RGB, converted on the pixel thread as they come, where
-        # the mosaics could not be made from the planes (odd pads: PAL 720x576, 2.39:1), or each frame would be
-        # converted at the end, on the critical path (10-s PAL clip: 1.48x -> 1.58x of a plain decode).
-        planar = PlanarFrames.cells_aligned(
-            square_size=self.square, patch_size=self.patch, pad_top=self.box.pad_top, pad_left=self.box.pad_left
-        )
+        # the video length), as 4:2:0 planes (`planar`, odd letterbox pads included); as RGB, converted on the pixel
+        # thread as they come, where the mosaics cannot be made from the planes (cells of an odd size), or each
+        # frame would be converted at the end, on the critical path (10-s PAL clip: 1.48x -> 1.58x of a plain
+        # decode, when odd pads took that path).
+        planar = PlanarFrames.planes_fit(square_size=self.square, patch_size=self.patch)
         self.frames = PlanarFrames(len(distinct), height=self.box.Hn, width=self.box.Wn, planar=planar)
         self.frame_row = {idx: row for row, idx in enumerate(distinct)}
         frame_bytes = sum(plane.buffer_size for plane in frame.planes)
@@ -341,7 +340,12 @@ class _Session:
     def _store_canvas(self, index: int, frame: av.VideoFrame) -> None:
         t0 = time.perf_counter()
         planes = self._scalers.scaler.planes(
-            frame, height=self.box.Hn, width=self.box.Wn, rotation=self.rotation, mirror=self.mirror
+            frame,
+            height=self.box.Hn,
+            width=self.box.Wn,
+            rotation=self.rotation,
+            mirror=self.mirror,
+            even_rows=not self.frames.planar,
         )
         self.frames.put(self.frame_row[index], planes)
         with self._timing_lock:

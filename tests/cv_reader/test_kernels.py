@@ -286,6 +286,66 @@ def test_plane_cells_to_chosen_slots_equal_numpy(numpy_loops):
     assert np.array_equal(*results) and results[0].any()
 
 
+@pytest.mark.parametrize("extra", [(2, 0), (0, 2), (2, 2), (1, 1)])
+def test_grown_blocks_equal_numpy(extra, numpy_loops):
+    """Blocks grown by `extra` rows and columns past the cells (an odd pad's 4:2:0 blocks completed), into a grid of
+    blocks with padded rows; blocks that reach past the content and into the padding on every side."""
+    _require_compiled()
+    rng = np.random.default_rng(sum(extra))
+    frames = [rng.integers(0, 256, size=(23, 40, 1), dtype=np.uint8) for _ in range(3)]
+    kept, grid, patch = 40, 6, 8
+    src, rows, cols = rng.integers(0, 3, kept), rng.integers(0, grid, kept), rng.integers(0, grid, kept)
+    slots = rng.permutation(2 * grid * grid)[:kept]
+    height, width = grid * (patch + extra[0]), grid * (patch + extra[1])
+    results = []
+    for run in (lambda f, *a, **k: f(*a, **k), numpy_loops):
+        buffer = np.zeros((2 * height, width + 8), dtype=np.uint8)
+        buffer[:, width:] = 7  # the padding of the rows: left as it is
+        mosaics = buffer[:, :width]
+        mosaics.shape = (2, height, width, 1)
+        run(pack_cells, frames, src, cell_rows=rows, cell_cols=cols, slots=slots, patch_size=patch, pad_top=13,
+            pad_left=3, mosaics=mosaics, extra=extra)  # fmt: skip
+        assert (buffer[:, width:] == 7).all()
+        results.append(np.array(mosaics))
+    assert np.array_equal(*results)
+    # Each block is the canvas rectangle of its cell grown down and right (content at the pads, 0 outside it).
+    canvas = np.full((grid * patch + 2, grid * patch + 2), -1)
+    for r in range(kept):
+        canvas[:] = -1
+        canvas[13 : 13 + 23, 3 : 3 + 40] = frames[src[r]][..., 0]
+        block = canvas[rows[r] * patch : rows[r] * patch + patch + extra[0],
+                       cols[r] * patch : cols[r] * patch + patch + extra[1]]  # fmt: skip
+        image, slot = divmod(slots[r], grid * grid)
+        got = results[0][image, (slot // grid) * (patch + extra[0]) :, (slot % grid) * (patch + extra[1]) :, 0]
+        got = got[: patch + extra[0], : patch + extra[1]]
+        assert np.array_equal(np.where(block < 0, 0, block), got), r
+
+
+@pytest.mark.parametrize("grow", [(1, 0), (0, 1), (1, 1), (2, 1)])
+def test_cells_cut_in_place_from_grown_blocks(grow):
+    """`cut_cells` leaves at the start of the buffer the middle cells of each block, in order: what slicing the
+    blocks gives, though every cell moves within the buffer it reads (rows with padding bytes)."""
+    _require_compiled()
+    images, grid, patch, channels = 3, 5, 6, 3
+    block_h, block_w = patch + 2 * grow[0], patch + 2 * grow[1]
+    pitch = grid * block_w * channels + 5
+    rng = np.random.default_rng(grow[0] * 3 + grow[1])
+    buffer = rng.integers(0, 256, size=images * grid * block_h * pitch, dtype=np.uint8)
+    rows = buffer.reshape(images * grid * block_h, pitch)[:, : grid * block_w * channels]
+    blocks = rows.reshape(images, grid, block_h, grid, block_w, channels)
+    expected = blocks[:, :, grow[0] : grow[0] + patch, :, grow[1] : grow[1] + patch].reshape(
+        images, grid * patch, grid, patch, channels
+    )
+    expected = np.array(expected).reshape(images, grid * patch, grid * patch, channels)
+    assert kernels.cut_cells(buffer, pitch=pitch, images=images, grid=grid, patch_size=patch, grow=grow,
+                             channels=channels)  # fmt: skip
+    assert np.array_equal(buffer[: expected.size].reshape(expected.shape), expected)
+    short = buffer[: buffer.size - (pitch - grid * block_w * channels) - 1]  # the last row's last pixel cut
+    with pytest.raises(ValueError, match="smaller"):
+        kernels.cut_cells(short, pitch=pitch, images=images, grid=grid, patch_size=patch, grow=grow,
+                          channels=channels)  # fmt: skip
+
+
 def test_environment_turns_the_kernels_off():
     _require_compiled()
     code = "from cv_reader import kernels; print(kernels.compiled())"

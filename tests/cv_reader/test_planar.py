@@ -52,28 +52,36 @@ def _cells(rng, *, count: int, grid: int, kept: int) -> tuple[np.ndarray, np.nda
 
 
 GEOMETRIES = [
-    # (H0, W0, S, patch): 16:9 (even pads), 4:3, portrait, PAL (odd pad: one frame at a time), CIF (odd content
-    # height, even pad), cinemascope (odd pad), odd content width, odd cell size, odd square, tiny.
+    # (H0, W0, S, patch): 16:9 (even pads), 4:3, portrait, PAL (odd top pad), CIF (odd content height, even pad),
+    # cinemascope (odd top pad), 852x480 (odd content height and top pad), odd content width and left pad, odd left
+    # pad at 224, odd cell size, odd square, tiny.
     (360, 640, 576, 16),
     (240, 320, 576, 16),
     (640, 360, 576, 16),
     (576, 720, 576, 16),
     (288, 352, 576, 16),
     (200, 478, 576, 16),
+    (480, 852, 576, 16),
     (1000, 64, 576, 16),
+    (640, 360, 224, 14),
     (360, 640, 224, 14),
     (360, 640, 225, 15),
     (18, 34, 96, 16),
 ]
 
 
+@pytest.mark.parametrize("compiled", [True, False])
 @pytest.mark.parametrize("threads", [0, 1])
 @pytest.mark.parametrize("planar", [True, False])
 @pytest.mark.parametrize(("h0", "w0", "size", "patch"), GEOMETRIES)
-def test_mosaics_equal_the_mosaics_of_the_rgb_frames(h0, w0, size, patch, planar, threads, monkeypatch):
-    """Planes or RGB (`planar=False`, what the pipeline keeps where the cells are not aligned), aligned or not; with
-    the planes packed and converted on several threads (the default) or on one (a batch worker's share)."""
+def test_mosaics_equal_the_mosaics_of_the_rgb_frames(h0, w0, size, patch, planar, threads, compiled, monkeypatch):
+    """Planes or RGB (`planar=False`, what the pipeline keeps for cells of an odd size), cells on whole 4:2:0 blocks
+    or not (an odd pad: cells packed with the samples completing their blocks, then cut out); with the planes
+    packed and converted on several threads (the default) or on one (a batch worker's share); with the compiled
+    loops and with their numpy versions."""
     monkeypatch.setattr(planar_module, "decoder_threads", lambda: threads)
+    if not compiled:
+        monkeypatch.setattr(planar_module.kernels, "enabled", False)
     rng = np.random.default_rng(h0 * 7 + w0 + size)
     box = letterbox(h0, w0, out_size=size)
     store = _store(rng, 6, height=box.Hn, width=box.Wn, missing=(4,), planar=planar)
@@ -86,11 +94,10 @@ def test_mosaics_equal_the_mosaics_of_the_rgb_frames(h0, w0, size, patch, planar
         rgb, np.arange(6), positions_thw=np.stack([src, rows, cols], axis=1), num_images=3, patch_size=patch,
         square_size=size, pad_top=box.pad_top, pad_left=box.pad_left,
     )  # fmt: skip
-    aligned = size % 2 == 0 and patch % 2 == 0 and box.pad_top % 2 == 0 and box.pad_left % 2 == 0
-    assert PlanarFrames.cells_aligned(square_size=size, patch_size=patch, pad_top=box.pad_top,
-                                      pad_left=box.pad_left) == aligned  # fmt: skip
-    if aligned and planar:
-        # The planes are assembled and converted once per mosaic: no frame is converted alone.
+    fit = size % 2 == 0 and patch % 2 == 0
+    assert PlanarFrames.planes_fit(square_size=size, patch_size=patch) == fit
+    if fit and planar:
+        # The planes are assembled and converted at once, odd pads too: no frame is converted alone.
         monkeypatch.setattr(PlanarFrames, "rgb", lambda self, index: pytest.fail("a frame was converted alone"))
     got = store.mosaics(
         src, cell_rows=rows, cell_cols=cols, num_images=3, patch_size=patch, square_size=size, pad_top=box.pad_top,
@@ -109,10 +116,17 @@ def test_each_frame_is_its_rgb_scaler_pixels():
     for height, width, rotation in ((461, 576, 0), (324, 576, 90), (37, 576, 0)):
         source_h, source_w = (width, height) if rotation else (height, width)
         source = _random_frame(rng, source_h * 2 + 2, source_w + 10, colorspace=5)
-        store = PlanarFrames(1, height=height, width=width)
-        store.put(0, RgbScaler().planes(source, height=height, width=width, rotation=rotation))
-        assert np.array_equal(store.rgb(0), RgbScaler()(source, height=height, width=width, rotation=rotation))
-        assert store.frame_bytes <= (height + 1) * width * 3 // 2 + height + width
+        expected = RgbScaler()(source, height=height, width=width, rotation=rotation)
+        for even_rows in (True, False):  # (an odd height's repeated row from the scaler, or added by `put`)
+            store = PlanarFrames(1, height=height, width=width)
+            planes = RgbScaler().planes(source, height=height, width=width, rotation=rotation, even_rows=even_rows)
+            store.put(0, planes)
+            assert np.array_equal(store.rgb(0), expected)
+            assert store.frame_bytes <= (height + 1) * width * 3 // 2 + height + width
+        rgb_store = PlanarFrames(1, height=height, width=width, planar=False)
+        if height % 2:  # RGB is converted as it comes: from the planes with the repeated row only
+            with pytest.raises(ValueError, match="expected yuv420p"):
+                rgb_store.put(0, RgbScaler().planes(source, height=height, width=width, even_rows=False))
 
 
 def test_full_range_and_mixed_colour_properties():
@@ -135,14 +149,16 @@ def test_full_range_and_mixed_colour_properties():
     assert not np.array_equal(limited, full)
 
 
-@pytest.mark.parametrize(("height", "width", "planar"), [(64, 128, True), (96, 120, False)])
-def test_pipeline_mosaics_equal_its_sampled_frames_cells(tmp_path, height, width, planar):
+@pytest.mark.parametrize(
+    ("height", "width", "size", "patch", "planar"),
+    [(64, 128, 96, 16, True), (96, 120, 96, 16, True), (96, 120, 90, 15, False)],
+)
+def test_pipeline_mosaics_equal_its_sampled_frames_cells(tmp_path, height, width, size, patch, planar):
     """End to end: each mosaic cell of `select_patches` is that cell of the sampled frame's letterboxed canvas, from
-    4:2:0 planes (even pads) or from RGB: an odd letterbox pad (here 120x96 on a 96 square: content 96x77, pad 9)
-    would make the mosaics convert every frame at the end, on the critical path, so such frames are kept as RGB,
-    converted on the pixel thread."""
+    4:2:0 planes (even pads; an odd pad, here 120x96 on a 96 square: content 96x77, pad 9) or from RGB: cells of an
+    odd size (15 px) are no whole 4:2:0 blocks, so such frames are kept as RGB, converted on the pixel thread."""
     path = moving_object_clip(tmp_path / "clip.mp4", num_frames=24, height=height, width=width).path
-    selection = select_patches(path, num_frames=8, num_images=2, square_size=96, patch_size=16)
+    selection = select_patches(path, num_frames=8, num_images=2, square_size=size, patch_size=patch)
     store = selection.frames
     assert isinstance(store, PlanarFrames) and store.planar is planar and store.frame_bytes == (
         (store.rows * store.width * 3 // 2 + store.rows // 2 * (store.width % 2)) if planar else
@@ -150,10 +166,12 @@ def test_pipeline_mosaics_equal_its_sampled_frames_cells(tmp_path, height, width
     )  # fmt: skip
     canvases = selection.sampled_frames()
     mosaics = selection.mosaics()
+    grid = size // patch
     for r, (t, h, w) in enumerate(selection.positions_thw.tolist()):
-        image, slot = divmod(r, 36)
-        cell = mosaics[image][(slot // 6) * 16 : (slot // 6 + 1) * 16, (slot % 6) * 16 : (slot % 6 + 1) * 16]
-        assert np.array_equal(cell, canvases[t, h * 16 : (h + 1) * 16, w * 16 : (w + 1) * 16]), (t, h, w)
+        image, slot = divmod(r, grid * grid)
+        row, col = divmod(slot, grid)
+        cell = mosaics[image][row * patch : (row + 1) * patch, col * patch : (col + 1) * patch]
+        assert np.array_equal(cell, canvases[t, h * patch : (h + 1) * patch, w * patch : (w + 1) * patch]), (t, h, w)
 
 
 @pytest.mark.parametrize("planar", [True, False])
