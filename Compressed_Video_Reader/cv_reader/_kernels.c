@@ -40,7 +40,7 @@ cpu_has_avx2(void)
 #endif
 
 /* Bumped whenever a signature or a result changes: cv_reader.kernels refuses a stale build. */
-#define KERNELS_VERSION 9
+#define KERNELS_VERSION 10
 
 /* A buffer of the given struct format ("f", "B", "i"), `ndim` dimensions, C-contiguous unless `strided_rows`
  * (then only the last axis must be contiguous). Sets a Python error and returns -1 on mismatch. */
@@ -81,7 +81,7 @@ typedef struct {
 } ArrayList;
 
 /* Acquire every item of `obj` as get_array would, all of shape `shape` (`ndim` entries; an entry -1 is set to that
- * of the first item). Sets a Python error (`mismatch` for a shape that differs) and returns -1 on failure; either
+ * of the first item; NULL: any shapes). Sets a Python error (`mismatch` for a shape that differs) and returns -1 on failure; either
  * way `list` is then released by release_array_list, which needs it zeroed first. */
 static int
 get_array_list(PyObject *obj, ArrayList *list, const char *format, int ndim, Py_ssize_t *shape, const char *name,
@@ -103,7 +103,7 @@ get_array_list(PyObject *obj, ArrayList *list, const char *format, int ndim, Py_
         if (get_array(PySequence_Fast_GET_ITEM(list->seq, list->held), view, format, ndim, 0, 0, name) < 0) {
             return -1;
         }
-        for (int d = 0; d < ndim; d++) {
+        for (int d = 0; shape != NULL && d < ndim; d++) {
             if (shape[d] < 0 && list->held == 0) {
                 shape[d] = view->shape[d];
             }
@@ -728,80 +728,155 @@ done:
     return result;
 }
 
-/* raster_fields(top, left, rows_of, cols_of, direction, frame, values, field, has) -> bool
- *
- * Rasterises motion-vector records onto a block grid (motion_vectors.motion_fields): record i covers the cells
- * [top_i, top_i + rows_of_i) x [left_i, left_i + cols_of_i) of frame frame_i (clipped to the grid), where
- * `field` float32 [B, rows, cols, 4] gets its value (x, y) from `values` float32 [N, 2] in the pair of direction_i,
- * and `has` uint8 [B, rows, cols, 2] a 1. Both must come in zeroed. Returns False, leaving the outputs partly
- * written, when two records of one frame and direction cover the same cell: the codecs never do that, and the numpy
- * version's order of writes decides such a cell, so the caller redoes the batch with it. */
-static PyObject *
-raster_fields(PyObject *self, PyObject *args)
+/* FFmpeg's AVMotionVector (libavutil/motion_vector.h) as PyAV's to_ndarray lays it out: 40 bytes, the fields read
+ * here at these offsets (kernels.py checks the dtype before it hands records over as bytes). */
+enum { MV_SIZE = 40, MV_SOURCE = 0, MV_W = 4, MV_H = 5, MV_DST_X = 10, MV_DST_Y = 12, MV_MOTION_X = 24,
+       MV_MOTION_Y = 28, MV_SCALE = 32 };
+
+static inline int32_t
+mv_i32(const unsigned char *record, int offset)
 {
-    PyObject *objs[9];
-    if (!PyArg_ParseTuple(args, "OOOOOOOOO", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4], &objs[5], &objs[6],
-                          &objs[7], &objs[8])) {
+    int32_t v;
+    memcpy(&v, record + offset, sizeof v);
+    return v;
+}
+
+static inline int32_t
+mv_i16(const unsigned char *record, int offset)
+{
+    int16_t v;
+    memcpy(&v, record + offset, sizeof v);
+    return v;
+}
+
+static inline int32_t
+floor_div(int32_t a, int32_t b) /* numpy's // of integers (b > 0) */
+{
+    const int32_t q = a / b;
+    return q - ((a % b != 0) & (a < 0));
+}
+
+/* The frames' records, each a C-contiguous uint8 buffer of whole records (one per frame, empty for none). */
+static int
+get_record_list(PyObject *obj, ArrayList *list, const char *name)
+{
+    if (get_array_list(obj, list, "B", 1, NULL, name, NULL) < 0) { /* (any lengths) */
+        return -1;
+    }
+    for (Py_ssize_t b = 0; b < list->count; b++) {
+        if (list->views[b].shape[0] % MV_SIZE) {
+            PyErr_Format(PyExc_ValueError, "%s: frame %zd is not whole 40-byte records", name, b);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* mv_fields(records, field, has, block) -> bool
+ *
+ * motion_vectors.motion_fields from each frame's AVMotionVector records (`records`: a list of their bytes, frame b
+ * the b-th): record i covers the block cells [dst_y // block - h // (2 block), + max(h // block, 1)) x (the same in
+ * x) of its frame (clipped to the grid); `field` float32 [B, rows, cols, 4] gets its (motion_x, motion_y) /
+ * max(motion_scale, 1) (computed in double, as numpy divides an int32 by a float32, then rounded to float32) in the
+ * pair of its direction (source > 0: list 1), `has` uint8 [B, rows, cols, 2] a 1. Both must come in zeroed. Returns
+ * False, leaving the outputs partly written, when two records of one frame and direction cover the same cell: the
+ * codecs never do that, and the numpy version's order of writes decides such a cell, so the caller redoes the batch
+ * with it. */
+static PyObject *
+mv_fields(PyObject *self, PyObject *args)
+{
+    PyObject *records_obj, *field_obj, *has_obj;
+    int block;
+    if (!PyArg_ParseTuple(args, "OOOi", &records_obj, &field_obj, &has_obj, &block)) {
         return NULL;
     }
-    static const char *names[9] = {"top", "left", "rows_of", "cols_of", "direction", "frame", "values", "field",
-                                   "has"};
-    static const char *formats[9] = {"i", "i", "i", "i", "i", "i", "f", "f", "B"};
-    static const int dims[9] = {1, 1, 1, 1, 1, 1, 2, 4, 4};
-    Py_buffer views[9];
+    Py_buffer field_view, has_view;
     int held = 0;
+    ArrayList records = {0};
     PyObject *result = NULL;
-    for (; held < 9; held++) {
-        if (get_array(objs[held], &views[held], formats[held], dims[held], held >= 7, 0, names[held]) < 0) goto done;
-    }
-    const Py_ssize_t num = views[0].shape[0];
-    const Py_ssize_t count = views[7].shape[0], rows = views[7].shape[1], cols = views[7].shape[2];
-    for (int k = 1; k < 7; k++) {
-        if (views[k].shape[0] != num) {
-            PyErr_SetString(PyExc_ValueError, "raster_fields: record arrays of different lengths");
-            goto done;
-        }
-    }
-    if (views[6].shape[1] != 2 || views[7].shape[3] != 4 || views[8].shape[0] != count || views[8].shape[1] != rows ||
-        views[8].shape[2] != cols || views[8].shape[3] != 2) {
-        PyErr_SetString(PyExc_ValueError, "raster_fields: values [N, 2], field [B, rows, cols, 4], has [..., 2]");
+    if (get_array(field_obj, &field_view, "f", 4, 1, 0, "field") < 0) goto done;
+    held++;
+    if (get_array(has_obj, &has_view, "B", 4, 1, 0, "has") < 0) goto done;
+    held++;
+    if (get_record_list(records_obj, &records, "records") < 0) goto done;
+    const Py_ssize_t count = field_view.shape[0], rows = field_view.shape[1], cols = field_view.shape[2];
+    if (block < 1 || records.count != count || field_view.shape[3] != 4 || has_view.shape[0] != count ||
+        has_view.shape[1] != rows || has_view.shape[2] != cols || has_view.shape[3] != 2) {
+        PyErr_SetString(PyExc_ValueError, "mv_fields: one record list per frame, field [B, rows, cols, 4], has [.., 2]");
         goto done;
     }
-    const int32_t *top = views[0].buf, *left = views[1].buf, *rows_of = views[2].buf, *cols_of = views[3].buf;
-    const int32_t *direction = views[4].buf, *frame = views[5].buf;
-    const float *values = views[6].buf;
-    float *field = views[7].buf;
-    unsigned char *has = views[8].buf;
-    for (Py_ssize_t i = 0; i < num; i++) {
-        if (frame[i] < 0 || frame[i] >= count || direction[i] < 0 || direction[i] > 1) {
-            PyErr_SetString(PyExc_IndexError, "raster_fields: frame or direction out of range");
-            goto done;
-        }
-    }
+    float *field = field_view.buf;
+    unsigned char *has = has_view.buf;
     int clean = 1;
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < num && clean; i++) {
-        Py_ssize_t r0 = top[i] < 0 ? 0 : top[i], r1 = (Py_ssize_t)top[i] + rows_of[i];
-        Py_ssize_t c0 = left[i] < 0 ? 0 : left[i], c1 = (Py_ssize_t)left[i] + cols_of[i];
-        r1 = r1 > rows ? rows : r1;
-        c1 = c1 > cols ? cols : c1;
-        const Py_ssize_t base = (Py_ssize_t)frame[i] * rows * cols;
-        for (Py_ssize_t r = r0; r < r1; r++) {
-            for (Py_ssize_t c = c0; c < c1; c++) {
-                Py_ssize_t cell = ((base + r * cols + c) << 1) + direction[i];
-                clean &= !has[cell];
-                has[cell] = 1;
-                field[2 * cell] = values[2 * i];
-                field[2 * cell + 1] = values[2 * i + 1];
+    for (Py_ssize_t b = 0; b < count && clean; b++) {
+        const unsigned char *data = records.data[b];
+        const Py_ssize_t num = records.views[b].shape[0] / MV_SIZE, base = b * rows * cols;
+        for (Py_ssize_t i = 0; i < num && clean; i++) {
+            const unsigned char *record = data + i * MV_SIZE;
+            const int32_t w = record[MV_W], h = record[MV_H], direction = mv_i32(record, MV_SOURCE) > 0;
+            const int32_t top = floor_div(mv_i16(record, MV_DST_Y), block) - h / (2 * block);
+            const int32_t left = floor_div(mv_i16(record, MV_DST_X), block) - w / (2 * block);
+            const int32_t size_h = h / block > 1 ? h / block : 1, size_w = w / block > 1 ? w / block : 1;
+            uint16_t scale_bits;
+            memcpy(&scale_bits, record + MV_SCALE, sizeof scale_bits);
+            const float scale = (float)scale_bits > 1.0f ? (float)scale_bits : 1.0f;
+            const float vx = (float)((double)mv_i32(record, MV_MOTION_X) / (double)scale);
+            const float vy = (float)((double)mv_i32(record, MV_MOTION_Y) / (double)scale);
+            Py_ssize_t r0 = top < 0 ? 0 : top, r1 = (Py_ssize_t)top + size_h;
+            Py_ssize_t c0 = left < 0 ? 0 : left, c1 = (Py_ssize_t)left + size_w;
+            r1 = r1 > rows ? rows : r1;
+            c1 = c1 > cols ? cols : c1;
+            for (Py_ssize_t r = r0; r < r1; r++) {
+                for (Py_ssize_t c = c0; c < c1; c++) {
+                    const Py_ssize_t cell = ((base + r * cols + c) << 1) + direction;
+                    clean &= !has[cell];
+                    has[cell] = 1;
+                    field[2 * cell] = vx;
+                    field[2 * cell + 1] = vy;
+                }
             }
         }
     }
     Py_END_ALLOW_THREADS
     result = PyBool_FromLong(clean);
 done:
-    for (int k = 0; k < held; k++) {
-        PyBuffer_Release(&views[k]);
+    release_array_list(&records);
+    if (held > 1) PyBuffer_Release(&has_view);
+    if (held > 0) PyBuffer_Release(&field_view);
+    return result;
+}
+
+/* mv_blocks(records) -> bytes: per frame (a list of its records' bytes, as mv_fields), 8 when every partition is
+ * at least 8x8 with its top-left corner (dst - size / 2) on the 8-px grid, or when it has none, else 4
+ * (motion_vectors.field_blocks). */
+static PyObject *
+mv_blocks(PyObject *self, PyObject *args)
+{
+    PyObject *records_obj;
+    if (!PyArg_ParseTuple(args, "O", &records_obj)) {
+        return NULL;
     }
+    ArrayList records = {0};
+    PyObject *result = NULL;
+    if (get_record_list(records_obj, &records, "records") < 0) goto done;
+    result = PyBytes_FromStringAndSize(NULL, records.count);
+    if (result == NULL) goto done;
+    char *blocks = PyBytes_AS_STRING(result);
+    for (Py_ssize_t b = 0; b < records.count; b++) {
+        const unsigned char *data = records.data[b];
+        const Py_ssize_t num = records.views[b].shape[0] / MV_SIZE;
+        int aligned = 1;
+        for (Py_ssize_t i = 0; i < num && aligned; i++) {
+            const unsigned char *record = data + i * MV_SIZE;
+            const int32_t w = record[MV_W], h = record[MV_H];
+            const int32_t left = mv_i16(record, MV_DST_X) - (w >> 1), top = mv_i16(record, MV_DST_Y) - (h >> 1);
+            aligned = w >= 8 && h >= 8 && ((left | top) & 7) == 0;
+        }
+        blocks[b] = aligned ? 8 : 4;
+    }
+done:
+    release_array_list(&records);
     return result;
 }
 
@@ -1350,7 +1425,8 @@ static PyMethodDef methods[] = {
     {"set_simd", set_simd, METH_VARARGS, "Turn the AVX2 code on or off (tests, comparisons)."},
     {"box_mean", box_mean, METH_VARARGS, "Block means of a uint8 or uint16 plane (see cv_reader.kernels)."},
     {"block_match", block_match, METH_VARARGS, "Full-search block matching (see cv_reader.kernels)."},
-    {"raster_fields", raster_fields, METH_VARARGS, "Motion-vector records on a block grid (see cv_reader.kernels)."},
+    {"mv_fields", mv_fields, METH_VARARGS, "Motion-vector records on a block grid (see cv_reader.kernels)."},
+    {"mv_blocks", mv_blocks, METH_VARARGS, "The block grid each frame's records fit (see cv_reader.kernels)."},
     {"sparse_rows", sparse_rows, METH_VARARGS, "Sparse row sums in numpy's order (see cv_reader.kernels)."},
     {"pack_cells", pack_cells, METH_VARARGS, "Kept cells copied into mosaics (see cv_reader.kernels)."},
     {"cut_cells", cut_cells, METH_VARARGS, "Cells cut out of grown blocks, in place (see cv_reader.kernels)."},

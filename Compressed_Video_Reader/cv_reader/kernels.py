@@ -17,7 +17,7 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-VERSION = 9  # must equal KERNELS_VERSION in _kernels.c
+VERSION = 10  # must equal KERNELS_VERSION in _kernels.c
 
 try:
     from . import _kernels
@@ -130,28 +130,63 @@ def block_match(
     return motion, residual
 
 
-def raster_fields(
-    records: np.ndarray, values: np.ndarray, frame: np.ndarray, *, rows: int, cols: int, block: int, count: int
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """`motion_vectors.motion_fields` from concatenated `AVMotionVector` records, their float32 (x, y) `values`
-    [N, 2] and the frame of each [N]: `(field [count, rows, cols, 4], has [count, rows, cols, 2])`, or None when
-    the compiled loops are off or two records of one frame and direction overlap (the numpy version then decides
-    the order of writes)."""
+# FFmpeg's AVMotionVector as PyAV's `to_ndarray` lays it out (40 bytes): the fields the compiled loops read, at their
+# offsets (`_kernels.c` reads the records as bytes).
+_MV_FIELDS = {
+    "source": ("<i4", 0),
+    "w": ("u1", 4),
+    "h": ("u1", 5),
+    "dst_x": ("<i2", 10),
+    "dst_y": ("<i2", 12),
+    "motion_x": ("<i4", 24),
+    "motion_y": ("<i4", 28),
+    "motion_scale": ("<u2", 32),
+}
+_MV_LAYOUTS: set[np.dtype] = set()  # record dtypes checked to have that layout
+
+
+def _record_bytes(records: list[np.ndarray | None]) -> list[np.ndarray] | None:
+    """Each frame's records as contiguous bytes (an empty array for None), or None when a dtype has another layout
+    (records built by hand) or the compiled loops are off."""
     if not compiled():
         return None
-    w, h = records["w"].astype(np.int32), records["h"].astype(np.int32)
-    # The block geometry of `motion_vectors.block_owner` (numpy floor division, as there).
-    top = records["dst_y"].astype(np.int32) // block - h // (2 * block)
-    left = records["dst_x"].astype(np.int32) // block - w // (2 * block)
-    size_h, size_w = np.maximum(h // block, 1), np.maximum(w // block, 1)
-    direction = (records["source"] > 0).astype(np.int32)
-    field = np.zeros((count, rows, cols, 4), dtype=np.float32)
-    has = np.zeros((count, rows, cols, 2), dtype=bool)
-    clean = _kernels.raster_fields(
-        top, left, size_h, size_w, direction, np.ascontiguousarray(frame, dtype=np.int32),
-        np.ascontiguousarray(values, dtype=np.float32), field, has.view(np.uint8),
-    )  # fmt: skip
-    return (field, has) if clean else None
+    out = []
+    for frame in records:
+        if frame is None or not len(frame):
+            out.append(np.zeros(0, np.uint8))
+            continue
+        dtype = frame.dtype
+        if dtype not in _MV_LAYOUTS:
+            fields = dtype.fields or {}
+            if dtype.itemsize != 40 or any(
+                name not in fields or fields[name][0] != np.dtype(kind) or fields[name][1] != offset
+                for name, (kind, offset) in _MV_FIELDS.items()
+            ):
+                return None
+            _MV_LAYOUTS.add(dtype)
+        out.append(np.ascontiguousarray(frame).view(np.uint8))
+    return out
+
+
+def motion_fields(
+    records: list[np.ndarray | None], *, rows: int, cols: int, block: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """`motion_vectors.motion_fields` straight from each frame's `AVMotionVector` records: `(field [B, rows, cols,
+    4], has [B, rows, cols, 2])`, or None when the compiled loops are off, the records have another layout, or two
+    records of one frame and direction overlap (the numpy version then decides the order of writes)."""
+    frames = _record_bytes(records)
+    if frames is None:
+        return None
+    field = np.zeros((len(records), rows, cols, 4), dtype=np.float32)
+    has = np.zeros((len(records), rows, cols, 2), dtype=bool)
+    return (field, has) if _kernels.mv_fields(frames, field, has.view(np.uint8), block) else None
+
+
+def field_blocks(records: list[np.ndarray | None]) -> list[int] | None:
+    """`motion_vectors.field_blocks` (8 or 4 per frame), or None when the compiled loops are off or the records have
+    another layout."""
+    frames = _record_bytes(records)
+    return None if frames is None else list(_kernels.mv_blocks(frames))
 
 
 def sparse_rows(

@@ -40,6 +40,9 @@ def field_blocks(records: list[np.ndarray | None]) -> list[int]:
     """Per frame, the coarsest grid that still holds every record exactly: 8 px when every partition is at least
     8x8 and 8-aligned (H.264 exports sub-8x8 partitions as 8x8, spec 2.3), else the 4-px grid of the upstream
     reader. The 8-px grid holds the same values as the 4-px one with a quarter of the cells to process."""
+    compiled = kernels.field_blocks(records)
+    if compiled is not None:
+        return compiled
     sizes = [0 if r is None else len(r) for r in records]
     blocks = [2 * BLOCK] * len(records)
     present = [n for n, size in enumerate(sizes) if size]
@@ -73,13 +76,13 @@ def motion_fields(
     sizes = [0 if r is None else len(r) for r in records]
     if not any(sizes):
         return np.zeros((count, rows, cols, 4), dtype=np.float32), np.zeros((count, rows, cols, 2), dtype=bool)
+    compiled = kernels.motion_fields(records, rows=rows, cols=cols, block=block)
+    if compiled is not None:  # (read from the records themselves: no concatenated copy, no field arrays)
+        return compiled
     recs = concat_records([r for r, size in zip(records, sizes, strict=True) if size])
     frame = np.repeat(np.arange(count), sizes)
     scale = np.maximum(recs["motion_scale"].astype(np.float32), 1.0)
     values = np.stack([recs["motion_x"] / scale, recs["motion_y"] / scale], axis=1).astype(np.float32)
-    compiled = kernels.raster_fields(recs, values, frame, rows=rows, cols=cols, block=block, count=count)
-    if compiled is not None:
-        return compiled
     values = np.concatenate([values, np.zeros((1, 2), np.float32)])  # row -1: "no vector" -> 0
     owner = block_owner(recs, rows=rows, cols=cols, block=block, frame=frame, count=count)
     # One (x, y) pair per owner as one 8-byte word: a 1-D gather, 5x faster than gathering rows of two floats.

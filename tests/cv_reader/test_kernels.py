@@ -15,7 +15,7 @@ import av
 import numpy as np
 import pytest
 
-from cv_reader import kernels, select_patches
+from cv_reader import kernels, motion_vectors, select_patches
 from cv_reader.decode import motion_records
 from cv_reader.motion_estimation import estimate_motion
 from cv_reader.motion_vectors import motion_fields
@@ -216,11 +216,48 @@ def test_motion_fields_equal_numpy(tmp_path, block, numpy_loops):
     expected = numpy_loops(motion_fields, batch, height=72, width=120, block=block)
     for got, want in zip(compiled, expected, strict=True):
         assert np.array_equal(got, want)
-    frames = np.repeat(np.arange(3), 100)
-    handed_back = kernels.raster_fields(
-        fake, np.zeros((300, 2), np.float32), frames, rows=72 // block, cols=120 // block, block=block, count=3
-    )
+    handed_back = kernels.motion_fields(batch, rows=72 // block, cols=120 // block, block=block)
     assert handed_back is None
+    # Tiles that do not overlap, shifted up and left past the border (negative centres: floor division), both
+    # directions, scales 0 (read as 1), 1, 2 and 4: done by the compiled loop itself.
+    ys, xs = np.meshgrid(np.arange(-4, 80, 16), np.arange(-4, 128, 16), indexing="ij")
+    tiles = np.zeros(2 * ys.size, dtype=records[0].dtype)
+    tiles["source"] = np.repeat([-1, 1], ys.size)
+    tiles["w"] = tiles["h"] = 16
+    tiles["dst_y"], tiles["dst_x"] = np.tile(ys.reshape(-1), 2), np.tile(xs.reshape(-1), 2)
+    tiles["motion_x"], tiles["motion_y"] = rng.integers(-999, 999, tiles.size), rng.integers(-999, 999, tiles.size)
+    tiles["motion_scale"] = rng.choice([0, 1, 2, 4], tiles.size)
+    batch = [tiles, None, tiles[::-1].copy()]
+    compiled = kernels.motion_fields(batch, rows=72 // block, cols=120 // block, block=block)
+    assert compiled is not None
+    expected = numpy_loops(motion_fields, batch, height=72, width=120, block=block)
+    for got, want in zip(compiled, expected, strict=True):
+        assert np.array_equal(got, want)
+    assert compiled[1][0].all() and not compiled[1][1].any()
+
+
+def test_field_blocks_equal_numpy(tmp_path, numpy_loops):
+    """The 8-px grid where every partition of a frame is 8x8 or larger on the 8-px grid (a frame without records
+    too), else 4 px: from the records' bytes as from their fields; records of another layout (built by hand, packed
+    fields) go through numpy alone."""
+    _require_compiled()
+    clip = moving_object_clip(tmp_path / "clip.mp4", num_frames=24, height=72, width=120, pan=1.5)
+    records = _records_of(clip.path)
+    rng = np.random.default_rng(3)
+    odd = records[0].copy()
+    odd["w"][rng.integers(0, len(odd))] = 4  # a 4x8 partition
+    shifted = records[1].copy()
+    shifted["dst_x"][0] += 4  # a partition off the 8-px grid
+    negative = records[2].copy()
+    negative["dst_y"][0] = -12  # (its corner at -16: on the grid)
+    batch = [records[3], None, odd, shifted, records[4][:0], negative]
+    compiled = motion_vectors.field_blocks(batch)
+    assert compiled == numpy_loops(motion_vectors.field_blocks, batch)
+    assert compiled[1] == compiled[4] == 8 and compiled[2] == compiled[3] == 4
+    packed = np.dtype([(name, records[0].dtype.fields[name][0]) for name in records[0].dtype.names])
+    assert packed.itemsize < 40 and kernels.field_blocks([odd.astype(packed)]) is None
+    assert kernels.motion_fields([odd.astype(packed)], rows=9, cols=15, block=8) is None
+    assert motion_vectors.field_blocks([odd.astype(packed), records[3].astype(packed)]) == [4, compiled[0]]
 
 
 @pytest.mark.parametrize(("cells", "samples"), [(36, 90), (5, 60), (3, 700), (2, 1100)])
