@@ -117,18 +117,35 @@ def _smallest_keys(tier: np.ndarray, key: np.ndarray, flat: np.ndarray, count: i
     if count <= 0:
         return flat[:0]
     parts, left = [], count
-    for level in np.flatnonzero(np.bincount(tier)).tolist():  # (np.unique would import numpy.ma: 20 ms, once)
+    # (np.unique would import numpy.ma, 20 ms once; a bincount of the int8 tiers costs 0.2 ms for 80k cells.)
+    for level in range(int(tier.max()) + 1 if tier.size else 0):
         members = np.flatnonzero(tier == level)
+        if not members.size:
+            continue
         if members.size > left:  # cut inside this tier: keys below the count-th one, then ties by flat index
             values = key[members]
             kth = np.partition(values, left - 1)[left - 1]
             below = members[values < kth]
             members = np.concatenate([below, members[values == kth][: left - below.size]])
-        parts.append(members[np.lexsort((flat[members], key[members]))])
+        parts.append(members[_key_then_flat(key[members], flat[members])])
         left -= members.size
         if left == 0:
             break
     return flat[np.concatenate(parts)]
+
+
+def _key_then_flat(key: np.ndarray, flat: np.ndarray) -> np.ndarray:
+    """`np.lexsort((flat, key))` for distinct non-negative `flat`: an argsort by key, the keys replaced by their
+    rank (equal keys, -0.0 and 0.0 too, one rank), then an argsort of rank * span + flat, which are distinct. Two
+    unstable sorts (numpy's SIMD sort) instead of a stable sort of float keys: 0.2 instead of 0.5 ms for the 9k kept
+    cells of the default budget."""
+    if key.size < 2:
+        return np.arange(key.size)
+    by_key = np.argsort(key)
+    ordered = key[by_key]
+    rank = np.empty(key.size, dtype=np.int64)
+    rank[by_key] = np.cumsum(np.concatenate([[False], ordered[1:] != ordered[:-1]]))
+    return np.argsort(rank * (int(flat.max()) + 1) + flat)
 
 
 def visible_indices(positions_thw: np.ndarray, grid: int) -> np.ndarray:

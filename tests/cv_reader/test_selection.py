@@ -216,3 +216,16 @@ def test_positions_are_the_lexsorted_rows():
             assert got.dtype == np.int32 and np.array_equal(got, want)
     rows = np.array([[1, -1, 3], [0, 2, 2], [0, -5, 9]])
     assert np.array_equal(positions_from_visidx(rows), rows[np.lexsort((rows[:, 2], rows[:, 1], rows[:, 0]))])
+
+
+def test_kept_cells_order_by_key_then_flat_index():
+    """The order of the kept cells (`selection._key_then_flat`) is `lexsort((flat, key))`: ties of equal keys, -0.0
+    and 0.0 among them, by ascending flat index; a single cell and none."""
+    from cv_reader.selection import _key_then_flat
+
+    rng = np.random.default_rng(11)
+    for trial in range(60):
+        size = int(rng.integers(0, 3000))
+        key = rng.choice([0.0, -0.0, 1.5, -2.0], size) if trial % 2 else rng.normal(size=size)
+        flat = np.sort(rng.choice(10**6, size, replace=False))
+        assert np.array_equal(_key_then_flat(key, flat), np.lexsort((flat, key))), trial
