@@ -608,8 +608,14 @@ def test_canvases_of_small_frames_wait_for_an_idle_helper(moving_clip, monkeypat
     decoded frames (and MAX_WAITING_CANVAS_BYTES) wait, past that the pixel thread takes them; before its first batch
     the energy thread stores them as they come. On one core, or with a core for each of the three threads, the pixel
     thread stores them all, as before. The pixels are the same wherever they are made."""
-    stores, in_loop, order = [], [False], []
+    stores, in_loop, order, touches = [], [False], [], []
     store, loop, energy = pipeline._Session._store_canvas, pipeline._decode_loop, pipeline._Session.finish
+    touch = planar.PlanarFrames.touch
+
+    def recording_touch(self):
+        touches.append(threading.current_thread().name)
+        order.append("touch")
+        touch(self)
 
     def recording_store(self, index, frame):
         stores.append((threading.current_thread().name, in_loop[0], len(self.waiting_canvases)))
@@ -630,10 +636,12 @@ def test_canvases_of_small_frames_wait_for_an_idle_helper(moving_clip, monkeypat
     monkeypatch.setattr(pipeline._Session, "_store_canvas", recording_store)
     monkeypatch.setattr(pipeline, "_decode_loop", recording_loop)
     monkeypatch.setattr(pipeline._Session, "finish", recording_energy)
+    monkeypatch.setattr(planar.PlanarFrames, "touch", recording_touch)
 
     def run() -> tuple[list, pipeline.CodecSelection]:
         stores.clear()
         order.clear()
+        touches.clear()
         selection = select_patches(moving_clip.path)
         return list(stores), selection
 
@@ -645,6 +653,8 @@ def test_canvases_of_small_frames_wait_for_an_idle_helper(moving_clip, monkeypat
     # the decoding thread.
     assert all(name.startswith("cv_reader_energy") for name, during, _ in waited if during), waited
     assert all(name.startswith("cv_reader_energy") or name == "MainThread" for name, _, _ in waited), waited
+    # First of all the energy thread writes the store's pages (`PlanarFrames.touch`), once.
+    assert len(touches) == 1 and touches[0].startswith("cv_reader_energy"), touches
     with monkeypatch.context() as inline:
         # Without helper threads each batch's energy runs as it is submitted, and the canvases that wait are stored
         # right after it: during the loop, never more than a few batches behind.
@@ -652,7 +662,7 @@ def test_canvases_of_small_frames_wait_for_an_idle_helper(moving_clip, monkeypat
         between, _ = run()
     assert sum(during for _, during, _ in between) >= 48 and max(waiting for _, _, waiting in between) < 32, between
     # Before the first batch the idle energy thread stores them as they come (inline: at once), not after it.
-    assert order.index("batch") >= 7 and order[:7] == ["canvas"] * 7, order[:12]
+    assert order.index("batch") >= 8 and order[:8] == ["touch"] + ["canvas"] * 7, order[:12]
     monkeypatch.setattr(pipeline, "MAX_WAITING_CANVASES", 2)
     capped, capped_selection = run()
     assert len(capped) == 64 and max(waiting for _, _, waiting in capped) <= 2
@@ -667,6 +677,7 @@ def test_canvases_of_small_frames_wait_for_an_idle_helper(moving_clip, monkeypat
         monkeypatch.setattr(pipeline, "process_cores", lambda cores=cores: cores)
         many_cores, many_cores_selection = run()
         assert all(name.startswith("cv_reader_pixels") for name, _, _ in many_cores), (cores, many_cores)
+        assert not touches  # (the pixel thread stores each canvas as it comes: no idle time to fill)
     monkeypatch.setattr(pipeline, "process_cores", lambda: 2)
     monkeypatch.setattr(pipeline, "IDLE_CANVAS_PIXELS", 0)
     piped, piped_selection = run()

@@ -210,3 +210,26 @@ def test_frames_put_from_several_threads_at_once(planar, monkeypatch):
                 np.testing.assert_array_equal(store.rgb(i), expected.rgb(i), err_msg=f"frame {i}")
     finally:
         sys.setswitchinterval(interval)
+
+
+@pytest.mark.parametrize("planar", [True, False])
+def test_touch_makes_every_block_before_any_put(planar, monkeypatch):
+    """`touch` makes every block at once and writes a byte of each page (the idle energy thread's work before its
+    first batch); the frames put afterwards land in those blocks, as in a store that was not touched."""
+    count, height, width = 13, 36, 64
+    rng = np.random.default_rng(2)
+    planes = [RgbScaler().planes(_random_frame(rng, 74, 70), height=height, width=width) for _ in range(count)]
+    monkeypatch.setattr(planar_module, "BLOCK_BYTES", 3 * (height + 1) * width * 3)  # blocks of a few frames
+    expected = PlanarFrames(count, height=height, width=width, planar=planar)
+    store = PlanarFrames(count, height=height, width=width, planar=planar)
+    store.touch()
+    blocks = dict(store._blocks)
+    assert len(blocks) == -(-count // store._block_rows) > 1
+    assert all(not block.reshape(-1)[:: planar_module.PAGE_BYTES].any() for block in blocks.values())
+    for i in reversed(range(count)):
+        store.put(i, planes[i])
+        expected.put(i, planes[i])
+    assert store._blocks.keys() == blocks.keys() and all(store._blocks[k] is v for k, v in blocks.items())
+    for i in range(count):
+        assert store.data[i].base is blocks[i - i % store._block_rows]
+        np.testing.assert_array_equal(store.rgb(i), expected.rgb(i))
