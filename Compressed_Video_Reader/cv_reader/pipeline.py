@@ -283,9 +283,12 @@ class _Session:
         self.frame_row = {idx: row for row, idx in enumerate(distinct)}
         frame_bytes = sum(plane.buffer_size for plane in frame.planes)
         self.max_waiting_canvases = min(MAX_WAITING_CANVASES, MAX_WAITING_CANVAS_BYTES // max(frame_bytes, 1))
-        small = frame.width * frame.height < IDLE_CANVAS_PIXELS
-        if self.keep_pixels and small and self.idle_canvases and self.store_made is not None:
+        if self.keep_pixels and self.canvases_wait(frame) and self.store_made is not None:
             self.store_made()
+
+    def canvases_wait(self, frame: av.VideoFrame) -> bool:
+        """Whether the canvases of frames of this size wait for the energy thread to be idle (`keep_canvas`)."""
+        return self.idle_canvases and frame.width * frame.height < IDLE_CANVAS_PIXELS
 
     def work_luma(self, frame: av.VideoFrame) -> Luma:
         """Work-resolution luma of a frame; from OFFLOAD_LUMA_PIXELS up, made on the pixel thread. After decoding,
@@ -323,8 +326,7 @@ class _Session:
         energies, as for large frames (not measured: the machines this package is measured on have 2 cores)."""
         if not self.keep_pixels:
             return
-        small = frame.width * frame.height < IDLE_CANVAS_PIXELS
-        if small and self.idle_canvases and len(self.waiting_canvases) < self.max_waiting_canvases:
+        if self.canvases_wait(frame) and len(self.waiting_canvases) < self.max_waiting_canvases:
             self.waiting_canvases.append((index, frame))
             if self.canvas_waits is not None:
                 self.canvas_waits()
