@@ -252,8 +252,8 @@ class _Session:
         self.gray = VideoReformatter()
         self.pixel_worker: ThreadPoolExecutor | None = None  # during `_decode_pass`
         self.pixel_jobs: list[Future] = []
-        self.canvas_waits: Callable[[], None] | None = None  # (`_decode_pass`: wakes an idle energy thread)
-        self.store_made: Callable[[], None] | None = None  # (`_decode_pass`: the store exists, canvases will wait)
+        # (`_decode_pass`: wakes the energy thread while it is idle before its first batch; `touch`: the store is new)
+        self.canvas_waits: Callable[..., None] | None = None
         self.timing = defaultdict(float)
 
     def setup(self, frame: av.VideoFrame, *, distinct: list[int], work_factor: int | None) -> None:
@@ -283,8 +283,8 @@ class _Session:
         self.frame_row = {idx: row for row, idx in enumerate(distinct)}
         frame_bytes = sum(plane.buffer_size for plane in frame.planes)
         self.max_waiting_canvases = min(MAX_WAITING_CANVASES, MAX_WAITING_CANVAS_BYTES // max(frame_bytes, 1))
-        if self.keep_pixels and self.canvases_wait(frame) and self.store_made is not None:
-            self.store_made()
+        if self.keep_pixels and self.canvases_wait(frame) and self.canvas_waits is not None:
+            self.canvas_waits(touch=True)
 
     def canvases_wait(self, frame: av.VideoFrame) -> bool:
         """Whether the canvases of frames of this size wait for the energy thread to be idle (`keep_canvas`)."""
@@ -913,24 +913,19 @@ def _decode_pass(
         finally:
             draining[0] = False
 
-    def store_made() -> None:
-        # Before its first batch the energy thread is idle (3-s 360p clip: the first batch comes 12 ms into the
-        # decode): it writes one byte of each page of the new store first (`PlanarFrames.touch`), so that the
-        # canvases it and the decoding thread store later do not fault those pages in one by one in their busy
-        # time, then stores the canvases that wait meanwhile. Fresh processes against d8b4202 (medians of 13): 3-s
-        # 360p 0.967x, 6-s 360p 0.996x, 10-s 360p 0.992x, 5-s 852x480 0.962x, 4-s PAL 0.957x, 10-s 320x240 0.995x,
-        # 4-s 10-bit 360p 1.003x. (The pixel thread doing it, beside the energy thread storing canvases: 1.05x.)
-        draining[0] = True
-        jobs.append(worker.submit(drain, True))
-
-    def canvas_waits() -> None:
+    def canvas_waits(touch: bool = False) -> None:
         # Before its first batch the energy thread has nothing to do (5-s 480p clip: the first batch starts 18 ms
         # into a 70-ms decode): it stores the canvases that wait until a batch is queued, instead of leaving them for
         # after that batch. Later, `finish` drains them between batches; waking the thread for each canvas there
-        # too gained nothing on clips where it is often idle (10-s 360p) and cost job overhead.
+        # too gained nothing on clips where it is often idle (10-s 360p) and cost job overhead. When the store is
+        # made (`touch`), it first writes one byte of each of its pages (`PlanarFrames.touch`), so that the threads
+        # storing canvases later do not fault those pages in one by one in their busy time. Fresh processes against
+        # d8b4202 (medians of 13): 3-s 360p 0.967x, 6-s 360p 0.996x, 10-s 360p 0.992x, 5-s 852x480 0.962x, 4-s PAL
+        # 0.957x, 10-s 320x240 0.995x, 4-s 10-bit 360p 1.003x. (The pixel thread doing it, beside the energy thread
+        # storing canvases: 1.05x.)
         if not draining[0] and batches[0] == 0:
             draining[0] = True
-            jobs.append(worker.submit(drain))
+            jobs.append(worker.submit(drain, touch))
 
     def flush() -> None:
         if not finished:
@@ -945,7 +940,7 @@ def _decode_pass(
             flush()
 
     router = _Router(session, slots=slots, submit=submit)
-    session.canvas_waits, session.store_made = canvas_waits, store_made
+    session.canvas_waits = canvas_waits
     try:
         num_decoded, pix_fmt = _decode_loop(session, router, info=info, work_factor=work_factor)
         session.timing["decode_loop_s"] = time.perf_counter() - t_decode0
@@ -959,7 +954,7 @@ def _decode_pass(
         for job in jobs + session.pixel_jobs:
             job.result()  # re-raise any error of the helper threads here
     finally:
-        session.canvas_waits = session.store_made = None
+        session.canvas_waits = None
         session.waiting_canvases.clear()  # (after an error: the decoded frames are let go)
         worker.shutdown(wait=True, cancel_futures=True)
         session.pixel_worker.shutdown(wait=True, cancel_futures=True)

@@ -76,12 +76,7 @@ class PlanarFrames:
             raise ValueError(f"expected yuv420p {self.width}x{self.rows}, got {planes.format.name} {planes.width}x"
                              f"{planes.height}")  # fmt: skip
         first = index - index % self._block_rows
-        with self._block_lock:
-            block = self._blocks.get(first)
-            if block is None:
-                rows = min(self._block_rows, len(self.data) - first)
-                block = self._blocks[first] = np.empty((rows, self.frame_bytes), dtype=np.uint8)
-        data = block[index - first]
+        data = self._block(first)[index - first]
         if self.planar:
             for plane, view in zip(planes.planes, self._views(data), strict=True):
                 samples = plane_array(plane)
@@ -97,14 +92,17 @@ class PlanarFrames:
         new process maps a fresh page at its first write, ~1.5 us each on the 2-core VMs this package is measured on
         (a 360p clip's store: 4.4k pages); `select_patches` has its idle energy thread do that before its first
         batch, instead of the thread that stores the first canvas of each page."""
-        count = len(self.data)
-        for first in range(0, count, self._block_rows):
-            with self._block_lock:
-                block = self._blocks.get(first)
-                if block is None:
-                    rows = min(self._block_rows, count - first)
-                    block = self._blocks[first] = np.empty((rows, self.frame_bytes), dtype=np.uint8)
-            block.reshape(-1)[::PAGE_BYTES] = 0
+        for first in range(0, len(self.data), self._block_rows):
+            self._block(first).reshape(-1)[::PAGE_BYTES] = 0
+
+    def _block(self, first: int) -> np.ndarray:
+        """The block of frames from `first` on (a multiple of `_block_rows`), made at its first use."""
+        with self._block_lock:
+            block = self._blocks.get(first)
+            if block is None:
+                rows = min(self._block_rows, len(self.data) - first)
+                block = self._blocks[first] = np.empty((rows, self.frame_bytes), dtype=np.uint8)
+            return block
 
     def _views(self, data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(Y [rows, width], U, V [rows / 2, ceil(width / 2)]) views of one stored frame."""
