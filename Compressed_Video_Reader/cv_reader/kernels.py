@@ -3,7 +3,7 @@ fallback: every function here returns exactly what its numpy counterpart returns
 
 `CV_READER_KERNELS=0` in the environment (read at import) turns the compiled loops off, for comparisons;
 `CV_READER_SIMD=0` keeps them but turns off their AVX2 code (taken where the CPU has AVX2: the motion-compensated
-error and block matching), which gives the same numbers. A missing
+error, block matching and the work luma's block means), which gives the same numbers. A missing
 build (no C compiler at install time) runs the numpy loops quietly; a stale one (another `VERSION`: the source
 changed without a new `pip install -e .`) runs them too and says so once.
 """
