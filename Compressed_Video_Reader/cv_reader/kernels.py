@@ -17,7 +17,7 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-VERSION = 10  # must equal KERNELS_VERSION in _kernels.c
+VERSION = 11  # must equal KERNELS_VERSION in _kernels.c
 
 try:
     from . import _kernels
@@ -187,6 +187,14 @@ def field_blocks(records: list[np.ndarray | None]) -> list[int] | None:
     another layout."""
     frames = _record_bytes(records)
     return None if frames is None else list(_kernels.mv_blocks(frames))
+
+
+def macroblock_cover(records: np.ndarray, *, mb_rows: int, mb_cols: int) -> tuple[int, bool] | None:
+    """`(macroblocks, later)` of one frame's records (`pipeline.frame_kind`): how many of the mb_rows x mb_cols
+    16x16 macroblocks hold a record's centre, and whether a record is predicted from a later frame; None when the
+    compiled loops are off or the records have another layout."""
+    frames = _record_bytes([records])
+    return None if frames is None else _kernels.mv_cover(frames[0], mb_rows, mb_cols)
 
 
 def sparse_rows(

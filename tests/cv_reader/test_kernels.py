@@ -264,6 +264,38 @@ def test_field_blocks_equal_numpy(tmp_path, numpy_loops):
     assert motion_vectors.field_blocks([odd.astype(packed), records[3].astype(packed)]) == [4, compiled[0]]
 
 
+def test_frame_kind_equals_numpy(tmp_path, numpy_loops):
+    """`pipeline.frame_kind` from the records' bytes (`_kernels.mv_cover`) as from their fields: real P- and
+    B-frame records, centres off the frame on every side (clamped to the edge macroblocks, negative ones
+    included), a single record, none, and a later source in one record only."""
+    from cv_reader.pipeline import frame_kind
+
+    _require_compiled()
+    clip = moving_object_clip(tmp_path / "clip.mp4", num_frames=24, height=72, width=120, pan=1.5)
+    records = _records_of(clip.path)
+    assert any((r["source"] > 0).any() for r in records) and any((r["source"] < 0).all() for r in records)
+    rng = np.random.default_rng(5)
+    wild = records[1].copy()
+    wild["dst_x"] = rng.integers(-40, 200, len(wild))
+    wild["dst_y"] = rng.integers(-40, 120, len(wild))
+    wild["source"] = -1
+    one_later = wild.copy()
+    one_later["source"][len(wild) // 2] = 1
+    cases = records + [wild, one_later, wild[:1], wild[:0]]
+    for height, width in ((72, 120), (64, 100), (16, 16), (200, 300)):
+        mb_rows, mb_cols = -(-height // 16), -(-width // 16)
+        for case in cases:
+            got = frame_kind(case, height=height, width=width, margin=0.0)
+            assert got == numpy_loops(frame_kind, case, height=height, width=width, margin=0.0)
+            rows = np.clip(case["dst_y"].astype(np.int64) // 16, 0, mb_rows - 1).tolist()
+            cols = np.clip(case["dst_x"].astype(np.int64) // 16, 0, mb_cols - 1).tolist()
+            later = bool((case["source"] > 0).any())
+            want = (len(set(zip(rows, cols, strict=True))), later)
+            assert kernels.macroblock_cover(case, mb_rows=mb_rows, mb_cols=mb_cols) == want
+    packed = np.dtype([(name, wild.dtype.fields[name][0]) for name in wild.dtype.names])
+    assert kernels.macroblock_cover(wild.astype(packed), mb_rows=5, mb_cols=8) is None
+
+
 @pytest.mark.parametrize(("cells", "samples"), [(36, 90), (5, 60), (3, 700), (2, 1100)])
 def test_cell_sums_equal_numpy(cells, samples, numpy_loops):
     """The area-integration products of the cell scores (numpy's pairwise summation order reproduced: segments of
