@@ -44,6 +44,13 @@ def positions_from_visidx(visidx_thw: np.ndarray) -> np.ndarray:
     return np.stack([t, h, w], axis=1).astype(np.int32)
 
 
+def _cells_of(flat: np.ndarray, grid: int) -> np.ndarray:
+    """int32 [K, 3] (t, h, w) of flat indices `t * G * G + h * G + w`."""
+    t, rem = np.divmod(flat, grid * grid)
+    h, w = np.divmod(rem, grid)
+    return np.stack([t, h, w], axis=1).astype(np.int32)
+
+
 def select_topk(
     scores: np.ndarray,
     budget: int,
@@ -68,7 +75,9 @@ def select_topk(
     Returns:
         A `Selection`; ties are broken deterministically by the flat index (spec 6 recommends `(-score, flat)`).
     """
-    scores = np.asarray(scores, dtype=np.float64)
+    scores = np.asarray(scores)
+    single = scores.dtype == np.float32 and scores.size <= PACKED_FLAT_LIMIT  # (`_packed_smallest`)
+    scores = scores.astype(np.float64, copy=False) if not single else scores
     if scores.ndim != 3 or scores.shape[1] != scores.shape[2]:
         raise ValueError(f"scores must be [T, G, G], got shape {scores.shape}")
     t_len, grid, _ = scores.shape
@@ -94,16 +103,18 @@ def select_topk(
                 f"padding excluded: {candidates.size} content cells after t=0 cannot fill the "
                 f"{remaining} cells of the budget"
             )
-        picked = _smallest_keys(tier[candidates], -flat_scores[candidates], candidates, remaining)
-    else:  # the candidates are every cell from `first` on: slices, no gathers
+        pick = _packed_smallest if single else _smallest_keys
+        picked = pick(tier[candidates], -flat_scores[candidates], candidates, remaining)
+    elif single:  # the candidates are every cell from `first` on: slices, no gathers
+        picked = _packed_smallest(tier[first:], -flat_scores[first:], np.arange(first, t_len * cells), remaining)
+    else:
         picked = _smallest_keys(tier[first:], -flat_scores[first:], np.arange(first, t_len * cells), remaining)
     flat = np.concatenate([mandatory, picked])
-    t, rem = np.divmod(flat, cells)
-    h, w = np.divmod(rem, grid)
-    visidx = np.stack([t, h, w], axis=1).astype(np.int32)
+    visidx = _cells_of(flat, grid)
+    t, h, w = (visidx[:, k] for k in range(3))
     return Selection(
         visidx_thw=visidx,
-        positions_thw=positions_from_visidx(visidx),
+        positions_thw=_cells_of(np.sort(flat), grid),  # (t, h, w) order is the flat order: `positions_from_visidx`
         num_padding_picked=int(np.count_nonzero(~valid[h[first:], w[first:]] & ~dup[t[first:]])),
         num_duplicate_frame_picked=int(np.count_nonzero(dup[t[first:]])),
     )
@@ -132,6 +143,34 @@ def _smallest_keys(tier: np.ndarray, key: np.ndarray, flat: np.ndarray, count: i
         if left == 0:
             break
     return flat[np.concatenate(parts)]
+
+
+PACKED_FLAT_LIMIT = 1 << 30  # flat indices that fit the low 30 bits of `_packed_smallest`'s keys
+
+
+def _packed_smallest(tier: np.ndarray, key: np.ndarray, flat: np.ndarray, count: int) -> np.ndarray:
+    """`_smallest_keys` of float32 keys and flat indices below PACKED_FLAT_LIMIT: (tier, key, flat) packed into one
+    uint64 per entry (tier in the top 2 bits, the key's bits made to sort as the floats do in the next 32, -0.0 and
+    0.0 alike, the flat index in the low 30), one partition at the count-th and one sort of the kept ones (numpy's
+    SIMD selection and sort of integers). `select_topk` of 64 x 1296 cells, on the serial tail of every video:
+    1.2 -> 0.8 ms (with the positions sorted as flat indices)."""
+    if count <= 0:
+        return flat[:0]
+    bits = (key + np.float32(0.0)).view(np.uint32)  # (-0.0 + 0.0 is 0.0: equal keys, one rank)
+    # Negative floats sort backwards as integers: their bits inverted; non-negative ones above them (the sign bit
+    # set). The arithmetic shift spreads the sign bit over a mask.
+    flip = (bits.view(np.int32) >> 31).view(np.uint32)
+    flip |= np.uint32(1 << 31)
+    flip ^= bits
+    packed = flip.astype(np.uint64)
+    packed <<= np.uint64(30)
+    packed |= flat.astype(np.uint64, copy=False)
+    if tier.any():
+        packed |= tier.astype(np.uint64) << np.uint64(62)
+    if count < packed.size:
+        packed = np.partition(packed, count - 1)[:count]
+    packed.sort()
+    return (packed & np.uint64(PACKED_FLAT_LIMIT - 1)).astype(flat.dtype)
 
 
 def _key_then_flat(key: np.ndarray, flat: np.ndarray) -> np.ndarray:

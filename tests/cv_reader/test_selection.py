@@ -70,12 +70,21 @@ def _topk_by_definition(scores, budget, *, valid, dup, keep_first, exclude_paddi
     return np.stack([t, *np.divmod(rest, grid)], axis=1)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("seed", range(40))
-def test_select_topk_equals_the_full_sort(seed):
-    """The selection partitions instead of sorting every cell; it must pick and order exactly as the full sort."""
+def test_select_topk_equals_the_full_sort(seed, dtype):
+    """The selection partitions instead of sorting every cell; it must pick and order exactly as the full sort.
+    float32 scores (the pipeline's) take packed integer keys (`selection._packed_smallest`): signed scores, -0.0
+    equal to 0.0, subnormals and the largest floats among them."""
     rng = np.random.default_rng(seed)
     t_len, grid = int(rng.integers(1, 40)), int(rng.integers(1, 9))
-    scores = [rng.random, lambda size: rng.integers(0, 3, size).astype(float), np.zeros][seed % 3]((t_len, grid, grid))
+    signed = [-0.0, 0.0, 1.0, -1.0, 1e-40, -1e-40, 3e38, -3e38]
+    scores = [
+        rng.random,
+        lambda size: rng.integers(0, 3, size).astype(float),
+        np.zeros,
+        lambda size: rng.choice(signed, size),
+    ][seed % 4]((t_len, grid, grid)).astype(dtype)
     valid = rng.random((grid, grid)) > 0.3
     dup = rng.random(t_len) > 0.7
     for keep_first in (False, True):
