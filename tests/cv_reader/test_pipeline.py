@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import cv_reader.pipeline as pipeline
-from cv_reader import EnergyConfig, planar, read_letterboxed_frames, select_patches, valid_cell_mask
+from cv_reader import EnergyConfig, VideoReadError, planar, read_letterboxed_frames, select_patches, valid_cell_mask
 from cv_reader.decode import probe_video
 from cv_reader.geometry import letterbox
 
@@ -599,6 +599,45 @@ def test_canvases_are_kept_in_large_blocks(moving_clip):
     canvases, _ = read_letterboxed_frames(moving_clip.path, selection.frame_ids)
     for row, content in enumerate(store):
         np.testing.assert_array_equal(content, canvases[row, top : top + height, left : left + width])
+
+
+def test_cells_are_chosen_on_the_energy_thread_after_the_last_batch(moving_clip, monkeypatch):
+    """The top-K runs on the energy thread once its last batch is done, beside the decoding thread storing the
+    canvases that still wait (then it stores its share of them), not on the serial tail after them; the choice is
+    the same as made inline, and its errors still reach the caller as VideoReadError."""
+    events = []
+    finish, choose, store = pipeline._Session.finish, pipeline._choose, pipeline._Session._store_canvas
+
+    def recording_finish(self, samples):
+        finish(self, samples)
+        events.append(("batch", threading.current_thread().name))
+
+    def recording_choose(*args, **kwargs):
+        events.append(("choose", threading.current_thread().name))
+        return choose(*args, **kwargs)
+
+    def recording_store(self, index, frame):
+        events.append(("canvas", threading.current_thread().name))
+        store(self, index, frame)
+
+    monkeypatch.setattr(pipeline._Session, "finish", recording_finish)
+    monkeypatch.setattr(pipeline, "_choose", recording_choose)
+    monkeypatch.setattr(pipeline._Session, "_store_canvas", recording_store)
+    monkeypatch.setattr(pipeline, "process_cores", lambda: 2)
+    selection = select_patches(moving_clip.path)
+    kinds = [kind for kind, _ in events]
+    assert kinds.count("choose") == 1 and kinds.index("choose") > max(i for i, k in enumerate(kinds) if k == "batch")
+    chooser = dict(events)["choose"]
+    assert chooser.startswith("cv_reader_energy"), events
+    assert all(name == chooser for kind, name in events if kind == "batch"), events
+    with monkeypatch.context() as inline:
+        inline.setattr(pipeline, "ThreadPoolExecutor", _InlineExecutor)
+        alone = select_patches(moving_clip.path)
+    np.testing.assert_array_equal(selection.visidx_thw, alone.visidx_thw)
+    np.testing.assert_array_equal(selection.scores, alone.scores)
+    with pytest.raises(VideoReadError) as info:  # the padding excluded: too few content cells for the budget
+        select_patches(moving_clip.path, num_images=64, padding_policy="exclude")
+    assert info.value.reason == "too_few_cells"
 
 
 def test_canvases_of_small_frames_wait_for_an_idle_helper(moving_clip, monkeypatch):
