@@ -650,7 +650,6 @@ def select_patches(
         k_total=k_total,
         num_images=num_images,
         keep_first_full_frame=keep_first_full_frame,
-        exclude_padding=padding_policy == "exclude",
     )
 
 
@@ -977,12 +976,12 @@ def _decode_pass(
             draining[0] = True
             jobs.append(worker.submit(drain, touch))
 
-    def choose_then_drain(choose: Callable[[dict[int, list[int]]], _Chosen], slots: dict[int, list[int]]) -> _Chosen:
+    def choose_then_drain() -> _Chosen:
         batches[1] += 1
         try:
             return choose(slots)
         finally:
-            session.store_waiting_canvases()
+            session.store_waiting_canvases()  # (its share of the canvases still waiting)
 
     def flush() -> None:
         if not finished:
@@ -1008,7 +1007,7 @@ def _decode_pass(
         # batch: the drain after that batch leaves the canvases to it), beside this thread storing the canvases
         # still waiting; then it takes its share of them. The top-K leaves the serial tail of the video.
         batches[0] += 1
-        chosen = worker.submit(choose_then_drain, choose, slots)
+        chosen = worker.submit(choose_then_drain)
         # Two threads for two cores: with the pixel thread as a third, a 6-s 360p clip took 2.5 % longer.
         session.store_waiting_canvases()
         worker.shutdown(wait=True)
@@ -1136,7 +1135,7 @@ def _choose(
 
 
 def _assemble(
-    session: _Session, run: _Run, *, k_total: int, num_images: int, keep_first_full_frame: bool, exclude_padding: bool
+    session: _Session, run: _Run, *, k_total: int, num_images: int, keep_first_full_frame: bool
 ) -> CodecSelection:
     info, frame_ids, slots, missing = run.info, run.frame_ids, run.slots, run.missing
     num_decoded, pix_fmt, use_codec, t_start = run.num_decoded, run.pix_fmt, run.use_codec, run.t_start
