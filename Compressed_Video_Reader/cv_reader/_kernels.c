@@ -81,8 +81,8 @@ typedef struct {
 } ArrayList;
 
 /* Acquire every item of `obj` as get_array would, all of shape `shape` (`ndim` entries; an entry -1 is set to that
- * of the first item; NULL: any shapes). Sets a Python error (`mismatch` for a shape that differs) and returns -1 on failure; either
- * way `list` is then released by release_array_list, which needs it zeroed first. */
+ * of the first item; NULL: any shapes). Sets a Python error (`mismatch` for a shape that differs) and returns -1 on
+ * failure; either way `list` is then released by release_array_list, which needs it zeroed first. */
 static int
 get_array_list(PyObject *obj, ArrayList *list, const char *format, int ndim, Py_ssize_t *shape, const char *name,
                const char *mismatch)
@@ -207,7 +207,8 @@ box_mean_row_avx2(const unsigned char *row, Py_ssize_t stride, int factor, Py_ss
                 a = _mm256_add_epi16(a, PAIR_SUMS(p + dy * stride));
                 b = _mm256_add_epi16(b, PAIR_SUMS(p + dy * stride + 32));
             }
-            /* 4-column sums of a (outputs 0-3) and b (4-7), added in pairs within each 128-bit lane: 0 1 4 5 | 2 3 6 7 */
+            /* 4-column sums of a (outputs 0-3) and b (4-7), added in pairs within each 128-bit lane:
+             * 0 1 4 5 | 2 3 6 7 */
             __m256i sums = _mm256_hadd_epi32(_mm256_madd_epi16(a, ones16), _mm256_madd_epi16(b, ones16));
             sums = _mm256_permute4x64_epi64(sums, _MM_SHUFFLE(3, 1, 2, 0));
             _mm256_storeu_ps(line + j, _mm256_mul_ps(_mm256_cvtepi32_ps(sums), vscale));
@@ -870,7 +871,8 @@ mv_fields(PyObject *self, PyObject *args)
     const Py_ssize_t count = field_view.shape[0], rows = field_view.shape[1], cols = field_view.shape[2];
     if (block < 1 || records.count != count || field_view.shape[3] != 4 || has_view.shape[0] != count ||
         has_view.shape[1] != rows || has_view.shape[2] != cols || has_view.shape[3] != 2) {
-        PyErr_SetString(PyExc_ValueError, "mv_fields: one record list per frame, field [B, rows, cols, 4], has [.., 2]");
+        PyErr_SetString(PyExc_ValueError,
+                        "mv_fields: one record list per frame, field [B, rows, cols, 4], has [.., 2]");
         goto done;
     }
     float *field = field_view.buf;
@@ -1144,7 +1146,8 @@ done:
     return result;
 }
 
-/* `rows` rows of `bytes` bytes from src to dst (their pitches); inlined, a constant `bytes` becomes a fixed-size copy. */
+/* `rows` rows of `bytes` bytes from src to dst (their pitches); inlined, a constant `bytes` becomes a fixed-size
+ * copy. */
 static inline __attribute__((always_inline)) void
 copy_rows(unsigned char *dst, const unsigned char *src, Py_ssize_t rows, size_t bytes, size_t dst_pitch,
           size_t src_pitch)
@@ -1513,8 +1516,8 @@ done:
     return result;
 }
 
-/* set_simd(on) -> bool: turn the AVX2 code of mc_error, block_match and box_mean on (where the CPU has AVX2) or off; returns
- * whether it was on. For tests and comparisons: both give the same numbers. */
+/* set_simd(on) -> bool: turn the AVX2 code of mc_error, block_match and box_mean on (where the CPU has AVX2) or off;
+ * returns whether it was on. For tests and comparisons: both give the same numbers. */
 static PyObject *
 set_simd(PyObject *self, PyObject *args)
 {

@@ -94,6 +94,7 @@ def select_topk(
     tier = np.where(dup[:, None, None], np.int8(2), np.where(valid, np.int8(0), np.int8(1))[None]).reshape(-1)
     flat_scores = scores.reshape(-1)
     first = cells if keep_first_full_frame else 0
+    pick = _packed_smallest if single else _smallest_keys  # (the same cells, in the same order)
     mandatory = np.arange(first)
     remaining = budget - first
     if exclude_padding:
@@ -103,15 +104,12 @@ def select_topk(
                 f"padding excluded: {candidates.size} content cells after t=0 cannot fill the "
                 f"{remaining} cells of the budget"
             )
-        pick = _packed_smallest if single else _smallest_keys
         picked = pick(tier[candidates], -flat_scores[candidates], candidates, remaining)
-    elif single:  # the candidates are every cell from `first` on: slices, no gathers
-        picked = _packed_smallest(tier[first:], -flat_scores[first:], np.arange(first, t_len * cells), remaining)
-    else:
-        picked = _smallest_keys(tier[first:], -flat_scores[first:], np.arange(first, t_len * cells), remaining)
+    else:  # the candidates are every cell from `first` on: slices, no gathers
+        picked = pick(tier[first:], -flat_scores[first:], np.arange(first, t_len * cells), remaining)
     flat = np.concatenate([mandatory, picked])
     visidx = _cells_of(flat, grid)
-    t, h, w = (visidx[:, k] for k in range(3))
+    t, h, w = visidx.T
     return Selection(
         visidx_thw=visidx,
         positions_thw=_cells_of(np.sort(flat), grid),  # (t, h, w) order is the flat order: `positions_from_visidx`
