@@ -116,7 +116,9 @@ def write_video(
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = "yuv420p"
         if codec == "libx264":
-            stream.options = {"preset": "veryfast", "g": str(2 * fps), "bf": "2"}
+            # One thread: x264's output depends on its thread count (slices, lookahead), so that every machine makes
+            # the same clips of the same frames (the playground, the tests' clips).
+            stream.options = {"preset": "veryfast", "g": str(2 * fps), "bf": "2", "threads": "1"}
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)

@@ -1,0 +1,38 @@
+"""The project's clip writer makes the same file on every machine (the playground and the tests' clips)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+# A child that writes one clip with the CPUs given (x264 sizes its threads from the CPUs the process may use).
+_CHILD = """
+import os, sys
+import numpy as np
+sys.path.insert(0, {repo!r})
+from llava.data.synthetic import render_clip, ClipSpec, write_video
+os.sched_setaffinity(0, {cpus!r})
+spec = ClipSpec(colour="red", direction="right", distractor=None, shape="square", seed=3)
+write_video(sys.argv[1], render_clip(spec, width=320, height=256, frames=24))
+"""
+
+
+def _digest(path: Path, cpus: set[int]) -> str:
+    code = _CHILD.format(repo=str(REPO), cpus=cpus)
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True, timeout=120)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to compare thread counts")
+def test_clips_do_not_depend_on_the_number_of_cpus(tmp_path):
+    cpus = os.sched_getaffinity(0)
+    one = _digest(tmp_path / "one.mp4", {min(cpus)})
+    every = _digest(tmp_path / "every.mp4", cpus)
+    assert one == every
