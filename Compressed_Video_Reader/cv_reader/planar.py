@@ -25,7 +25,7 @@ import av
 import numpy as np
 
 from . import kernels
-from .decode import COLOUR_PROPERTIES, ThreadScalers, decoder_threads, plane_array
+from .decode import COLOUR_PROPERTIES, ThreadScalers, decoder_threads, plane_array, process_cores
 from .packing import pack_cells
 
 # Frames are stored in blocks of 16-32 MiB (one smaller block when they take less), below glibc's 32 MiB mmap
@@ -207,9 +207,9 @@ class PlanarFrames:
             )  # fmt: skip
 
         # Chroma on a second thread while this one packs luma (as many row copies: a cell has as many chroma rows
-        # as luma rows), unless this process decodes with one thread (a batch worker's share of the cores).
+        # as luma rows), unless this process has one core (a batch worker's share of them, or a one-CPU machine).
         planes = [(0, 1), (1, 2), (2, 2)]
-        if decoder_threads() == 1:
+        if process_cores() == 1:
             for plane in planes:
                 pack(*plane)
         else:

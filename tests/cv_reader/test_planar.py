@@ -80,6 +80,7 @@ def test_mosaics_equal_the_mosaics_of_the_rgb_frames(h0, w0, size, patch, planar
     packed and converted on several threads (the default) or on one (a batch worker's share); with the compiled
     loops and with their numpy versions."""
     monkeypatch.setattr(planar_module, "decoder_threads", lambda: threads)
+    monkeypatch.setattr(planar_module, "process_cores", lambda: threads or 2)
     if not compiled:
         monkeypatch.setattr(planar_module.kernels, "enabled", False)
     rng = np.random.default_rng(h0 * 7 + w0 + size)
