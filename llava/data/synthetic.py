@@ -115,10 +115,11 @@ def write_video(
         stream = container.add_stream(codec, rate=fps)
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = "yuv420p"
+        # One thread: an encoder's output depends on its thread count (x264's threads, the slices of FFmpeg's own
+        # encoders), so that every machine makes the same clips of the same frames (the playground, the tests' clips).
+        stream.thread_count = 1
         if codec == "libx264":
-            # One thread: x264's output depends on its thread count (slices, lookahead), so that every machine makes
-            # the same clips of the same frames (the playground, the tests' clips).
-            stream.options = {"preset": "veryfast", "g": str(2 * fps), "bf": "2", "threads": "1"}
+            stream.options = {"preset": "veryfast", "g": str(2 * fps), "bf": "2"}
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)

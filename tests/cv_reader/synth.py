@@ -51,6 +51,7 @@ def write_video(
         stream.width = frames[0].shape[1]
         stream.height = frames[0].shape[0]
         stream.pix_fmt = pix_fmt
+        stream.thread_count = 1  # (FFmpeg's own encoders slice a picture per thread: mpeg4 differed by CPU count)
         opts = {}
         if codec == "libx264":
             # threads=1: the same bitstream on every machine (x264 output depends on its thread count).
