@@ -51,14 +51,15 @@ def write_video(
         stream.width = frames[0].shape[1]
         stream.height = frames[0].shape[0]
         stream.pix_fmt = pix_fmt
-        stream.thread_count = 1  # (FFmpeg's own encoders slice a picture per thread: mpeg4 differed by CPU count)
+        # One thread: an encoder's output depends on its thread count (x264's threads, the slices of FFmpeg's own
+        # encoders), so that every machine makes the same bitstream.
+        stream.thread_count = 1
         opts = {}
         if codec == "libx264":
-            # threads=1: the same bitstream on every machine (x264 output depends on its thread count).
             opts = {
                 "preset": "veryfast",
                 "crf": "20",
-                "x264-params": f"bframes={bframes}:keyint={gop}:scenecut=40:threads=1",
+                "x264-params": f"bframes={bframes}:keyint={gop}:scenecut=40",
             }
         elif codec == "libx265":
             opts = {"preset": "ultrafast", "x265-params": f"bframes={bframes}:keyint={gop}:log-level=error"}

@@ -15,7 +15,6 @@ REPO = Path(__file__).resolve().parents[2]
 # A child that writes one clip with the CPUs given.
 _CHILD = """
 import os, sys
-import numpy as np
 sys.path.insert(0, {repo!r})
 from llava.data.synthetic import render_clip, ClipSpec, write_video
 os.sched_setaffinity(0, {cpus!r})
